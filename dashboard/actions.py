@@ -1,0 +1,98 @@
+"""What a person can do to their session, shared by the form views and the JSON API.
+
+Each action validates, calls the async session API, saves so the caller can
+report the resulting version, and returns the Python call it made, which the
+page shows to teach the API.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.contrib.sessions.backends.base import SessionBase, UpdateError
+
+from dashboard.validation import Invalid, check_key, check_session_size, check_value, is_reserved
+
+_SHOWN = 120
+
+
+def literal(value: Any) -> str:
+    """Spell a JSON value as the Python literal a view would write, shortened."""
+    if isinstance(value, bool) or value is None:
+        text = repr(value)
+    elif isinstance(value, str):
+        text = json.dumps(value, ensure_ascii=False)
+    elif isinstance(value, list):
+        text = "[" + ", ".join(literal(v) for v in value) + "]"
+    elif isinstance(value, dict):
+        text = "{" + ", ".join(f"{literal(k)}: {literal(v)}" for k, v in value.items()) + "}"
+    else:
+        text = repr(value)
+    return text if len(text) <= _SHOWN else text[: _SHOWN - 1] + "…"
+
+
+async def ensure(session: SessionBase) -> None:
+    """Load the session, and store an empty one if the visitor has none yet."""
+    await session.akeys()
+    if session.session_key is None:
+        await session.acreate()
+
+
+async def _save(session: SessionBase) -> None:
+    try:
+        await session.asave()
+    except UpdateError:
+        raise Invalid(
+            "The session was flushed or rotated by another tab meanwhile; try again.", 409
+        ) from None
+
+
+async def set_key(session: SessionBase, key: str, value: Any, seen: int | None = None) -> str:
+    check_key(key)
+    check_value(value)
+    check_session_size(dict(await session.aitems()), key, value)
+    if seen is not None:
+        session.expect(key, seen)  # type: ignore[attr-defined]
+    await session.aset(key, value)
+    # A store.Conflict from the save reaches the caller, which shows both values.
+    await _save(session)
+    return f"await request.session.aset({literal(key)}, {literal(value)})"
+
+
+async def delete_key(session: SessionBase, key: str, seen: int | None = None) -> str:
+    check_key(key)
+    if not await session.ahas_key(key):
+        raise Invalid(f"There is no key {key!r} in this session.", 404)
+    if seen is not None:
+        session.expect(key, seen)  # type: ignore[attr-defined]
+    await session.apop(key)
+    await _save(session)
+    return f"await request.session.apop({literal(key)})"
+
+
+async def clear_editable(session: SessionBase) -> str:
+    # There is no aclear(): clear() would also drop Django's own keys (the
+    # login, the expiry), so the user's keys are popped one by one.
+    for key in await session.akeys():
+        if not is_reserved(key):
+            await session.apop(key)
+    await _save(session)
+    return "for key in await request.session.akeys(): await request.session.apop(key)"
+
+
+async def flush(session: SessionBase) -> str:
+    await session.aflush()
+    return "await request.session.aflush()"
+
+
+async def cycle(session: SessionBase) -> str:
+    await ensure(session)
+    await session.acycle_key()
+    return "await request.session.acycle_key()"
+
+
+async def set_expiry(session: SessionBase, seconds: int | None) -> str:
+    await session.aset_expiry(seconds)
+    await _save(session)
+    return f"await request.session.aset_expiry({literal(seconds)})"

@@ -1,0 +1,110 @@
+"""The JSON API over the visitor's own session (contract in DESIGN.md)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.http import HttpRequest, JsonResponse
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_http_methods, require_POST
+
+from dashboard import actions
+from dashboard.validation import (
+    Invalid,
+    check_key,
+    is_reserved,
+    key_from_raw_path,
+    parse_json,
+)
+from live.conf import setting
+from live.store import Conflict
+
+
+def _error(message: str, status: int, **extra: Any) -> JsonResponse:
+    return JsonResponse({"error": message, **extra}, status=status)
+
+
+def _if_match(request: HttpRequest) -> int | None:
+    raw = request.headers.get("If-Match")
+    if raw is None:
+        return None
+    raw = raw.strip().removeprefix("W/").strip('"')
+    if not raw.isdigit():
+        raise Invalid("If-Match must be a session version, a whole number.")
+    return int(raw)
+
+
+def _path_key(request: HttpRequest, key: str) -> str:
+    raw_path = request.scope.get("raw_path") if hasattr(request, "scope") else None
+    return key_from_raw_path(raw_path, key)
+
+
+async def _body(request: HttpRequest) -> Any:
+    length = request.headers.get("Content-Length", "")
+    if length.isdigit() and int(length) > setting("MAX_VALUE_BYTES"):
+        # Refuse by the stated length before reading a byte of it.
+        raise Invalid(f"The value is over {setting('MAX_VALUE_BYTES')} bytes as JSON.", 413)
+    return parse_json(request.body)
+
+
+@never_cache
+@require_http_methods(["GET", "DELETE"])
+async def session(request: HttpRequest) -> JsonResponse:
+    if request.method == "DELETE":
+        await actions.clear_editable(request.session)
+    await actions.ensure(request.session)
+    snapshot = await request.session.asnapshot()  # type: ignore[attr-defined]
+    expiry = snapshot.data.get("_session_expiry")
+    return JsonResponse(
+        {
+            "version": snapshot.version,
+            "data": {k: v for k, v in snapshot.data.items() if not is_reserved(k)},
+            "reserved": sorted(k for k in snapshot.data if is_reserved(k)),
+            "meta": {
+                "expires_at": None if expiry == 0 else snapshot.expire_date.isoformat(),
+                "expire_at_browser_close": await request.session.aget_expire_at_browser_close(),
+                "size_bytes": snapshot.size_bytes,
+                "engine": request.session.__module__,
+            },
+        }
+    )
+
+
+@never_cache
+@require_http_methods(["GET", "PUT", "DELETE"])
+async def key(request: HttpRequest, key: str) -> JsonResponse:
+    session = request.session
+    try:
+        key = check_key(_path_key(request, key))
+        if request.method == "GET":
+            if not await session.ahas_key(key):
+                return _error(f"There is no key {key!r} in this session.", 404)
+            await actions.ensure(session)
+            return JsonResponse(
+                {"key": key, "value": await session.aget(key), "version": session.version}  # type: ignore[attr-defined]
+            )
+        seen = _if_match(request)
+        if request.method == "PUT":
+            value = await _body(request)
+            await actions.ensure(session)
+            await actions.set_key(session, key, value, seen)
+            return JsonResponse({"key": key, "value": value, "version": session.version})  # type: ignore[attr-defined]
+        await actions.delete_key(session, key, seen)
+        return JsonResponse({"key": key, "version": session.version})  # type: ignore[attr-defined]
+    except Invalid as exc:
+        return _error(exc.message, exc.status)
+    except Conflict as exc:
+        return _error(str(exc), 409, current=exc.current)
+
+
+@require_POST
+async def flush(request: HttpRequest) -> JsonResponse:
+    await actions.flush(request.session)
+    await actions.ensure(request.session)
+    return JsonResponse({"version": request.session.version})  # type: ignore[attr-defined]
+
+
+@require_POST
+async def cycle(request: HttpRequest) -> JsonResponse:
+    await actions.cycle(request.session)
+    return JsonResponse({"version": request.session.version})  # type: ignore[attr-defined]

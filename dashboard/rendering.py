@@ -1,0 +1,125 @@
+"""What the page's partials need, built once for the HTTP views and the consumer alike."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from django.template.loader import render_to_string
+from django.utils import timezone
+
+from dashboard.validation import is_reserved
+from live.store import Snapshot, dumps
+
+PAGE = "dashboard/page.html"
+# Values longer than this are folded behind a <details> toggle.
+FOLD_AT = 160
+
+_JSON_TYPES = {
+    str: "string",
+    bool: "boolean",
+    int: "number",
+    float: "number",
+    list: "list",
+    dict: "object",
+    type(None): "null",
+}
+
+
+@dataclass
+class Row:
+    key: str
+    value: Any
+    type: str
+    pretty: str
+    size: int
+
+    @property
+    def folded(self) -> bool:
+        return len(self.pretty) > FOLD_AT or "\n" in self.pretty
+
+    @property
+    def preview(self) -> str:
+        return self.pretty.replace("\n", " ")[:FOLD_AT]
+
+    @property
+    def form_value(self) -> str:
+        # What to put back in the form so that saving it stores the same value.
+        if isinstance(self.value, str) and self.value == _plain(self.value):
+            return self.value
+        return json.dumps(self.value, ensure_ascii=False)
+
+
+def _plain(text: str) -> str:
+    """The text itself if typing it would store this same string, else ''."""
+    stripped = text.strip()
+    if stripped != text or stripped[:1] in ('"', "[", "{"):
+        return ""
+    try:
+        json.loads(stripped)
+    except ValueError:
+        return text
+    return ""
+
+
+def row(key: str, value: Any) -> Row:
+    return Row(
+        key=key,
+        value=value,
+        type=_JSON_TYPES.get(type(value), type(value).__name__),
+        pretty=json.dumps(value, indent=2, ensure_ascii=False),
+        size=len(dumps(value).encode()),
+    )
+
+
+def session_context(snapshot: Snapshot, tabs: int) -> dict[str, Any]:
+    """The context of the page's live partials for one session at one version."""
+    rows = [row(k, v) for k, v in sorted(snapshot.data.items()) if not is_reserved(k)]
+    reserved = [row(k, v) for k, v in sorted(snapshot.data.items()) if is_reserved(k)]
+    expiry = snapshot.data.get("_session_expiry")
+    browser_close = (
+        settings.SESSION_EXPIRE_AT_BROWSER_CLOSE if expiry is None else expiry == 0
+    )
+    age = int((snapshot.expire_date - timezone.now()).total_seconds())
+    return {
+        "rows": rows,
+        "reserved_rows": reserved,
+        "version": snapshot.version,
+        "tabs": tabs,
+        "meta": {
+            "engine": settings.SESSION_ENGINE,
+            "cookie_name": settings.SESSION_COOKIE_NAME,
+            "masked_key": snapshot.masked_key,
+            "expires_at": snapshot.expire_date,
+            "expiry_age": max(age, 0),
+            "browser_close": browser_close,
+            "size_bytes": snapshot.size_bytes,
+            "custom_expiry": expiry,
+        },
+    }
+
+
+_FRAGMENTS = {
+    None: ("session-meta", "session-keys", "session-reserved"),
+    "tabs": ("live-tabs",),
+    "followed": ("session-ended",),
+    "final": ("session-ended",),
+}
+
+
+def render_live_fragments(
+    snapshot: Snapshot | None, tabs: int, scope: dict[str, Any], only: str | None = None
+) -> str:
+    """Render the fragments pushed over the WebSocket: the page's own partials.
+
+    `only` picks a subset: "tabs" (the tab count), "followed" or "final" (the
+    session ended, and the socket did or did not follow its successor).
+    """
+    context = session_context(snapshot, tabs) if snapshot else {"tabs": tabs}
+    if only in ("followed", "final"):
+        context["ended"] = only
+    return "".join(
+        render_to_string(f"{PAGE}#{name}", context) for name in _FRAGMENTS[only]
+    )

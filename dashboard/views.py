@@ -1,0 +1,130 @@
+"""The page and its forms. htmx requests get partials; plain posts redirect back."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from django.contrib import messages
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import render
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET, require_POST
+
+from dashboard import actions
+from dashboard.rendering import PAGE, session_context
+from dashboard.validation import Invalid, parse_expiry, parse_form_value
+from live import presence
+from live.store import Conflict
+
+# Partials that every write answer carries out of band, so the acting tab is
+# up to date even before (or without) its WebSocket push.
+_OOB = ("session-meta", "session-keys", "session-reserved")
+
+
+async def _context(request: HttpRequest, **extra: Any) -> dict[str, Any]:
+    await actions.ensure(request.session)
+    snapshot = await request.session.asnapshot()  # type: ignore[attr-defined]
+    context = session_context(snapshot, await presence.count(snapshot.digest))
+    context.update(extra)
+    return context
+
+
+def _int_or_none(raw: str | None) -> int | None:
+    return int(raw) if raw and raw.isdigit() else None
+
+
+@require_GET
+@never_cache
+async def page(request: HttpRequest) -> HttpResponse:
+    edit = request.GET.get("edit")
+    form = {"key": "", "value": ""}
+    context = await _context(request)
+    if edit is not None:
+        found = next((r for r in context["rows"] if r.key == edit), None)
+        if found:
+            form = {"key": found.key, "value": found.form_value}
+    context["form"] = form
+    context["form_version"] = context["version"]
+    if request.htmx and edit is not None:
+        return render(request, f"{PAGE}#editor", context)
+    return render(request, PAGE, context)
+
+
+async def _respond(
+    request: HttpRequest,
+    run: Callable[[], Awaitable[str]],
+    form: dict[str, str] | None = None,
+) -> HttpResponse:
+    """Run an action and answer: partials for htmx, a redirect (or the page with the error) otherwise."""
+    status, call, error, conflict = 200, "", "", None
+    try:
+        call = await run()
+    except Invalid as exc:
+        status, error = exc.status, exc.message
+    except Conflict as exc:
+        status, error = 409, str(exc)
+        conflict = {"key": exc.key, "theirs": actions.literal(exc.current)}
+    context = await _context(
+        request,
+        call=call,
+        error=error,
+        conflict=conflict,
+        form=form if error else {"key": "", "value": ""},
+    )
+    context["form_version"] = context["version"]
+    if request.htmx:
+        context["oob"] = True
+        html = "".join(
+            [
+                render(request, f"{PAGE}#editor", context).content.decode(),
+                *(render(request, f"{PAGE}#{name}", context).content.decode() for name in _OOB),
+            ]
+        )
+        return HttpResponse(html, status=status)
+    if error:
+        return render(request, PAGE, context, status=status)
+    messages.success(request, call)
+    return HttpResponseRedirect("/")
+
+
+@require_POST
+async def set_key(request: HttpRequest) -> HttpResponse:
+    key, raw = request.POST.get("key", ""), request.POST.get("value", "")
+    seen = _int_or_none(request.POST.get("version"))
+
+    async def run() -> str:
+        return await actions.set_key(request.session, key, parse_form_value(raw), seen)
+
+    return await _respond(request, run, form={"key": key, "value": raw})
+
+
+@require_POST
+async def delete_key(request: HttpRequest) -> HttpResponse:
+    key = request.POST.get("key", "")
+    return await _respond(request, lambda: actions.delete_key(request.session, key))
+
+
+@require_POST
+async def clear(request: HttpRequest) -> HttpResponse:
+    return await _respond(request, lambda: actions.clear_editable(request.session))
+
+
+@require_POST
+async def flush(request: HttpRequest) -> HttpResponse:
+    return await _respond(request, lambda: actions.flush(request.session))
+
+
+@require_POST
+async def cycle(request: HttpRequest) -> HttpResponse:
+    return await _respond(request, lambda: actions.cycle(request.session))
+
+
+@require_POST
+async def expiry(request: HttpRequest) -> HttpResponse:
+    raw = request.POST.get("expiry", "")
+
+    async def run() -> str:
+        return await actions.set_expiry(request.session, parse_expiry(raw))
+
+    return await _respond(request, run)

@@ -1,0 +1,83 @@
+"""The only place that knows group names and event types.
+
+A session's group is named after the digest of its key, never the key. Events
+sent through the channel layer carry the types below; consumers handle each in
+a method named after it (`session.changed` -> `session_changed`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+
+logger = logging.getLogger(__name__)
+
+GROUP_PREFIX = "session."
+STAFF_GROUP = "sessions.staff"
+
+SNAPSHOT = "session.snapshot"
+CHANGED = "session.changed"
+ROTATED = "session.rotated"
+ENDED = "session.ended"
+PRESENCE = "session.presence"
+RESYNC = "resync"
+
+# JSON subprotocol offered to clients that want events instead of HTML.
+JSON_SUBPROTOCOL = "session.json"
+
+# A push must never hold up a write: when the layer is slow or down, the
+# change is saved, the push skipped and logged, and tabs resync on reconnect.
+PUBLISH_TIMEOUT = 2.0
+
+
+def group_name(digest: str) -> str:
+    return f"{GROUP_PREFIX}{digest}"
+
+
+async def _send(digest: str, event: dict[str, Any]) -> None:
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    try:
+        await asyncio.wait_for(layer.group_send(group_name(digest), event), PUBLISH_TIMEOUT)
+    except Exception as exc:  # the write already succeeded; losing a push only costs a resync
+        logger.warning("Skipped a %s push: %s", event["type"], exc.__class__.__name__)
+
+
+def changed_event(
+    version: int, changes: list[dict[str, Any]], source: str, expire_date: str
+) -> dict[str, Any]:
+    return {
+        "type": CHANGED,
+        "version": version,
+        "changes": changes,
+        "source": source,
+        "ts": time.time(),
+        "expire_date": expire_date,
+    }
+
+
+async def publish_changed(digest: str, event: dict[str, Any]) -> None:
+    await _send(digest, event)
+
+
+async def publish_rotated(digest: str, new_digest: str) -> None:
+    await _send(digest, {"type": ROTATED, "next": new_digest})
+
+
+async def publish_ended(digest: str, new_digest: str | None = None) -> None:
+    await _send(digest, {"type": ENDED, "next": new_digest})
+
+
+async def publish_presence(digest: str, tabs: int) -> None:
+    await _send(digest, {"type": PRESENCE, "tabs": tabs})
+
+
+def publish_from_sync(coroutine_function: Any, *args: Any) -> None:
+    """Run a publish function from sync code (a sync view, a command, a thread)."""
+    async_to_sync(coroutine_function)(*args)

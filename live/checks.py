@@ -1,0 +1,51 @@
+"""System checks for a misconfigured live engine: an ID and a hint each, never a crash."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.core.checks import Error, Warning, register
+
+
+@register()
+def check_configuration(app_configs: Any = None, **kwargs: Any) -> list[Error | Warning]:
+    problems: list[Error | Warning] = []
+    db = settings.DATABASES.get("default", {})
+    if "UNSUPPORTED_URL" in db:
+        problems.append(
+            Error(
+                f"DATABASE_URL has the unsupported scheme {db['UNSUPPORTED_URL']!r}.",
+                hint="Use postgres://user:password@host:port/name, sqlite:///path, or unset it.",
+                id="live.E001",
+            )
+        )
+    if settings.SESSION_ENGINE.startswith("live.") and (
+        "live.middleware.LiveSessionMiddleware" not in settings.MIDDLEWARE
+        and "django.contrib.sessions.middleware.SessionMiddleware" not in settings.MIDDLEWARE
+    ):
+        problems.append(
+            Error(
+                "No session middleware is installed.",
+                hint="Add 'live.middleware.LiveSessionMiddleware' to MIDDLEWARE.",
+                id="live.E002",
+            )
+        )
+    layers = getattr(settings, "CHANNEL_LAYERS", {})
+    if "default" not in layers:
+        problems.append(
+            Error(
+                "CHANNEL_LAYERS has no 'default' layer, so changes cannot be pushed.",
+                hint="Set REDIS_URL, or configure channels.layers.InMemoryChannelLayer.",
+                id="live.E003",
+            )
+        )
+    elif "InMemory" in layers["default"].get("BACKEND", "") and not settings.DEBUG:
+        problems.append(
+            Warning(
+                "The in-memory channel layer reaches tabs of this process only.",
+                hint="Set REDIS_URL when running more than one server process.",
+                id="live.W001",
+            )
+        )
+    return problems

@@ -1,0 +1,27 @@
+"""One place for the live engine's defaults, read through `setting()`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+
+DEFAULTS: dict[str, Any] = {
+    # Validation limits shared by every write path.
+    "MAX_KEY_LENGTH": 128,
+    "MAX_VALUE_BYTES": 64 * 1024,
+    "MAX_SESSION_BYTES": 1024 * 1024,
+    "MAX_DEPTH": 32,
+    # Per-key versions of deleted keys are kept so that If-Match can still
+    # detect "deleted after the version you saw"; this bounds them.
+    "MAX_TOMBSTONES": 256,
+    # Dotted path of a callable(snapshot, tabs, scope) -> str that renders the
+    # HTML fragments pushed to htmx tabs.
+    "RENDERER": "dashboard.rendering.render_live_fragments",
+}
+
+
+def setting(name: str) -> Any:
+    """Return LIVE_SESSIONS[name] from the project settings, or its default."""
+    overrides = getattr(settings, "LIVE_SESSIONS", {}) or {}
+    return overrides.get(name, DEFAULTS[name])

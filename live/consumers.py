@@ -1,0 +1,164 @@
+"""The WebSocket side: follow one session and push its changes to a tab.
+
+The consumer authenticates from the session cookie on connect, joins the
+session's group, sends a snapshot and then relays events, as HTML fragments
+for htmx or, with the `session.json` subprotocol, as JSON. It keeps its own
+copy of the session (snapshot plus changes) so that it renders without a
+database read, and it resyncs from the database when it sees a version gap.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+from django.utils.module_loading import import_string
+
+from live import broadcasting, presence, store
+from live.conf import setting
+from live.keys import digest
+
+
+def _visible(data: dict[str, Any]) -> dict[str, Any]:
+    # Keys starting with "_" belong to Django; JSON clients see the user's keys.
+    return {k: v for k, v in data.items() if not k.startswith("_")}
+
+
+class SessionConsumer(AsyncWebsocketConsumer):
+    digest: str | None = None
+    snapshot: store.Snapshot | None = None
+    tabs = 0
+
+    async def connect(self) -> None:
+        self.json_mode = broadcasting.JSON_SUBPROTOCOL in self.scope.get("subprotocols", [])
+        await self.accept(broadcasting.JSON_SUBPROTOCOL if self.json_mode else None)
+        cookie = self.scope.get("cookies", {}).get(settings.SESSION_COOKIE_NAME)
+        snapshot = await sync_to_async(store.read)(digest(cookie)) if cookie else None
+        if snapshot is None:
+            await self._send_ended(followed=False)
+            # 4000-range: the tab has no session to follow; htmx must not retry.
+            await self.close(code=4404)
+            return
+        await self._follow(snapshot)
+
+    async def disconnect(self, code: int) -> None:
+        await self._unfollow()
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        try:
+            message = json.loads(text_data or "")
+        except ValueError:
+            return
+        if isinstance(message, dict) and message.get("type") == broadcasting.RESYNC:
+            await self._resync()
+
+    # --- following a session ----------------------------------------------------
+
+    async def _follow(self, snapshot: store.Snapshot) -> None:
+        self.digest, self.snapshot = snapshot.digest, snapshot
+        await self.channel_layer.group_add(broadcasting.group_name(self.digest), self.channel_name)
+        self.tabs = await presence.join(self.digest)
+        await self._send_snapshot()
+        await broadcasting.publish_presence(self.digest, self.tabs)
+
+    async def _unfollow(self) -> None:
+        if self.digest is None:
+            return
+        gone, self.digest, self.snapshot = self.digest, None, None
+        await self.channel_layer.group_discard(broadcasting.group_name(gone), self.channel_name)
+        await broadcasting.publish_presence(gone, await presence.leave(gone))
+
+    async def _resync(self) -> None:
+        if self.digest is None:
+            return
+        snapshot = await sync_to_async(store.read)(self.digest)
+        if snapshot is None:
+            await self._unfollow()
+            await self._send_ended(followed=False)
+            return
+        self.snapshot = snapshot
+        await self._send_snapshot()
+
+    async def _move_to(self, new_digest: str | None) -> None:
+        await self._unfollow()
+        snapshot = await sync_to_async(store.read)(new_digest) if new_digest else None
+        if snapshot is not None:
+            await self._follow(snapshot)
+
+    # --- channel layer events, one handler per type -------------------------------
+
+    async def session_changed(self, event: dict[str, Any]) -> None:
+        snapshot = self.snapshot
+        if snapshot is None or event["version"] <= snapshot.version:
+            return
+        if event["version"] != snapshot.version + 1:
+            # A push was dropped (a full channel, a restart): fetch the truth.
+            await self._resync()
+            return
+        for change in event["changes"]:
+            if change["op"] == "set":
+                snapshot.data[change["key"]] = change["value"]
+            else:
+                snapshot.data.pop(change["key"], None)
+        snapshot.version = event["version"]
+        snapshot.expire_date = datetime.fromisoformat(event["expire_date"])
+        if self.json_mode:
+            changes = [c for c in event["changes"] if not c["key"].startswith("_")]
+            await self._send_json(
+                {
+                    "type": broadcasting.CHANGED,
+                    "version": event["version"],
+                    "changes": changes,
+                    "source": event["source"],
+                    "ts": event["ts"],
+                }
+            )
+        else:
+            await self._send_html()
+
+    async def session_rotated(self, event: dict[str, Any]) -> None:
+        if self.json_mode:
+            await self._send_json({"type": broadcasting.ROTATED})
+        await self._move_to(event["next"])
+
+    async def session_ended(self, event: dict[str, Any]) -> None:
+        await self._send_ended(followed=bool(event.get("next")))
+        await self._move_to(event.get("next"))
+
+    async def session_presence(self, event: dict[str, Any]) -> None:
+        self.tabs = event["tabs"]
+        if not self.json_mode and self.snapshot is not None:
+            await self._send_html(only="tabs")
+
+    # --- sending --------------------------------------------------------------------
+
+    async def _send_json(self, message: dict[str, Any]) -> None:
+        await self.send(text_data=json.dumps(message, separators=(",", ":")))
+
+    async def _send_snapshot(self) -> None:
+        assert self.snapshot is not None
+        if self.json_mode:
+            await self._send_json(
+                {
+                    "type": broadcasting.SNAPSHOT,
+                    "version": self.snapshot.version,
+                    "data": _visible(self.snapshot.data),
+                }
+            )
+        else:
+            await self._send_html()
+
+    async def _send_ended(self, followed: bool) -> None:
+        if self.json_mode:
+            await self._send_json({"type": broadcasting.ENDED})
+        else:
+            await self._send_html(only="followed" if followed else "final")
+
+    async def _send_html(self, only: str | None = None) -> None:
+        render = import_string(setting("RENDERER"))
+        # Rendering does no I/O, so it runs here rather than paying a thread hop.
+        await self.send(text_data=render(self.snapshot, self.tabs, self.scope, only))

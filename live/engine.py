@@ -1,0 +1,283 @@
+"""A session engine that merges each request's changes and publishes them.
+
+Use it with SESSION_ENGINE = "live.engine". Rows are stored under a digest of
+the key (see live.keys). Saving diffs the session against what this request
+loaded and merges only that diff onto the latest stored state in one
+transaction, so concurrent requests never lose each other's keys; each save
+that changes something bumps the session's version and publishes the change.
+Flush and cycle_key move the session to a new key in one transaction and tell
+the old key's listeners where it went. Every sync method has its async twin
+right below it, and the twins take exactly one thread hop for the database.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.contrib.sessions.backends.base import CreateError, SessionBase, UpdateError
+from django.db import IntegrityError
+from django.utils.crypto import get_random_string
+
+from live import broadcasting, store
+from live.keys import digest, mask
+
+VALID_KEY_CHARS = "abcdefghijklmnopqrstuvwxyz0123456789"
+
+
+class SessionStore(SessionBase):
+    def __init__(self, session_key: str | None = None) -> None:
+        super().__init__(session_key)
+        # Per-key JSON of what was loaded or last written: the base of the diff.
+        self._base: dict[str, str] = {}
+        self._wiped = False
+        self._expect: dict[str, int] = {}
+        # True right after this object wrote the row, so a second save of an
+        # unchanged session (the view's, then the middleware's) costs nothing;
+        # after a plain load a save still refreshes the expiry, as Django's does.
+        self._in_sync = False
+        self.version = 0
+        self.key_versions: dict[str, int] = {}
+        # Who is writing, for the change events: the middleware sets "POST /path".
+        self.source = "code"
+
+    # --- identity -------------------------------------------------------------
+
+    @property
+    def digest(self) -> str | None:
+        return digest(self.session_key) if self.session_key else None
+
+    @property
+    def masked_key(self) -> str:
+        return mask(self.session_key) if self.session_key else ""
+
+    def _new_key(self) -> str:
+        # 32 characters from 36 is 165 bits; a collision is caught by the
+        # primary key on insert, so no exists() round trip is needed first.
+        return get_random_string(32, VALID_KEY_CHARS)
+
+    # --- loading --------------------------------------------------------------
+
+    def _loaded(self, snapshot: store.Snapshot | None) -> dict[str, Any]:
+        if snapshot is None:
+            self._session_key = None
+            self._base, self.version, self.key_versions = {}, 0, {}
+            return {}
+        self.version = snapshot.version
+        self.key_versions = snapshot.key_versions
+        self._base = {k: store.dumps(v) for k, v in snapshot.data.items()}
+        return snapshot.data
+
+    def load(self) -> dict[str, Any]:
+        key = self.digest
+        return self._loaded(store.read(key) if key else None)
+
+    async def aload(self) -> dict[str, Any]:
+        key = self.digest
+        return self._loaded(await sync_to_async(store.read)(key) if key else None)
+
+    def exists(self, session_key: str) -> bool:
+        return store.exists(digest(session_key))
+
+    async def aexists(self, session_key: str) -> bool:
+        return await sync_to_async(store.exists)(digest(session_key))
+
+    # --- conflicts --------------------------------------------------------------
+
+    def expect(self, key: str, version: int) -> None:
+        """Make the next save fail with store.Conflict if `key` changed after `version`."""
+        self._expect[key] = version
+
+    # --- saving -----------------------------------------------------------------
+
+    def _changes(self) -> store.Changes:
+        current = self._get_session()
+        sets = {}
+        for key, value in current.items():
+            # Encoding here raises TypeError for values JSON cannot hold,
+            # with the json module's own message, as Django's serializer does.
+            encoded = store.dumps(value)
+            if self._base.get(key) != encoded:
+                sets[key] = value
+        deletes = [key for key in self._base if key not in current]
+        return store.Changes(sets=sets, deletes=deletes, wipe=self._wiped, expect=self._expect)
+
+    def _expiry(self, value: Any) -> datetime:
+        return self.get_expiry_date(expiry=value)
+
+    def _written(self, snapshot: store.Snapshot) -> None:
+        self._session_cache = snapshot.data
+        self._base = {k: store.dumps(v) for k, v in snapshot.data.items()}
+        self.version, self.key_versions = snapshot.version, snapshot.key_versions
+        self._wiped, self._expect, self._in_sync = False, {}, True
+
+    def _conflicted(self) -> None:
+        # The refused write must not be saved later by the middleware.
+        self._expect = {}
+        self.__dict__.pop("_session_cache", None)
+        self._in_sync = False
+
+    def _event(self, snapshot: store.Snapshot, applied: store.Applied) -> dict[str, Any]:
+        changes = [
+            {"op": op, "key": key, "value": value} if op == "set" else {"op": op, "key": key}
+            for op, key, value in applied
+        ]
+        return broadcasting.changed_event(
+            snapshot.version, changes, self.source, snapshot.expire_date.isoformat()
+        )
+
+    def _insert(self) -> None:
+        data = self._get_session()
+        for _ in range(10):
+            self._session_key = self._new_key()
+            try:
+                snapshot = store.insert(self.digest or "", self.masked_key, data, self._expiry)
+            except IntegrityError:
+                continue
+            self._written(snapshot)
+            return
+        raise CreateError
+
+    def _merge(self, must_create: bool) -> tuple[store.Snapshot, store.Applied] | None:
+        """Write this request's changes; return what to publish, or None if nothing."""
+        if must_create or self.session_key is None:
+            self._insert()
+            return None
+        changes = self._changes()
+        if not changes and self._in_sync:
+            return None
+        try:
+            snapshot, applied = store.merge(self.digest or "", changes, self._expiry)
+        except store.Missing:
+            raise UpdateError from None
+        except store.Conflict:
+            self._conflicted()
+            raise
+        self._written(snapshot)
+        return (snapshot, applied) if applied else None
+
+    def save(self, must_create: bool = False) -> None:
+        result = self._merge(must_create)
+        if result:
+            broadcasting.publish_from_sync(
+                broadcasting.publish_changed, result[0].digest, self._event(*result)
+            )
+
+    async def asave(self, must_create: bool = False) -> None:
+        result = await sync_to_async(self._merge)(must_create)
+        if result:
+            await broadcasting.publish_changed(result[0].digest, self._event(*result))
+
+    def create(self) -> None:
+        self._session_key = None
+        self._merge(must_create=True)
+        self.modified = True
+
+    async def acreate(self) -> None:
+        self._session_key = None
+        await self.asave(must_create=True)
+        self.modified = True
+
+    def clear(self) -> None:
+        super().clear()
+        # A clear removes every stored key, also those set by others after
+        # this request loaded, as a clear in a single-user world would.
+        self._wiped = True
+
+    # --- ending and moving ------------------------------------------------------
+
+    def delete(self, session_key: str | None = None) -> None:
+        key = session_key or self.session_key
+        if key and store.delete(digest(key)):
+            broadcasting.publish_from_sync(broadcasting.publish_ended, digest(key))
+
+    async def adelete(self, session_key: str | None = None) -> None:
+        key = session_key or self.session_key
+        if key and await sync_to_async(store.delete)(digest(key)):
+            await broadcasting.publish_ended(digest(key))
+
+    def _move(self, keep_data: bool) -> tuple[str | None, str]:
+        """Move the row to a new key; return (old digest, new digest)."""
+        old = self.digest
+        changes = self._changes() if keep_data else store.Changes()
+        for _ in range(10):
+            self._session_key = self._new_key()
+            try:
+                snapshot, _applied = store.rotate(
+                    old, self.digest or "", self.masked_key, changes, self._expiry, keep_data
+                )
+            except IntegrityError:
+                continue
+            self._written(snapshot)
+            self.modified = True
+            return old, snapshot.digest
+        raise CreateError
+
+    def cycle_key(self) -> None:
+        self._get_session()
+        old, new = self._move(keep_data=True)
+        if old:
+            broadcasting.publish_from_sync(broadcasting.publish_rotated, old, new)
+
+    async def acycle_key(self) -> None:
+        await self._aget_session()
+        old, new = await sync_to_async(self._move)(keep_data=True)
+        if old:
+            await broadcasting.publish_rotated(old, new)
+
+    def flush(self) -> None:
+        """End this session and start an empty one under a new key.
+
+        Unlike the stock engines, the empty successor is stored at once, so
+        that open tabs can follow it instead of being left with no session.
+        """
+        if self.session_key is None:
+            super().clear()
+            return
+        self._session_cache = {}
+        old, new = self._move(keep_data=False)
+        broadcasting.publish_from_sync(broadcasting.publish_ended, old, new)
+
+    async def aflush(self) -> None:
+        if self.session_key is None:
+            super().clear()
+            return
+        self._session_cache = {}
+        old, new = await sync_to_async(self._move)(keep_data=False)
+        await broadcasting.publish_ended(old, new)
+
+    # --- the outside view -------------------------------------------------------
+
+    def snapshot(self) -> store.Snapshot:
+        """This request's view of the session, shaped like a stored snapshot."""
+        return store.Snapshot(
+            digest=self.digest or "",
+            version=self.version,
+            data=self._get_session(),
+            masked_key=self.masked_key,
+            expire_date=self.get_expiry_date(),
+            key_versions=self.key_versions,
+        )
+
+    async def asnapshot(self) -> store.Snapshot:
+        data = await self._aget_session()
+        return store.Snapshot(
+            digest=self.digest or "",
+            version=self.version,
+            data=data,
+            masked_key=self.masked_key,
+            expire_date=await self.aget_expiry_date(),
+            key_versions=self.key_versions,
+        )
+
+    @classmethod
+    def clear_expired(cls) -> None:
+        for gone in store.delete_expired():
+            broadcasting.publish_from_sync(broadcasting.publish_ended, gone)
+
+    @classmethod
+    async def aclear_expired(cls) -> None:
+        for gone in await sync_to_async(store.delete_expired)():
+            await broadcasting.publish_ended(gone)
+

@@ -1,0 +1,107 @@
+"""An async session middleware: Django's saving policy without the thread hops."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Awaitable, Callable
+from importlib import import_module
+
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+from django.conf import settings
+from django.contrib.sessions.backends.base import UpdateError
+from django.contrib.sessions.exceptions import SessionInterrupted
+from django.contrib.sessions.middleware import SessionMiddleware
+from django.http import HttpRequest, HttpResponseBase
+from django.utils.cache import patch_vary_headers
+from django.utils.http import http_date
+
+# Tabs name themselves in this header so that changes can say which tab made them.
+TAB_HEADER = "X-Live-Tab"
+_TAB_LABEL = re.compile(r"^[A-Za-z0-9-]{1,16}$")
+
+
+def describe(request: HttpRequest) -> str:
+    """Say where a change comes from: method, path and, when known, the tab."""
+    source = f"{request.method} {request.path}"
+    tab = request.headers.get(TAB_HEADER, "")
+    return f"{source} (tab {tab})" if _TAB_LABEL.match(tab) else source
+
+
+class LiveSessionMiddleware(SessionMiddleware):
+    """Load the session from the cookie and save it after the view, as Django does.
+
+    The policy is Django's SessionMiddleware's: the session is saved when it
+    was modified (or on every request with SESSION_SAVE_EVERY_REQUEST) and the
+    response is not a server error; the cookie is set then, and deleted when
+    the session was emptied. The difference is that saving awaits the engine's
+    `asave()` on the event loop instead of running the whole step in a thread.
+    It subclasses Django's only so that apps checking for a session middleware
+    (the admin) find one; none of the parent's sync code runs.
+    """
+
+    sync_capable = False
+    async_capable = True
+
+    def __init__(  # noqa: D107
+        self, get_response: Callable[[HttpRequest], Awaitable[HttpResponseBase]]
+    ) -> None:
+        if not iscoroutinefunction(get_response):
+            raise TypeError("LiveSessionMiddleware needs an async (ASGI) stack.")
+        self.get_response = get_response
+        self.SessionStore = import_module(settings.SESSION_ENGINE).SessionStore
+        markcoroutinefunction(self)
+
+    async def __call__(self, request: HttpRequest) -> HttpResponseBase:  # type: ignore[override]
+        session = self.SessionStore(request.COOKIES.get(settings.SESSION_COOKIE_NAME))
+        session.source = describe(request)
+        request.session = session
+        response = await self.get_response(request)
+        return await self.finish(request, response)
+
+    async def finish(self, request: HttpRequest, response: HttpResponseBase) -> HttpResponseBase:
+        session = request.session
+        empty = session.is_empty()
+        if settings.SESSION_COOKIE_NAME in request.COOKIES and empty:
+            response.delete_cookie(
+                settings.SESSION_COOKIE_NAME,
+                path=settings.SESSION_COOKIE_PATH,
+                domain=settings.SESSION_COOKIE_DOMAIN,
+                samesite=settings.SESSION_COOKIE_SAMESITE,
+            )
+            patch_vary_headers(response, ("Cookie",))
+            return response
+        vary = session.accessed
+        if (session.modified or settings.SESSION_SAVE_EVERY_REQUEST) and not empty:
+            if response.status_code < 500:
+                try:
+                    await session.asave()
+                except UpdateError:
+                    raise SessionInterrupted(
+                        "The session was deleted before the request completed; "
+                        "it was probably flushed or rotated by another tab."
+                    ) from None
+                await self._set_cookie(request, response)
+                vary = True
+        if vary:
+            patch_vary_headers(response, ("Cookie",))
+        return response
+
+    async def _set_cookie(self, request: HttpRequest, response: HttpResponseBase) -> None:
+        session = request.session
+        if await session.aget_expire_at_browser_close():
+            max_age, expires = None, None
+        else:
+            max_age = await session.aget_expiry_age()
+            expires = http_date(time.time() + max_age)
+        response.set_cookie(
+            settings.SESSION_COOKIE_NAME,
+            session.session_key,
+            max_age=max_age,
+            expires=expires,
+            domain=settings.SESSION_COOKIE_DOMAIN,
+            path=settings.SESSION_COOKIE_PATH,
+            secure=settings.SESSION_COOKIE_SECURE or None,
+            httponly=settings.SESSION_COOKIE_HTTPONLY or None,
+            samesite=settings.SESSION_COOKIE_SAMESITE,
+        )

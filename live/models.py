@@ -1,0 +1,25 @@
+"""The table behind the live session engine."""
+
+from __future__ import annotations
+
+from django.db import models
+
+
+class LiveSession(models.Model):
+    """One session, stored under the digest of its key, with a version per change."""
+
+    digest = models.CharField(primary_key=True, max_length=64)
+    # A JSON object of the session's keys and values.
+    data = models.TextField(default="{}")
+    # A JSON object {key: version of its last set or delete}; deleted keys stay
+    # as tombstones so that If-Match sees "deleted after your version".
+    key_versions = models.TextField(default="{}")
+    version = models.BigIntegerField(default=0)
+    masked_key = models.CharField(max_length=16)
+    expire_date = models.DateTimeField(db_index=True)
+
+    class Meta:
+        verbose_name = "live session"
+
+    def __str__(self) -> str:
+        return self.masked_key

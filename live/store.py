@@ -1,0 +1,242 @@
+"""Rows of live sessions: read, merge a request's changes, rotate, replace, delete.
+
+Every function here is synchronous database work, run in one transaction; the
+engine calls them directly from sync code and through one thread hop from async
+code. The merge applies only what a request changed onto the latest stored
+state, so concurrent requests to one session never overwrite each other.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from django.db import router, transaction
+from django.utils import timezone
+
+from live.conf import setting
+from live.models import LiveSession
+
+_MISSING = object()
+
+
+def dumps(value: Any) -> str:
+    """Encode like Django's JSONSerializer, strictly (no NaN or Infinity)."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+@dataclass
+class Snapshot:
+    """A session's state at one version, as stored."""
+
+    digest: str
+    version: int
+    data: dict[str, Any]
+    masked_key: str
+    expire_date: datetime
+    key_versions: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def size_bytes(self) -> int:
+        return len(dumps(self.data).encode())
+
+
+@dataclass
+class Changes:
+    """What one request did to a session: keys set, keys deleted, or everything wiped."""
+
+    sets: dict[str, Any] = field(default_factory=dict)
+    deletes: list[str] = field(default_factory=list)
+    wipe: bool = False
+    # key -> the version the writer last saw; a later change to the key conflicts.
+    expect: dict[str, int] = field(default_factory=dict)
+
+    def __bool__(self) -> bool:
+        return bool(self.sets or self.deletes or self.wipe)
+
+
+class Conflict(Exception):
+    """The key changed after the version the writer saw."""
+
+    def __init__(self, key: str, current: Any, version: int) -> None:
+        super().__init__(f"The key {key!r} was changed by someone else since version {version}.")
+        self.key = key
+        self.current = current
+        self.version = version
+
+
+class Missing(Exception):
+    """The row to merge into is gone (deleted, flushed or expired meanwhile)."""
+
+
+# (op, key, value) tuples in the order they were applied; value is None for deletes.
+Applied = list[tuple[str, str, Any]]
+ExpiryFn = Callable[[Any], datetime]
+
+
+def _db() -> str:
+    return router.db_for_write(LiveSession)
+
+
+def _snapshot(row: LiveSession) -> Snapshot:
+    return Snapshot(
+        digest=row.digest,
+        version=row.version,
+        data=json.loads(row.data),
+        masked_key=row.masked_key,
+        expire_date=row.expire_date,
+        key_versions=json.loads(row.key_versions),
+    )
+
+
+def read(digest: str) -> Snapshot | None:
+    """Return the live (unexpired) session with this digest, or None."""
+    row = (
+        LiveSession.objects.using(router.db_for_read(LiveSession))
+        .filter(digest=digest, expire_date__gt=timezone.now())
+        .first()
+    )
+    return _snapshot(row) if row else None
+
+
+def exists(digest: str) -> bool:
+    return LiveSession.objects.filter(digest=digest, expire_date__gt=timezone.now()).exists()
+
+
+def _apply(
+    data: dict[str, Any], key_versions: dict[str, int], changes: Changes, version: int
+) -> Applied:
+    applied: Applied = []
+    deletes = list(data) if changes.wipe else changes.deletes
+    for key in deletes:
+        if key in data and key not in changes.sets:
+            del data[key]
+            key_versions[key] = version
+            applied.append(("delete", key, None))
+    for key, value in changes.sets.items():
+        if key in data and dumps(data[key]) == dumps(value):
+            continue
+        data[key] = value
+        key_versions[key] = version
+        applied.append(("set", key, value))
+    _prune_tombstones(data, key_versions)
+    return applied
+
+
+def _prune_tombstones(data: dict[str, Any], key_versions: dict[str, int]) -> None:
+    tombstones = [k for k in key_versions if k not in data]
+    excess = len(tombstones) - setting("MAX_TOMBSTONES")
+    if excess > 0:
+        for key in sorted(tombstones, key=key_versions.__getitem__)[:excess]:
+            del key_versions[key]
+
+
+def _check(data: dict[str, Any], key_versions: dict[str, int], changes: Changes) -> None:
+    for key, seen in changes.expect.items():
+        if key_versions.get(key, 0) > seen:
+            raise Conflict(key, data.get(key), seen)
+
+
+def _write(row: LiveSession, data: dict[str, Any], kv: dict[str, int], expiry: ExpiryFn) -> None:
+    row.data = dumps(data)
+    row.key_versions = dumps(kv)
+    row.expire_date = expiry(data.get("_session_expiry"))
+
+
+def merge(digest: str, changes: Changes, expiry: ExpiryFn) -> tuple[Snapshot, Applied]:
+    """Apply changes onto the stored row under a write lock; bump the version if anything changed."""
+    db = _db()
+    with transaction.atomic(using=db):
+        # SQLite ignores FOR UPDATE but its IMMEDIATE transactions already
+        # serialize writers; PostgreSQL takes the row lock here.
+        row = (
+            LiveSession.objects.using(db)
+            .select_for_update()
+            .filter(digest=digest, expire_date__gt=timezone.now())
+            .first()
+        )
+        if row is None:
+            raise Missing(digest)
+        data, kv = json.loads(row.data), json.loads(row.key_versions)
+        _check(data, kv, changes)
+        applied = _apply(data, kv, changes, row.version + 1)
+        if applied:
+            row.version += 1
+        _write(row, data, kv, expiry)
+        row.save(using=db, update_fields=["data", "key_versions", "version", "expire_date"])
+    return _snapshot(row), applied
+
+
+def insert(
+    digest: str, masked_key: str, data: dict[str, Any], expiry: ExpiryFn, version: int = 0
+) -> Snapshot:
+    """Create a row; IntegrityError if the digest is taken (the caller picks another key)."""
+    db = _db()
+    row = LiveSession(digest=digest, masked_key=masked_key, version=version)
+    kv = dict.fromkeys(data, version)
+    _write(row, data, kv, expiry)
+    with transaction.atomic(using=db):
+        # An expired row with this digest is dead weight, not a collision.
+        LiveSession.objects.using(db).filter(
+            digest=digest, expire_date__lte=timezone.now()
+        ).delete()
+        row.save(using=db, force_insert=True)
+    return _snapshot(row)
+
+
+def rotate(
+    old: str | None,
+    new: str,
+    masked_key: str,
+    changes: Changes,
+    expiry: ExpiryFn,
+    keep_data: bool = True,
+) -> tuple[Snapshot, Applied]:
+    """Move a session to a new digest in one transaction, merging pending changes first.
+
+    With keep_data=False the new row starts empty (a flush); the version keeps
+    growing across the move so that clients never see it go backwards.
+    """
+    db = _db()
+    with transaction.atomic(using=db):
+        row = None
+        if old is not None:
+            row = (
+                LiveSession.objects.using(db)
+                .select_for_update()
+                .filter(digest=old, expire_date__gt=timezone.now())
+                .first()
+            )
+        data: dict[str, Any] = json.loads(row.data) if row else {}
+        kv: dict[str, int] = json.loads(row.key_versions) if row else {}
+        version = row.version if row else 0
+        applied = _apply(data, kv, changes, version + 1) if keep_data else []
+        if not keep_data:
+            data, kv = {}, {}
+        if row is not None:
+            row.delete()
+        fresh = LiveSession(digest=new, masked_key=masked_key, version=version + 1)
+        _write(fresh, data, kv, expiry)
+        # A digest collision raises IntegrityError and rolls everything back;
+        # the engine then retries with another key.
+        fresh.save(using=db, force_insert=True)
+    return _snapshot(fresh), applied
+
+
+def delete(digest: str) -> bool:
+    """Delete a row; True if it existed."""
+    deleted, _ = LiveSession.objects.using(_db()).filter(digest=digest).delete()
+    return bool(deleted)
+
+
+def delete_expired() -> list[str]:
+    """Delete expired rows and return their digests."""
+    db = _db()
+    with transaction.atomic(using=db):
+        expired = LiveSession.objects.using(db).filter(expire_date__lte=timezone.now())
+        digests = list(expired.values_list("digest", flat=True))
+        expired.delete()
+    return digests
