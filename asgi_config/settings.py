@@ -16,25 +16,27 @@ def _env_bool(name: str, default: bool) -> bool:
     return raw.strip().lower() in {"1", "true", "yes", "on"}
 
 
+def _sqlite(path: Path | str) -> dict[str, object]:
+    return {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": path,
+        # WAL lets readers run beside the one writer; IMMEDIATE takes the
+        # write lock at BEGIN, so the merge never upgrades a read lock and
+        # deadlocks into "database is locked".
+        "OPTIONS": {
+            "transaction_mode": "IMMEDIATE",
+            "timeout": 20,
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        },
+        # A file, not :memory:, so that servers started by tests can share it.
+        "TEST": {"NAME": str(path) + "-test"},
+    }
+
+
 def _database(url: str | None) -> dict[str, object]:
     """Turn DATABASE_URL into a DATABASES entry; SQLite when unset."""
     if not url:
-        return {
-            "ENGINE": "django.db.backends.sqlite3",
-            "NAME": BASE_DIR / "db.sqlite3",
-            # WAL lets readers run beside the one writer; IMMEDIATE takes the
-            # write lock at BEGIN, so the merge never upgrades a read lock and
-            # deadlocks into "database is locked".
-            "OPTIONS": {
-                "transaction_mode": "IMMEDIATE",
-                "timeout": 20,
-                "init_command": (
-                    "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; "
-                    "PRAGMA busy_timeout=20000;"
-                ),
-            },
-            "TEST": {"NAME": BASE_DIR / "test-db.sqlite3"},
-        }
+        return _sqlite(BASE_DIR / "db.sqlite3")
     parsed = urlparse(url)
     if parsed.scheme in {"postgres", "postgresql"}:
         return {
@@ -45,13 +47,10 @@ def _database(url: str | None) -> dict[str, object]:
             "HOST": parsed.hostname or "",
             "PORT": str(parsed.port or ""),
             "CONN_MAX_AGE": 0,
+            "TEST": {"NAME": "test_live_sessions"},
         }
     if parsed.scheme == "sqlite":
-        return {
-            "ENGINE": "django.db.backends.sqlite3",
-            "NAME": unquote(parsed.path),
-            "OPTIONS": {"transaction_mode": "IMMEDIATE", "timeout": 20},
-        }
+        return _sqlite(unquote(parsed.path))
     # Left for the system check live.E001 to report with a hint.
     return {"ENGINE": "django.db.backends.dummy", "UNSUPPORTED_URL": parsed.scheme}
 
@@ -158,7 +157,8 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "loggers": {"live": {"handlers": ["console"], "level": "INFO"}},
 }
+# Messages in a cookie, so that a redirect's notice is not a session write.
+MESSAGE_STORAGE = "django.contrib.messages.storage.cookie.CookieStorage"
 
 # Limits and knobs of the live session engine; defaults live in live/conf.py.
 LIVE_SESSIONS: dict[str, object] = {}
-MESSAGE_STORAGE = "django.contrib.messages.storage.cookie.CookieStorage"

@@ -98,7 +98,13 @@ def check_value(value: Any) -> Any:
     except RecursionError:
         raise Invalid("The value is nested too deeply.") from None
     _check_depth(encoded)
-    size, limit = len(encoded.encode()), setting("MAX_VALUE_BYTES")
+    try:
+        size = len(encoded.encode())
+    except UnicodeEncodeError:
+        # JSON allows a "\ud800" escape, but a lone surrogate is not UTF-8 and
+        # no store can hold it; unchecked, it fails later as a 500.
+        raise Invalid("The value contains a lone surrogate, which is not valid UTF-8.") from None
+    limit = setting("MAX_VALUE_BYTES")
     if size > limit:
         raise Invalid(f"The value is {size} bytes as JSON; the limit is {limit}.", status=413)
     return value
@@ -162,6 +168,7 @@ def parse_expiry(text: str) -> int | None:
         return None
     if text == "browser":
         return 0
-    if not text.isdigit() or len(text) > 9:
+    # isdigit() alone accepts "²" (int() then fails) and other scripts' digits.
+    if not (text.isascii() and text.isdigit()) or len(text) > 9:
         raise Invalid("The expiry must be a whole number of seconds, 'browser' or empty.")
     return int(text)

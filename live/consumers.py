@@ -13,14 +13,21 @@ import json
 from datetime import datetime
 from typing import Any
 
-from asgiref.sync import sync_to_async
+from importlib import import_module
+
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.utils.module_loading import import_string
 
 from live import broadcasting, presence, store
+from live.engine import SessionStore as LiveStore
 from live.conf import setting
 from live.keys import digest
+
+
+def _engine() -> type[LiveStore]:
+    # Any engine with the live engine's interface (aread, versions, events) will do.
+    return import_module(settings.SESSION_ENGINE).SessionStore  # type: ignore[no-any-return]
 
 
 def _visible(data: dict[str, Any]) -> dict[str, Any]:
@@ -37,7 +44,7 @@ class SessionConsumer(AsyncWebsocketConsumer):
         self.json_mode = broadcasting.JSON_SUBPROTOCOL in self.scope.get("subprotocols", [])
         await self.accept(broadcasting.JSON_SUBPROTOCOL if self.json_mode else None)
         cookie = self.scope.get("cookies", {}).get(settings.SESSION_COOKIE_NAME)
-        snapshot = await sync_to_async(store.read)(digest(cookie)) if cookie else None
+        snapshot = await _engine().aread(digest(cookie)) if cookie else None
         if snapshot is None:
             await self._send_ended(followed=False)
             # 4000-range: the tab has no session to follow; htmx must not retry.
@@ -75,7 +82,7 @@ class SessionConsumer(AsyncWebsocketConsumer):
     async def _resync(self) -> None:
         if self.digest is None:
             return
-        snapshot = await sync_to_async(store.read)(self.digest)
+        snapshot = await _engine().aread(self.digest)
         if snapshot is None:
             await self._unfollow()
             await self._send_ended(followed=False)
@@ -85,7 +92,7 @@ class SessionConsumer(AsyncWebsocketConsumer):
 
     async def _move_to(self, new_digest: str | None) -> None:
         await self._unfollow()
-        snapshot = await sync_to_async(store.read)(new_digest) if new_digest else None
+        snapshot = await _engine().aread(new_digest) if new_digest else None
         if snapshot is not None:
             await self._follow(snapshot)
 

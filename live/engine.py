@@ -7,7 +7,8 @@ transaction, so concurrent requests never lose each other's keys; each save
 that changes something bumps the session's version and publishes the change.
 Flush and cycle_key move the session to a new key in one transaction and tell
 the old key's listeners where it went. Every sync method has its async twin
-right below it, and the twins take exactly one thread hop for the database.
+right below it, and the twins take exactly one thread hop for the database,
+to the store's own threads (see live.store.run).
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from asgiref.sync import sync_to_async
 from django.contrib.sessions.backends.base import CreateError, SessionBase, UpdateError
 from django.db import IntegrityError
 from django.utils.crypto import get_random_string
@@ -75,13 +75,13 @@ class SessionStore(SessionBase):
 
     async def aload(self) -> dict[str, Any]:
         key = self.digest
-        return self._loaded(await sync_to_async(store.read)(key) if key else None)
+        return self._loaded(await store.run(store.read, key) if key else None)
 
     def exists(self, session_key: str) -> bool:
         return store.exists(digest(session_key))
 
     async def aexists(self, session_key: str) -> bool:
-        return await sync_to_async(store.exists)(digest(session_key))
+        return await store.run(store.exists, digest(session_key))
 
     # --- conflicts --------------------------------------------------------------
 
@@ -165,7 +165,7 @@ class SessionStore(SessionBase):
             )
 
     async def asave(self, must_create: bool = False) -> None:
-        result = await sync_to_async(self._merge)(must_create)
+        result = await store.run(self._merge, must_create)
         if result:
             await broadcasting.publish_changed(result[0].digest, self._event(*result))
 
@@ -194,7 +194,7 @@ class SessionStore(SessionBase):
 
     async def adelete(self, session_key: str | None = None) -> None:
         key = session_key or self.session_key
-        if key and await sync_to_async(store.delete)(digest(key)):
+        if key and await store.run(store.delete, digest(key)):
             await broadcasting.publish_ended(digest(key))
 
     def _move(self, keep_data: bool) -> tuple[str | None, str]:
@@ -222,7 +222,7 @@ class SessionStore(SessionBase):
 
     async def acycle_key(self) -> None:
         await self._aget_session()
-        old, new = await sync_to_async(self._move)(keep_data=True)
+        old, new = await store.run(self._move, True)
         if old:
             await broadcasting.publish_rotated(old, new)
 
@@ -244,7 +244,7 @@ class SessionStore(SessionBase):
             super().clear()
             return
         self._session_cache = {}
-        old, new = await sync_to_async(self._move)(keep_data=False)
+        old, new = await store.run(self._move, False)
         await broadcasting.publish_ended(old, new)
 
     # --- the outside view -------------------------------------------------------
@@ -272,12 +272,17 @@ class SessionStore(SessionBase):
         )
 
     @classmethod
+    async def aread(cls, session_digest: str) -> store.Snapshot | None:
+        """The stored session with this digest, for listeners that hold no key (the consumer)."""
+        return await store.run(store.read, session_digest)
+
+    @classmethod
     def clear_expired(cls) -> None:
         for gone in store.delete_expired():
             broadcasting.publish_from_sync(broadcasting.publish_ended, gone)
 
     @classmethod
     async def aclear_expired(cls) -> None:
-        for gone in await sync_to_async(store.delete_expired)():
+        for gone in await store.run(store.delete_expired):
             await broadcasting.publish_ended(gone)
 

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
-from django.db import router, transaction
+from asgiref.sync import sync_to_async
+
+from django.db import InterfaceError, OperationalError, connections, router, transaction
 from django.utils import timezone
 
 from live.conf import setting
@@ -79,6 +82,50 @@ ExpiryFn = Callable[[Any], datetime]
 
 def _db() -> str:
     return router.db_for_write(LiveSession)
+
+
+T = TypeVar("T")
+_executors: dict[str, ThreadPoolExecutor] = {}
+
+
+def _executor() -> ThreadPoolExecutor:
+    # Async callers share a few long-lived threads, each with one persistent
+    # connection, instead of a fresh thread and connection per request (what
+    # Django's thread-sensitive hops give). On SQLite one thread: it has one
+    # writer anyway, and a thousand connections queueing on its lock starve
+    # into "database is locked".
+    db = _db()
+    if db not in _executors:
+        workers = 1 if connections[db].vendor == "sqlite" else setting("DB_THREADS")
+        _executors[db] = ThreadPoolExecutor(workers, thread_name_prefix=f"live-store-{db}")
+    return _executors[db]
+
+
+def _guarded(fn: Callable[..., T]) -> Callable[..., T]:
+    def call(*args: Any) -> T:
+        try:
+            return fn(*args)
+        except (OperationalError, InterfaceError):
+            # A dropped connection (a database restart) must not poison this
+            # thread forever: close it so the next call reconnects.
+            connection = connections[_db()]
+            if not connection.in_atomic_block:
+                connection.close()
+            raise
+
+    return call
+
+
+async def run(fn: Callable[..., T], *args: Any) -> T:
+    """Run store work from async code on the store's own threads."""
+    return await sync_to_async(_guarded(fn), thread_sensitive=False, executor=_executor())(*args)
+
+
+def close_connections() -> None:
+    """Close the store threads' connections (tests, before dropping a database)."""
+    for executor in _executors.values():
+        for _ in range(executor._max_workers):
+            executor.submit(connections.close_all).result()
 
 
 def _snapshot(row: LiveSession) -> Snapshot:

@@ -1,0 +1,146 @@
+"""Shared fixtures: a fresh channel layer per test, and real daphne servers."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from channels.layers import channel_layers
+
+from live import presence
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def skip_or_fail(reason: str) -> None:
+    """Skip locally when a part is missing; in CI (LIVE_REQUIRE_ALL=1) fail instead."""
+    if os.environ.get("LIVE_REQUIRE_ALL"):
+        pytest.fail(f"required in CI: {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture(autouse=True)
+def fresh_layer() -> Iterator[None]:
+    # The in-memory layer is a module-global singleton bound to the event loop
+    # of its first use; every test gets a new one, and no leftover counts.
+    channel_layers.backends.clear()
+    presence.reset()
+    yield
+    channel_layers.backends.clear()
+    presence.reset()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_port(port: int, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on port {port}")
+
+
+@dataclass
+class Server:
+    """A daphne process serving the project, and how to restart it."""
+
+    port: int
+    env: dict[str, str]
+    log: Path
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws/session/"
+
+    def start(self) -> None:
+        daphne = str(Path(sys.executable).parent / "daphne")
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(
+                [daphne, "-b", "127.0.0.1", "-p", str(self.port), "asgi_config.asgi:application"],
+                cwd=ROOT,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        wait_for_port(self.port)
+
+    def kill(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+def server_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "asgi_config.settings",
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'server.sqlite3'}",
+        "DJANGO_DEBUG": "1",
+    }
+    env.pop("REDIS_URL", None)
+    env.update(extra)
+    return env
+
+
+def migrate(env: dict[str, str]) -> None:
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--verbosity", "0"],
+        cwd=ROOT,
+        env=env,
+        check=True,
+    )
+
+
+@pytest.fixture(autouse=True)
+def _live_server_helper() -> Iterator[None]:
+    # Replaces pytest-django's helper of the same name: our live_server is a
+    # real daphne process, not Django's threaded test server.
+    yield
+
+
+@pytest.fixture
+def live_server(tmp_path: Path) -> Iterator[Server]:
+    """A real daphne on a free port, with its own SQLite database."""
+    env = server_env(tmp_path)
+    migrate(env)
+    server = Server(port=free_port(), env=env, log=tmp_path / "daphne.log")
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def chromium_path() -> str:
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    if not path:
+        skip_or_fail("Debian's chromium is not installed (apt-get install chromium)")
+    assert path
+    return path

@@ -1,0 +1,223 @@
+"""The consumer through WebsocketCommunicator: snapshot, pushes, isolation, origin."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from channels.testing import WebsocketCommunicator
+from django.conf import settings
+from django.test import AsyncClient
+
+from asgi_config.asgi import application
+from live.engine import SessionStore
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+ORIGIN = (b"origin", b"http://127.0.0.1:8000")
+
+
+async def new_session(**data: Any) -> SessionStore:
+    store = SessionStore()
+    for key, value in data.items():
+        await store.aset(key, value)
+    await store.acreate()
+    return store
+
+
+def communicator(session_key: str | None, json_mode: bool = True, origin=ORIGIN):
+    headers = [(b"host", b"127.0.0.1:8000")]
+    if origin:
+        headers.append(origin)
+    if session_key:
+        headers.append((b"cookie", f"{settings.SESSION_COOKIE_NAME}={session_key}".encode()))
+    return WebsocketCommunicator(
+        application,
+        "/ws/session/",
+        headers=headers,
+        subprotocols=["session.json"] if json_mode else None,
+    )
+
+
+async def receive(comm: WebsocketCommunicator) -> dict[str, Any]:
+    return json.loads(await comm.receive_from(timeout=3))
+
+
+def client_for(session_key: str) -> AsyncClient:
+    client = AsyncClient()
+    client.cookies[settings.SESSION_COOKIE_NAME] = session_key
+    return client
+
+
+async def test_consumer_sends_snapshot_on_connect():
+    store = await new_session(favorite_color="blue", _private=1)
+    comm = communicator(store.session_key)
+    connected, subprotocol = await comm.connect()
+    assert connected and subprotocol == "session.json"
+    message = await receive(comm)
+    assert message == {"type": "session.snapshot", "version": store.version, "data": {"favorite_color": "blue"}}
+    await comm.disconnect()
+
+
+async def test_consumer_pushes_change_from_plain_view():
+    store = await new_session(a=1)
+    comm = communicator(store.session_key)
+    await comm.connect()
+    first = await receive(comm)
+    response = await client_for(store.session_key).get("/color/")
+    assert response.status_code == 200
+    pushed = await receive(comm)
+    assert pushed["type"] == "session.changed"
+    assert pushed["version"] == first["version"] + 1
+    assert pushed["changes"] == [{"op": "set", "key": "favorite_color", "value": "green"}]
+    assert pushed["source"] == "GET /color/"
+    await comm.disconnect()
+
+
+async def csrf_client(session_key: str) -> AsyncClient:
+    return client_for(session_key)
+
+
+async def test_consumer_pushes_change_from_api_write():
+    store = await new_session()
+    comm = communicator(store.session_key)
+    await comm.connect()
+    await receive(comm)
+    response = await client_for(store.session_key).put(
+        "/api/session/keys/cart", data=json.dumps([1, 2]), content_type="application/json"
+    )
+    assert response.status_code == 200
+    pushed = await receive(comm)
+    assert pushed["version"] == response.json()["version"]
+    assert pushed["changes"] == [{"op": "set", "key": "cart", "value": [1, 2]}]
+    await comm.disconnect()
+
+
+async def test_consumer_isolates_sessions():
+    mine, theirs = await new_session(), await new_session()
+    comm_mine, comm_theirs = communicator(mine.session_key), communicator(theirs.session_key)
+    await comm_mine.connect()
+    await comm_theirs.connect()
+    await receive(comm_mine)
+    await receive(comm_theirs)
+    await client_for(theirs.session_key).get("/color/")
+    pushed = await receive(comm_theirs)
+    assert pushed["changes"][0]["key"] == "favorite_color"
+    # The other session's socket gets nothing: awaiting it times out empty.
+    assert await comm_mine.receive_nothing(timeout=0.3)
+    await comm_mine.disconnect()
+    await comm_theirs.disconnect()
+
+
+@pytest.mark.parametrize(
+    "origin",
+    [(b"origin", b"http://evil.example"), (b"origin", b"null"), None],
+    ids=["foreign", "null", "missing"],
+)
+async def test_consumer_refuses_other_origins(origin):
+    store = await new_session()
+    comm = communicator(store.session_key, origin=origin)
+    connected, _ = await comm.connect()
+    assert not connected
+
+
+async def test_consumer_without_session_says_ended_and_closes():
+    comm = communicator("nosuchsessionkey1234567890abcdef")
+    connected, _ = await comm.connect()
+    assert connected
+    assert await receive(comm) == {"type": "session.ended"}
+    closed = await comm.receive_output(timeout=3)
+    assert closed == {"type": "websocket.close", "code": 4404}
+
+
+async def test_consumer_html_mode_sends_fragments_with_ids():
+    store = await new_session(note="<img src=x onerror=alert(1)>")
+    comm = communicator(store.session_key, json_mode=False)
+    connected, subprotocol = await comm.connect()
+    assert connected and subprotocol is None
+    html = await comm.receive_from(timeout=3)
+    assert 'id="session-keys"' in html and 'id="session-meta"' in html
+    assert 'data-session-key="note"' in html
+    assert "&lt;img src=x onerror=alert(1)&gt;" in html
+    assert "<img src=x" not in html
+    # The tab count follows: this socket counts itself.
+    tabs = await comm.receive_from(timeout=3)
+    assert 'id="live-tabs"' in tabs and ">1<" in tabs
+    await comm.disconnect()
+
+
+async def test_consumer_counts_tabs_live():
+    store = await new_session()
+    first = communicator(store.session_key, json_mode=False)
+    await first.connect()
+    await first.receive_from(timeout=3)  # snapshot
+    assert ">1<" in await first.receive_from(timeout=3)
+    second = communicator(store.session_key, json_mode=False)
+    await second.connect()
+    assert ">2<" in await first.receive_from(timeout=3)
+    await second.disconnect()
+    assert ">1<" in await first.receive_from(timeout=3)
+    await first.disconnect()
+
+
+async def test_consumer_follows_rotation():
+    store = await new_session(a=1)
+    comm = communicator(store.session_key)
+    await comm.connect()
+    snapshot = await receive(comm)
+    client = client_for(store.session_key)
+    response = await client.post("/api/session/cycle")
+    assert response.status_code == 200
+    new_key = response.cookies[settings.SESSION_COOKIE_NAME].value
+    assert new_key != store.session_key
+    assert await receive(comm) == {"type": "session.rotated"}
+    again = await receive(comm)
+    assert again["type"] == "session.snapshot"
+    assert again["data"] == {"a": 1} and again["version"] > snapshot["version"]
+    # The socket now follows the new key: a write under it is pushed.
+    await client_for(new_key).get("/color/")
+    pushed = await receive(comm)
+    assert pushed["changes"][0]["key"] == "favorite_color"
+    # And the old key is dead: it cannot write into the new session.
+    stale = await client_for(store.session_key).get("/api/session")
+    assert stale.json()["data"] == {}
+    await comm.disconnect()
+
+
+async def test_consumer_follows_flush_to_empty_successor():
+    store = await new_session(a=1)
+    comm = communicator(store.session_key)
+    await comm.connect()
+    await receive(comm)
+    response = await client_for(store.session_key).post("/api/session/flush")
+    assert response.status_code == 200
+    assert await receive(comm) == {"type": "session.ended"}
+    successor = await receive(comm)
+    assert successor["type"] == "session.snapshot" and successor["data"] == {}
+    new_key = response.cookies[settings.SESSION_COOKIE_NAME].value
+    await client_for(new_key).get("/color/")
+    assert (await receive(comm))["changes"][0]["value"] == "green"
+    await comm.disconnect()
+
+
+async def test_consumer_resyncs_on_request_and_on_gap():
+    store = await new_session(a=1)
+    comm = communicator(store.session_key)
+    await comm.connect()
+    first = await receive(comm)
+    await comm.send_to(text_data=json.dumps({"type": "resync"}))
+    assert await receive(comm) == first
+    # A write whose push is lost (published nowhere) leaves a gap that the
+    # next push reveals; the consumer then sends a fresh snapshot instead.
+    from live import store as rows
+
+    await SessionStore.aread(store.digest)
+    from asgiref.sync import sync_to_async
+
+    await sync_to_async(rows.merge)(store.digest, rows.Changes(sets={"b": 2}), store._expiry)
+    await client_for(store.session_key).get("/color/")
+    resynced = await receive(comm)
+    assert resynced["type"] == "session.snapshot"
+    assert resynced["data"] == {"a": 1, "b": 2, "favorite_color": "green"}
+    await comm.disconnect()
