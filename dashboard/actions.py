@@ -73,8 +73,9 @@ async def delete_key(session: SessionBase, key: str, seen: int | None = None) ->
 
 async def clear_editable(session: SessionBase) -> str:
     # There is no aclear(): clear() would also drop Django's own keys (the
-    # login, the expiry), so the user's keys are popped one by one.
-    for key in await session.akeys():
+    # login, the expiry), so the user's keys are popped one by one. akeys()
+    # is a live view of the dict, so iterate over a copy while popping.
+    for key in list(await session.akeys()):
         if not is_reserved(key):
             await session.apop(key)
     await _save(session)

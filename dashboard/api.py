@@ -29,7 +29,8 @@ def _if_match(request: HttpRequest) -> int | None:
     if raw is None:
         return None
     raw = raw.strip().removeprefix("W/").strip('"')
-    if not raw.isdigit():
+    # isdigit() alone accepts "²", on which int() fails.
+    if not (raw.isascii() and raw.isdigit()):
         raise Invalid("If-Match must be a session version, a whole number.")
     return int(raw)
 

@@ -31,7 +31,8 @@ async def _context(request: HttpRequest, **extra: Any) -> dict[str, Any]:
 
 
 def _int_or_none(raw: str | None) -> int | None:
-    return int(raw) if raw and raw.isdigit() else None
+    # isdigit() alone accepts "²", on which int() fails.
+    return int(raw) if raw and raw.isascii() and raw.isdigit() else None
 
 
 @require_GET
