@@ -79,7 +79,10 @@ async def clear_editable(session: SessionBase) -> str:
         if not is_reserved(key):
             await session.apop(key)
     await _save(session)
-    return "for key in await request.session.akeys(): await request.session.apop(key)"
+    return (
+        "for key in [k for k in await request.session.akeys() if not k.startswith('_')]: "
+        "await request.session.apop(key)"
+    )
 
 
 async def flush(session: SessionBase) -> str:
@@ -97,3 +100,28 @@ async def set_expiry(session: SessionBase, seconds: int | None) -> str:
     await session.aset_expiry(seconds)
     await _save(session)
     return f"await request.session.aset_expiry({literal(seconds)})"
+
+
+async def undo(session: SessionBase, version: int) -> str:
+    """Restore the old values of one change, as a new change through the same write path."""
+    await ensure(session)
+    entry = await session.aentry(session.digest, version)  # type: ignore[attr-defined]
+    if entry is None:
+        raise Invalid(f"Version {version} is no longer in this session's history.", 404)
+    calls = []
+    for change in entry["changes"]:
+        key = change.get("key", "")
+        if change["op"] == "cycle" or is_reserved(key):
+            continue
+        # Undo conflicts like any write if the key changed after that version.
+        session.expect(key, version)  # type: ignore[attr-defined]
+        if "old" in change:
+            await session.aset(key, change["old"])
+            calls.append(f"await request.session.aset({literal(key)}, {literal(change['old'])})")
+        elif await session.ahas_key(key):
+            await session.apop(key)
+            calls.append(f"await request.session.apop({literal(key)})")
+    if not calls:
+        raise Invalid(f"Version {version} changed only Django's own keys; there is nothing to undo.")
+    await _save(session)
+    return "; ".join(calls)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from django.conf import settings
@@ -74,7 +75,40 @@ def row(key: str, value: Any) -> Row:
     )
 
 
-def session_context(snapshot: Snapshot, tabs: int) -> dict[str, Any]:
+def _short(value: Any) -> str:
+    text = json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= 60 else text[:59] + "…"
+
+
+def timeline(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """History entries as the page lists them: old -> new per key, and whether undo applies."""
+    entries = []
+    for item in history:
+        lines = []
+        for change in item["changes"]:
+            if change["op"] == "cycle":
+                lines.append({"key": "", "text": "session key cycled"})
+                continue
+            old = _short(change["old"]) if "old" in change else "(none)"
+            new = _short(change["value"]) if change["op"] == "set" else "(deleted)"
+            lines.append({"key": change["key"], "text": f"{old} → {new}"})
+        entries.append(
+            {
+                "version": item["version"],
+                "at": datetime.fromtimestamp(item["ts"], tz=UTC),
+                "source": item["source"],
+                "lines": lines,
+                "undoable": any(
+                    c["op"] != "cycle" and not is_reserved(c["key"]) for c in item["changes"]
+                ),
+            }
+        )
+    return entries
+
+
+def session_context(
+    snapshot: Snapshot, tabs: int, history: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
     """The context of the page's live partials for one session at one version."""
     rows = [row(k, v) for k, v in sorted(snapshot.data.items()) if not is_reserved(k)]
     reserved = [row(k, v) for k, v in sorted(snapshot.data.items()) if is_reserved(k)]
@@ -86,6 +120,8 @@ def session_context(snapshot: Snapshot, tabs: int) -> dict[str, Any]:
     return {
         "rows": rows,
         "reserved_rows": reserved,
+        "timeline": timeline(history or []),
+        "signed_in": snapshot.data.get("_auth_user_id"),
         "version": snapshot.version,
         "tabs": tabs,
         "meta": {
@@ -102,7 +138,7 @@ def session_context(snapshot: Snapshot, tabs: int) -> dict[str, Any]:
 
 
 _FRAGMENTS = {
-    None: ("session-meta", "session-keys", "session-reserved"),
+    None: ("session-meta", "session-keys", "session-reserved", "session-history", "account"),
     "tabs": ("live-tabs",),
     "followed": ("session-ended",),
     "final": ("session-ended",),
@@ -110,14 +146,18 @@ _FRAGMENTS = {
 
 
 def render_live_fragments(
-    snapshot: Snapshot | None, tabs: int, scope: dict[str, Any], only: str | None = None
+    snapshot: Snapshot | None,
+    tabs: int,
+    scope: dict[str, Any],
+    only: str | None = None,
+    history: list[dict[str, Any]] | None = None,
 ) -> str:
     """Render the fragments pushed over the WebSocket: the page's own partials.
 
     `only` picks a subset: "tabs" (the tab count), "followed" or "final" (the
     session ended, and the socket did or did not follow its successor).
     """
-    context = session_context(snapshot, tabs) if snapshot else {"tabs": tabs}
+    context = session_context(snapshot, tabs, history) if snapshot else {"tabs": tabs}
     if only in ("followed", "final"):
         context["ended"] = only
     return "".join(

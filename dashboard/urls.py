@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path, re_path
 
-from dashboard import api, demos, views
+from dashboard import accounts, api, demos, pitfalls, views
 
 urlpatterns = [
     path("", views.page, name="page"),
@@ -12,6 +12,14 @@ urlpatterns = [
     path("flush/", views.flush, name="flush"),
     path("cycle/", views.cycle, name="cycle"),
     path("expiry/", views.expiry, name="expiry"),
+    path("undo/", views.undo, name="undo"),
+    path("login/", accounts.login_page, name="login-page"),
+    path("login/submit/", accounts.login, name="login"),
+    path("logout/", accounts.logout, name="logout"),
+    path("pitfalls/not-json/", pitfalls.not_json, name="pitfall-not-json"),
+    path("pitfalls/cart/", pitfalls.start_cart, name="pitfall-cart"),
+    path("pitfalls/append/", pitfalls.append, name="pitfall-append"),
+    path("pitfalls/default/", pitfalls.default, name="pitfall-default"),
     path("color/", demos.color, name="color"),
     path("api/session", api.session, name="api-session"),
     path("api/session/flush", api.flush, name="api-flush"),

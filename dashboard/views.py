@@ -19,13 +19,17 @@ from live.store import Conflict
 
 # Partials that every write answer carries out of band, so the acting tab is
 # up to date even before (or without) its WebSocket push.
-_OOB = ("session-meta", "session-keys", "session-reserved")
+_OOB = ("session-meta", "session-keys", "session-reserved", "session-history", "account")
 
 
 async def _context(request: HttpRequest, **extra: Any) -> dict[str, Any]:
     await actions.ensure(request.session)
     snapshot = await request.session.asnapshot()  # type: ignore[attr-defined]
-    context = session_context(snapshot, await presence.count(snapshot.digest))
+    history = await request.session.ahistory(snapshot.digest)  # type: ignore[attr-defined]
+    context = session_context(snapshot, await presence.count(snapshot.digest), history)
+    # Resolved here: the template must not touch the lazy request.user, whose
+    # database query is sync-only.
+    context["user"] = await request.auser()
     context.update(extra)
     return context
 
@@ -52,7 +56,7 @@ async def page(request: HttpRequest) -> HttpResponse:
     return render(request, PAGE, context)
 
 
-async def _respond(
+async def respond(
     request: HttpRequest,
     run: Callable[[], Awaitable[str]],
     form: dict[str, str] | None = None,
@@ -97,28 +101,28 @@ async def set_key(request: HttpRequest) -> HttpResponse:
     async def run() -> str:
         return await actions.set_key(request.session, key, parse_form_value(raw), seen)
 
-    return await _respond(request, run, form={"key": key, "value": raw})
+    return await respond(request, run, form={"key": key, "value": raw})
 
 
 @require_POST
 async def delete_key(request: HttpRequest) -> HttpResponse:
     key = request.POST.get("key", "")
-    return await _respond(request, lambda: actions.delete_key(request.session, key))
+    return await respond(request, lambda: actions.delete_key(request.session, key))
 
 
 @require_POST
 async def clear(request: HttpRequest) -> HttpResponse:
-    return await _respond(request, lambda: actions.clear_editable(request.session))
+    return await respond(request, lambda: actions.clear_editable(request.session))
 
 
 @require_POST
 async def flush(request: HttpRequest) -> HttpResponse:
-    return await _respond(request, lambda: actions.flush(request.session))
+    return await respond(request, lambda: actions.flush(request.session))
 
 
 @require_POST
 async def cycle(request: HttpRequest) -> HttpResponse:
-    return await _respond(request, lambda: actions.cycle(request.session))
+    return await respond(request, lambda: actions.cycle(request.session))
 
 
 @require_POST
@@ -128,4 +132,16 @@ async def expiry(request: HttpRequest) -> HttpResponse:
     async def run() -> str:
         return await actions.set_expiry(request.session, parse_expiry(raw))
 
-    return await _respond(request, run)
+    return await respond(request, run)
+
+
+@require_POST
+async def undo(request: HttpRequest) -> HttpResponse:
+    version = _int_or_none(request.POST.get("version"))
+
+    async def run() -> str:
+        if version is None:
+            raise Invalid("Say which version to undo.")
+        return await actions.undo(request.session, version)
+
+    return await respond(request, run)

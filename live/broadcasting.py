@@ -50,16 +50,28 @@ async def _send(digest: str, event: dict[str, Any]) -> None:
 
 
 def changed_event(
-    version: int, changes: list[dict[str, Any]], source: str, expire_date: str
+    version: int, applied: list[dict[str, Any]], source: str, expire_date: str
 ) -> dict[str, Any]:
+    """The layer event of a change; `applied` keeps old values for the timeline."""
     return {
         "type": CHANGED,
         "version": version,
-        "changes": changes,
+        "changes": applied,
         "source": source,
         "ts": time.time(),
         "expire_date": expire_date,
     }
+
+
+def client_changes(applied: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The changes as the session.json protocol spells them: no old values, no Django keys."""
+    return [
+        {"op": c["op"], "key": c["key"], "value": c["value"]}
+        if c["op"] == "set"
+        else {"op": c["op"], "key": c["key"]}
+        for c in applied
+        if not c["key"].startswith("_")
+    ]
 
 
 async def publish_changed(digest: str, event: dict[str, Any]) -> None:

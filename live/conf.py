@@ -15,6 +15,8 @@ DEFAULTS: dict[str, Any] = {
     # Per-key versions of deleted keys are kept so that If-Match can still
     # detect "deleted after the version you saw"; this bounds them.
     "MAX_TOMBSTONES": 256,
+    # Timeline entries kept per session.
+    "HISTORY_LENGTH": 50,
     # Threads (each with one connection) for async database work; SQLite uses one.
     "DB_THREADS": 8,
     # Dotted path of a callable(snapshot, tabs, scope) -> str that renders the

@@ -9,6 +9,7 @@ database read, and it resyncs from the database when it sees a version gap.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import datetime
 from typing import Any
@@ -17,6 +18,7 @@ from importlib import import_module
 
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
+from django.utils import timezone
 from django.utils.module_loading import import_string
 
 from live import broadcasting, presence, store
@@ -39,6 +41,7 @@ class SessionConsumer(AsyncWebsocketConsumer):
     digest: str | None = None
     snapshot: store.Snapshot | None = None
     tabs = 0
+    history: list[dict[str, Any]]
 
     async def connect(self) -> None:
         self.json_mode = broadcasting.JSON_SUBPROTOCOL in self.scope.get("subprotocols", [])
@@ -53,7 +56,27 @@ class SessionConsumer(AsyncWebsocketConsumer):
         await self._follow(snapshot)
 
     async def disconnect(self, code: int) -> None:
+        self._cancel_expiry()
         await self._unfollow()
+
+    # --- expiry: nobody writes when a session dies of age, so the socket watches ----
+
+    _expiry_timer: asyncio.TimerHandle | None = None
+
+    def _cancel_expiry(self) -> None:
+        if self._expiry_timer is not None:
+            self._expiry_timer.cancel()
+            self._expiry_timer = None
+
+    def _watch_expiry(self) -> None:
+        self._cancel_expiry()
+        if self.snapshot is None:
+            return
+        delay = (self.snapshot.expire_date - timezone.now()).total_seconds()
+        # Check just after the moment; a write meanwhile re-arms the timer.
+        self._expiry_timer = asyncio.get_running_loop().call_later(
+            max(delay, 0) + 0.25, lambda: asyncio.ensure_future(self._resync())
+        )
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         try:
@@ -67,8 +90,10 @@ class SessionConsumer(AsyncWebsocketConsumer):
 
     async def _follow(self, snapshot: store.Snapshot) -> None:
         self.digest, self.snapshot = snapshot.digest, snapshot
+        self.history = await _engine().ahistory(snapshot.digest) if not self.json_mode else []
         await self.channel_layer.group_add(broadcasting.group_name(self.digest), self.channel_name)
         self.tabs = await presence.join(self.digest)
+        self._watch_expiry()
         await self._send_snapshot()
         await broadcasting.publish_presence(self.digest, self.tabs)
 
@@ -88,6 +113,9 @@ class SessionConsumer(AsyncWebsocketConsumer):
             await self._send_ended(followed=False)
             return
         self.snapshot = snapshot
+        if not self.json_mode:
+            self.history = await _engine().ahistory(snapshot.digest)
+        self._watch_expiry()
         await self._send_snapshot()
 
     async def _move_to(self, new_digest: str | None) -> None:
@@ -113,13 +141,18 @@ class SessionConsumer(AsyncWebsocketConsumer):
                 snapshot.data.pop(change["key"], None)
         snapshot.version = event["version"]
         snapshot.expire_date = datetime.fromisoformat(event["expire_date"])
+        self._watch_expiry()
+        self.history.insert(
+            0,
+            {k: event[k] for k in ("version", "ts", "source", "changes")},
+        )
+        del self.history[setting("HISTORY_LENGTH") :]
         if self.json_mode:
-            changes = [c for c in event["changes"] if not c["key"].startswith("_")]
             await self._send_json(
                 {
                     "type": broadcasting.CHANGED,
                     "version": event["version"],
-                    "changes": changes,
+                    "changes": broadcasting.client_changes(event["changes"]),
                     "source": event["source"],
                     "ts": event["ts"],
                 }
@@ -168,4 +201,6 @@ class SessionConsumer(AsyncWebsocketConsumer):
     async def _send_html(self, only: str | None = None) -> None:
         render = import_string(setting("RENDERER"))
         # Rendering does no I/O, so it runs here rather than paying a thread hop.
-        await self.send(text_data=render(self.snapshot, self.tabs, self.scope, only))
+        await self.send(
+            text_data=render(self.snapshot, self.tabs, self.scope, only, self.history)
+        )

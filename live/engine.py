@@ -119,12 +119,8 @@ class SessionStore(SessionBase):
         self._in_sync = False
 
     def _event(self, snapshot: store.Snapshot, applied: store.Applied) -> dict[str, Any]:
-        changes = [
-            {"op": op, "key": key, "value": value} if op == "set" else {"op": op, "key": key}
-            for op, key, value in applied
-        ]
         return broadcasting.changed_event(
-            snapshot.version, changes, self.source, snapshot.expire_date.isoformat()
+            snapshot.version, applied, self.source, snapshot.expire_date.isoformat()
         )
 
     def _insert(self) -> None:
@@ -148,7 +144,7 @@ class SessionStore(SessionBase):
         if not changes and self._in_sync:
             return None
         try:
-            snapshot, applied = store.merge(self.digest or "", changes, self._expiry)
+            snapshot, applied = store.merge(self.digest or "", changes, self._expiry, self.source)
         except store.Missing:
             raise UpdateError from None
         except store.Conflict:
@@ -205,7 +201,8 @@ class SessionStore(SessionBase):
             self._session_key = self._new_key()
             try:
                 snapshot, _applied = store.rotate(
-                    old, self.digest or "", self.masked_key, changes, self._expiry, keep_data
+                    old, self.digest or "", self.masked_key, changes, self._expiry, keep_data,
+                    self.source,
                 )
             except IntegrityError:
                 continue
@@ -275,6 +272,15 @@ class SessionStore(SessionBase):
     async def aread(cls, session_digest: str) -> store.Snapshot | None:
         """The stored session with this digest, for listeners that hold no key (the consumer)."""
         return await store.run(store.read, session_digest)
+
+    @classmethod
+    async def ahistory(cls, session_digest: str) -> list[dict[str, Any]]:
+        """The session's timeline, newest first."""
+        return await store.run(store.history, session_digest)
+
+    @classmethod
+    async def aentry(cls, session_digest: str, version: int) -> dict[str, Any] | None:
+        return await store.run(store.entry, session_digest, version)
 
     @classmethod
     def clear_expired(cls) -> None:

@@ -23,3 +23,17 @@ class LiveSession(models.Model):
 
     def __str__(self) -> str:
         return self.masked_key
+
+
+class LiveChange(models.Model):
+    """One entry of a session's timeline: what changed at a version, and who changed it."""
+
+    digest = models.CharField(max_length=64)
+    version = models.BigIntegerField()
+    ts = models.FloatField()
+    source = models.CharField(max_length=200)
+    # A JSON list of {"op": "set"|"delete"|"cycle", "key", "old"?, "new"?}.
+    changes = models.TextField()
+
+    class Meta:
+        indexes = [models.Index(fields=["digest", "-version"], name="live_change_timeline")]

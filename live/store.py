@@ -9,6 +9,7 @@ state, so concurrent requests to one session never overwrite each other.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ from django.db import InterfaceError, OperationalError, connections, router, tra
 from django.utils import timezone
 
 from live.conf import setting
-from live.models import LiveSession
+from live.models import LiveChange, LiveSession
 
 _MISSING = object()
 
@@ -75,8 +76,9 @@ class Missing(Exception):
     """The row to merge into is gone (deleted, flushed or expired meanwhile)."""
 
 
-# (op, key, value) tuples in the order they were applied; value is None for deletes.
-Applied = list[tuple[str, str, Any]]
+# {"op": "set"|"delete", "key", "value" (sets), "old" (when the key existed)},
+# in the order applied: the history keeps them whole, events drop "old".
+Applied = list[dict[str, Any]]
 ExpiryFn = Callable[[Any], datetime]
 
 
@@ -160,15 +162,17 @@ def _apply(
     deletes = list(data) if changes.wipe else changes.deletes
     for key in deletes:
         if key in data and key not in changes.sets:
-            del data[key]
+            applied.append({"op": "delete", "key": key, "old": data.pop(key)})
             key_versions[key] = version
-            applied.append(("delete", key, None))
     for key, value in changes.sets.items():
-        if key in data and dumps(data[key]) == dumps(value):
-            continue
+        change = {"op": "set", "key": key, "value": value}
+        if key in data:
+            if dumps(data[key]) == dumps(value):
+                continue
+            change["old"] = data[key]
         data[key] = value
         key_versions[key] = version
-        applied.append(("set", key, value))
+        applied.append(change)
     _prune_tombstones(data, key_versions)
     return applied
 
@@ -193,7 +197,46 @@ def _write(row: LiveSession, data: dict[str, Any], kv: dict[str, int], expiry: E
     row.expire_date = expiry(data.get("_session_expiry"))
 
 
-def merge(digest: str, changes: Changes, expiry: ExpiryFn) -> tuple[Snapshot, Applied]:
+def _record(db: str, digest: str, version: int, source: str, applied: Applied) -> None:
+    """Add a timeline entry and drop the oldest beyond the history length."""
+    LiveChange.objects.using(db).create(
+        digest=digest, version=version, ts=time.time(), source=source[:200], changes=dumps(applied)
+    )
+    keep = setting("HISTORY_LENGTH")
+    stale = (
+        LiveChange.objects.using(db)
+        .filter(digest=digest)
+        .order_by("-version")
+        .values_list("version", flat=True)[keep : keep + 1]
+    )
+    if stale:
+        LiveChange.objects.using(db).filter(digest=digest, version__lte=stale[0]).delete()
+
+
+def history(digest: str, limit: int | None = None) -> list[dict[str, Any]]:
+    """The newest timeline entries of a session, newest first."""
+    rows = LiveChange.objects.using(router.db_for_read(LiveChange)).filter(digest=digest)
+    rows = rows.order_by("-version")[: limit or setting("HISTORY_LENGTH")]
+    return [_as_entry(r) for r in rows]
+
+
+def entry(digest: str, version: int) -> dict[str, Any] | None:
+    """The timeline entry of one version, if it is still kept."""
+    row = (
+        LiveChange.objects.using(router.db_for_read(LiveChange))
+        .filter(digest=digest, version=version)
+        .first()
+    )
+    return _as_entry(row) if row else None
+
+
+def _as_entry(row: LiveChange) -> dict[str, Any]:
+    return {"version": row.version, "ts": row.ts, "source": row.source, "changes": json.loads(row.changes)}
+
+
+def merge(
+    digest: str, changes: Changes, expiry: ExpiryFn, source: str = "code"
+) -> tuple[Snapshot, Applied]:
     """Apply changes onto the stored row under a write lock; bump the version if anything changed."""
     db = _db()
     with transaction.atomic(using=db):
@@ -212,6 +255,7 @@ def merge(digest: str, changes: Changes, expiry: ExpiryFn) -> tuple[Snapshot, Ap
         applied = _apply(data, kv, changes, row.version + 1)
         if applied:
             row.version += 1
+            _record(db, digest, row.version, source, applied)
         _write(row, data, kv, expiry)
         row.save(using=db, update_fields=["data", "key_versions", "version", "expire_date"])
     return _snapshot(row), applied
@@ -241,6 +285,7 @@ def rotate(
     changes: Changes,
     expiry: ExpiryFn,
     keep_data: bool = True,
+    source: str = "code",
 ) -> tuple[Snapshot, Applied]:
     """Move a session to a new digest in one transaction, merging pending changes first.
 
@@ -270,12 +315,23 @@ def rotate(
         # A digest collision raises IntegrityError and rolls everything back;
         # the engine then retries with another key.
         fresh.save(using=db, force_insert=True)
+        timeline = LiveChange.objects.using(db).filter(digest=old)
+        if keep_data:
+            # The timeline moves with the data; a flush starts a new one, so a
+            # logged-out user's successor never sees what came before.
+            timeline.update(digest=new)
+            _record(db, new, version + 1, source, [*applied, {"op": "cycle", "key": ""}])
+        else:
+            timeline.delete()
     return _snapshot(fresh), applied
 
 
 def delete(digest: str) -> bool:
     """Delete a row; True if it existed."""
-    deleted, _ = LiveSession.objects.using(_db()).filter(digest=digest).delete()
+    db = _db()
+    with transaction.atomic(using=db):
+        deleted, _ = LiveSession.objects.using(db).filter(digest=digest).delete()
+        LiveChange.objects.using(db).filter(digest=digest).delete()
     return bool(deleted)
 
 
@@ -286,4 +342,5 @@ def delete_expired() -> list[str]:
         expired = LiveSession.objects.using(db).filter(expire_date__lte=timezone.now())
         digests = list(expired.values_list("digest", flat=True))
         expired.delete()
+        LiveChange.objects.using(db).filter(digest__in=digests).delete()
     return digests

@@ -221,3 +221,16 @@ async def test_consumer_resyncs_on_request_and_on_gap():
     assert resynced["type"] == "session.snapshot"
     assert resynced["data"] == {"a": 1, "b": 2, "favorite_color": "green"}
     await comm.disconnect()
+
+
+async def test_consumer_says_ended_when_session_expires():
+    store = SessionStore()
+    await store.aset("a", 1)
+    await store.aset_expiry(1)
+    await store.acreate()
+    comm = communicator(store.session_key)
+    await comm.connect()
+    assert (await receive(comm))["data"] == {"a": 1}
+    # No write happens: the consumer's own expiry watch must notice.
+    assert await comm.receive_from(timeout=4) == json.dumps({"type": "session.ended"}, separators=(",", ":"))
+    await comm.disconnect()

@@ -1,0 +1,129 @@
+"""Login, logout, history and undo, watched through the socket."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from django.conf import settings
+from django.contrib.auth import get_user_model
+
+from tests.test_consumers import client_for, communicator, new_session, receive
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+async def make_user() -> None:
+    await get_user_model().objects.acreate_user("demo", password="demo")
+
+
+async def test_login_cycles_key_and_tabs_follow():
+    await make_user()
+    store = await new_session(theme="dark")
+    comm = communicator(store.session_key)
+    await comm.connect()
+    await receive(comm)
+    client = client_for(store.session_key)
+    response = await client.post(
+        "/login/submit/", {"username": "demo", "password": "demo"}, headers={"HX-Request": "true"}
+    )
+    assert response.status_code == 200
+    assert "alogin" in response.content.decode()
+    new_key = response.cookies[settings.SESSION_COOKIE_NAME].value
+    assert new_key != store.session_key
+    assert await receive(comm) == {"type": "session.rotated"}
+    followed = await receive(comm)
+    assert followed["type"] == "session.snapshot" and followed["data"] == {"theme": "dark"}
+    # The login's own keys land in the new session, pushed as a change.
+    pushed = await receive(comm)
+    assert pushed["type"] == "session.changed" and pushed["version"] > followed["version"]
+    await comm.disconnect()
+
+
+async def test_wrong_password_changes_nothing():
+    await make_user()
+    store = await new_session(theme="dark")
+    client = client_for(store.session_key)
+    response = await client.post("/login/submit/", {"username": "demo", "password": "nope"})
+    assert response.status_code == 400
+    assert "do not match" in response.content.decode()
+    assert settings.SESSION_COOKIE_NAME not in response.cookies or (
+        response.cookies[settings.SESSION_COOKIE_NAME].value == store.session_key
+    )
+
+
+async def test_logout_flushes_and_tabs_show_new_empty_session():
+    await make_user()
+    store = await new_session(theme="dark")
+    client = client_for(store.session_key)
+    await client.post("/login/submit/", {"username": "demo", "password": "demo"})
+    key = client.cookies[settings.SESSION_COOKIE_NAME].value
+    comm = communicator(key)
+    await comm.connect()
+    await receive(comm)
+    response = await client.post("/logout/")
+    assert response.status_code == 302
+    assert await receive(comm) == {"type": "session.ended"}
+    successor = await receive(comm)
+    assert successor == {"type": "session.snapshot", "version": successor["version"], "data": {}}
+    assert client.cookies[settings.SESSION_COOKIE_NAME].value not in (key, store.session_key)
+    await comm.disconnect()
+
+
+async def test_history_records_old_and_new_and_source():
+    store = await new_session()
+    client = client_for(store.session_key)
+    await client.get("/color/")
+    await client.put("/api/session/keys/favorite_color", json.dumps("blue"), "application/json")
+    page = (await client.get("/")).content.decode()
+    assert 'data-history-version="' in page
+    assert "&quot;green&quot; → &quot;blue&quot;" in page
+    assert "GET /color/" in page and "PUT /api/session/keys/favorite_color" in page
+
+
+async def test_history_is_pushed_live_in_html_mode():
+    store = await new_session()
+    comm = communicator(store.session_key, json_mode=False)
+    await comm.connect()
+    await comm.receive_from(timeout=3)  # snapshot
+    await comm.receive_from(timeout=3)  # tab count
+    await client_for(store.session_key).get("/color/")
+    html = await comm.receive_from(timeout=3)
+    assert 'id="session-history"' in html and "GET /color/" in html
+    await comm.disconnect()
+
+
+async def test_undo_restores_old_value_as_new_change():
+    store = await new_session()
+    client = client_for(store.session_key)
+    await client.put("/api/session/keys/color", json.dumps("red"), "application/json")
+    changed = await client.put("/api/session/keys/color", json.dumps("blue"), "application/json")
+    version = changed.json()["version"]
+    response = await client.post("/undo/", {"version": version}, headers={"HX-Request": "true"})
+    assert response.status_code == 200
+    after = (await client.get("/api/session/keys/color")).json()
+    assert after["value"] == "red" and after["version"] == version + 1
+
+
+async def test_undo_conflicts_when_key_changed_since():
+    store = await new_session()
+    client = client_for(store.session_key)
+    first = await client.put("/api/session/keys/color", json.dumps("red"), "application/json")
+    await client.put("/api/session/keys/color", json.dumps("blue"), "application/json")
+    response = await client.post("/undo/", {"version": first.json()["version"]})
+    assert response.status_code == 409
+    assert (await client.get("/api/session/keys/color")).json()["value"] == "blue"
+
+
+async def test_history_is_bounded_and_private():
+    mine, theirs = await new_session(), await new_session()
+    for n in range(60):
+        await client_for(mine.session_key).put(
+            f"/api/session/keys/k{n}", json.dumps(n), "application/json"
+        )
+    page = (await client_for(theirs.session_key).get("/")).content.decode()
+    assert "k59" not in page
+    from live.engine import SessionStore
+
+    entries = await SessionStore.ahistory(mine.digest)
+    assert len(entries) == 50 and entries[0]["changes"][0]["key"] == "k59"
