@@ -6,11 +6,14 @@ from django.contrib.auth import aauthenticate, alogin, alogout
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.views.decorators.http import require_POST
 
-from dashboard.views import respond
+from dashboard.views import (
+    HtmxHttpRequest,
+    respond,
+)
 
 
 @require_POST
-async def login(request: HttpRequest) -> HttpResponse:
+async def login(request: HtmxHttpRequest) -> HttpResponse:
     username = request.POST.get("username", "")
     password = request.POST.get("password", "")
 
@@ -28,7 +31,7 @@ async def login(request: HttpRequest) -> HttpResponse:
 
 
 @require_POST
-async def logout(request: HttpRequest) -> HttpResponse:
+async def logout(request: HtmxHttpRequest) -> HttpResponse:
     async def run() -> str:
         await alogout(request)
         return "await alogout(request)  # flushes: every key is gone, a new key is issued"

@@ -113,9 +113,7 @@ def session_context(
     rows = [row(k, v) for k, v in sorted(snapshot.data.items()) if not is_reserved(k)]
     reserved = [row(k, v) for k, v in sorted(snapshot.data.items()) if is_reserved(k)]
     expiry = snapshot.data.get("_session_expiry")
-    browser_close = (
-        settings.SESSION_EXPIRE_AT_BROWSER_CLOSE if expiry is None else expiry == 0
-    )
+    browser_close = settings.SESSION_EXPIRE_AT_BROWSER_CLOSE if expiry is None else expiry == 0
     age = int((snapshot.expire_date - timezone.now()).total_seconds())
     return {
         "rows": rows,
@@ -157,9 +155,9 @@ def render_live_fragments(
     `only` picks a subset: "tabs" (the tab count), "followed" or "final" (the
     session ended, and the socket did or did not follow its successor).
     """
-    context = session_context(snapshot, tabs, history) if snapshot else {"tabs": tabs}
+    context: dict[str, Any] = (
+        session_context(snapshot, tabs, history) if snapshot else {"tabs": tabs}
+    )
     if only in ("followed", "final"):
         context["ended"] = only
-    return "".join(
-        render_to_string(f"{PAGE}#{name}", context) for name in _FRAGMENTS[only]
-    )
+    return "".join(render_to_string(f"{PAGE}#{name}", context) for name in _FRAGMENTS[only])

@@ -7,6 +7,7 @@ from typing import Any
 
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django_htmx.middleware import HtmxDetails
 from django.shortcuts import render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
@@ -17,12 +18,17 @@ from dashboard.validation import Invalid, parse_expiry, parse_form_value
 from live import presence
 from live.store import Conflict
 
+class HtmxHttpRequest(HttpRequest):
+    # What django-htmx's middleware adds, for the type checker.
+    htmx: HtmxDetails
+
+
 # Partials that every write answer carries out of band, so the acting tab is
 # up to date even before (or without) its WebSocket push.
 _OOB = ("session-meta", "session-keys", "session-reserved", "session-history", "account")
 
 
-async def _context(request: HttpRequest, **extra: Any) -> dict[str, Any]:
+async def _context(request: HtmxHttpRequest, **extra: Any) -> dict[str, Any]:
     await actions.ensure(request.session)
     snapshot = await request.session.asnapshot()  # type: ignore[attr-defined]
     history = await request.session.ahistory(snapshot.digest)  # type: ignore[attr-defined]
@@ -41,7 +47,7 @@ def _int_or_none(raw: str | None) -> int | None:
 
 @require_GET
 @never_cache
-async def page(request: HttpRequest) -> HttpResponse:
+async def page(request: HtmxHttpRequest) -> HttpResponse:
     edit = request.GET.get("edit")
     form = {"key": "", "value": ""}
     context = await _context(request)
@@ -57,11 +63,11 @@ async def page(request: HttpRequest) -> HttpResponse:
 
 
 async def respond(
-    request: HttpRequest,
+    request: HtmxHttpRequest,
     run: Callable[[], Awaitable[str]],
     form: dict[str, str] | None = None,
 ) -> HttpResponse:
-    """Run an action and answer: partials for htmx, a redirect (or the page with the error) otherwise."""
+    """Run an action; answer htmx with partials, others with a redirect or the page and its error."""
     status, call, error, conflict = 200, "", "", None
     try:
         call = await run()
@@ -94,7 +100,7 @@ async def respond(
 
 
 @require_POST
-async def set_key(request: HttpRequest) -> HttpResponse:
+async def set_key(request: HtmxHttpRequest) -> HttpResponse:
     key, raw = request.POST.get("key", ""), request.POST.get("value", "")
     seen = _int_or_none(request.POST.get("version"))
 
@@ -105,28 +111,28 @@ async def set_key(request: HttpRequest) -> HttpResponse:
 
 
 @require_POST
-async def delete_key(request: HttpRequest) -> HttpResponse:
+async def delete_key(request: HtmxHttpRequest) -> HttpResponse:
     key = request.POST.get("key", "")
     return await respond(request, lambda: actions.delete_key(request.session, key))
 
 
 @require_POST
-async def clear(request: HttpRequest) -> HttpResponse:
+async def clear(request: HtmxHttpRequest) -> HttpResponse:
     return await respond(request, lambda: actions.clear_editable(request.session))
 
 
 @require_POST
-async def flush(request: HttpRequest) -> HttpResponse:
+async def flush(request: HtmxHttpRequest) -> HttpResponse:
     return await respond(request, lambda: actions.flush(request.session))
 
 
 @require_POST
-async def cycle(request: HttpRequest) -> HttpResponse:
+async def cycle(request: HtmxHttpRequest) -> HttpResponse:
     return await respond(request, lambda: actions.cycle(request.session))
 
 
 @require_POST
-async def expiry(request: HttpRequest) -> HttpResponse:
+async def expiry(request: HtmxHttpRequest) -> HttpResponse:
     raw = request.POST.get("expiry", "")
 
     async def run() -> str:
@@ -136,7 +142,7 @@ async def expiry(request: HttpRequest) -> HttpResponse:
 
 
 @require_POST
-async def undo(request: HttpRequest) -> HttpResponse:
+async def undo(request: HtmxHttpRequest) -> HttpResponse:
     version = _int_or_none(request.POST.get("version"))
 
     async def run() -> str:

@@ -43,7 +43,7 @@ class LiveSessionMiddleware(SessionMiddleware):
     sync_capable = False
     async_capable = True
 
-    def __init__(  # noqa: D107
+    def __init__(
         self, get_response: Callable[[HttpRequest], Awaitable[HttpResponseBase]]
     ) -> None:
         if not iscoroutinefunction(get_response):
@@ -54,9 +54,9 @@ class LiveSessionMiddleware(SessionMiddleware):
 
     async def __call__(self, request: HttpRequest) -> HttpResponseBase:  # type: ignore[override]
         session = self.SessionStore(request.COOKIES.get(settings.SESSION_COOKIE_NAME))
-        session.source = describe(request)
+        session.source = describe(request)  # type: ignore[attr-defined]
         request.session = session
-        response = await self.get_response(request)
+        response = await self.get_response(request)  # type: ignore[misc]
         return await self.finish(request, response)
 
     async def finish(self, request: HttpRequest, response: HttpResponseBase) -> HttpResponseBase:
@@ -67,22 +67,23 @@ class LiveSessionMiddleware(SessionMiddleware):
                 settings.SESSION_COOKIE_NAME,
                 path=settings.SESSION_COOKIE_PATH,
                 domain=settings.SESSION_COOKIE_DOMAIN,
-                samesite=settings.SESSION_COOKIE_SAMESITE,
+                samesite=settings.SESSION_COOKIE_SAMESITE,  # type: ignore[arg-type]
             )
             patch_vary_headers(response, ("Cookie",))
             return response
         vary = session.accessed
-        if (session.modified or settings.SESSION_SAVE_EVERY_REQUEST) and not empty:
-            if response.status_code < 500:
-                try:
-                    await session.asave()
-                except UpdateError:
-                    raise SessionInterrupted(
-                        "The session was deleted before the request completed; "
-                        "it was probably flushed or rotated by another tab."
-                    ) from None
-                await self._set_cookie(request, response)
-                vary = True
+        wants_save = session.modified or settings.SESSION_SAVE_EVERY_REQUEST
+        # Server errors are not saved: the request may have failed half-way.
+        if wants_save and not empty and response.status_code < 500:
+            try:
+                await session.asave()
+            except UpdateError:
+                raise SessionInterrupted(
+                    "The session was deleted before the request completed; "
+                    "it was probably flushed or rotated by another tab."
+                ) from None
+            await self._set_cookie(request, response)
+            vary = True
         if vary:
             patch_vary_headers(response, ("Cookie",))
         return response
@@ -96,12 +97,12 @@ class LiveSessionMiddleware(SessionMiddleware):
             expires = http_date(time.time() + max_age)
         response.set_cookie(
             settings.SESSION_COOKIE_NAME,
-            session.session_key,
+            session.session_key or "",
             max_age=max_age,
             expires=expires,
             domain=settings.SESSION_COOKIE_DOMAIN,
             path=settings.SESSION_COOKIE_PATH,
-            secure=settings.SESSION_COOKIE_SECURE or None,
-            httponly=settings.SESSION_COOKIE_HTTPONLY or None,
-            samesite=settings.SESSION_COOKIE_SAMESITE,
+            secure=settings.SESSION_COOKIE_SECURE,
+            httponly=settings.SESSION_COOKIE_HTTPONLY,
+            samesite=settings.SESSION_COOKIE_SAMESITE,  # type: ignore[arg-type]
         )

@@ -37,3 +37,6 @@ class LiveChange(models.Model):
 
     class Meta:
         indexes = [models.Index(fields=["digest", "-version"], name="live_change_timeline")]
+
+    def __str__(self) -> str:
+        return f"v{self.version} {self.source}"

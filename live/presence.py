@@ -20,7 +20,7 @@ def _client():  # type: ignore[no-untyped-def]
     if _redis is None:
         from redis.asyncio import Redis
 
-        _redis = Redis.from_url(settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
+        _redis = Redis.from_url(str(settings.REDIS_URL), socket_timeout=2, socket_connect_timeout=2)
     return _redis
 
 

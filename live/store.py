@@ -17,7 +17,6 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from asgiref.sync import sync_to_async
-
 from django.db import InterfaceError, OperationalError, connections, router, transaction
 from django.utils import timezone
 
@@ -120,7 +119,8 @@ def _guarded(fn: Callable[..., T]) -> Callable[..., T]:
 
 async def run(fn: Callable[..., T], *args: Any) -> T:
     """Run store work from async code on the store's own threads."""
-    return await sync_to_async(_guarded(fn), thread_sensitive=False, executor=_executor())(*args)
+    call = sync_to_async(_guarded(fn), thread_sensitive=False, executor=_executor())
+    return await call(*args)  # type: ignore[no-any-return]
 
 
 def close_connections() -> None:
@@ -231,13 +231,18 @@ def entry(digest: str, version: int) -> dict[str, Any] | None:
 
 
 def _as_entry(row: LiveChange) -> dict[str, Any]:
-    return {"version": row.version, "ts": row.ts, "source": row.source, "changes": json.loads(row.changes)}
+    return {
+        "version": row.version,
+        "ts": row.ts,
+        "source": row.source,
+        "changes": json.loads(row.changes),
+    }
 
 
 def merge(
     digest: str, changes: Changes, expiry: ExpiryFn, source: str = "code"
 ) -> tuple[Snapshot, Applied]:
-    """Apply changes onto the stored row under a write lock; bump the version if anything changed."""
+    """Apply changes onto the stored row under a write lock; a real change bumps the version."""
     db = _db()
     with transaction.atomic(using=db):
         # SQLite ignores FOR UPDATE but its IMMEDIATE transactions already

@@ -56,7 +56,11 @@ async def test_consumer_sends_snapshot_on_connect():
     connected, subprotocol = await comm.connect()
     assert connected and subprotocol == "session.json"
     message = await receive(comm)
-    assert message == {"type": "session.snapshot", "version": store.version, "data": {"favorite_color": "blue"}}
+    assert message == {
+        "type": "session.snapshot",
+        "version": store.version,
+        "data": {"favorite_color": "blue"},
+    }
     await comm.disconnect()
 
 
@@ -232,5 +236,7 @@ async def test_consumer_says_ended_when_session_expires():
     await comm.connect()
     assert (await receive(comm))["data"] == {"a": 1}
     # No write happens: the consumer's own expiry watch must notice.
-    assert await comm.receive_from(timeout=4) == json.dumps({"type": "session.ended"}, separators=(",", ":"))
+    assert await comm.receive_from(timeout=4) == json.dumps(
+        {"type": "session.ended"}, separators=(",", ":")
+    )
     await comm.disconnect()
