@@ -157,6 +157,8 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "loggers": {"live": {"handlers": ["console"], "level": "INFO"}},
 }
+CSRF_FAILURE_VIEW = "dashboard.api.csrf_failure"
+
 # Messages in a cookie, so that a redirect's notice is not a session write.
 MESSAGE_STORAGE = "django.contrib.messages.storage.cookie.CookieStorage"
 

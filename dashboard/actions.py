@@ -122,6 +122,8 @@ async def undo(session: SessionBase, version: int) -> str:
             await session.apop(key)
             calls.append(f"await request.session.apop({literal(key)})")
     if not calls:
-        raise Invalid(f"Version {version} changed only Django's own keys; there is nothing to undo.")
+        raise Invalid(
+            f"Version {version} changed only Django's own keys; there is nothing to undo."
+        )
     await _save(session)
     return "; ".join(calls)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views.csrf import csrf_failure as default_csrf_failure
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 
@@ -26,7 +27,8 @@ def _error(message: str, status: int, **extra: Any) -> JsonResponse:
 
 def _if_match(request: HttpRequest) -> int | None:
     raw = request.headers.get("If-Match")
-    if raw is None:
+    if raw is None or raw.strip() == "*":
+        # "*" matches any version: the same as no condition for a key write.
         return None
     raw = raw.strip().removeprefix("W/").strip('"')
     # isdigit() alone accepts "²", on which int() fails.
@@ -76,7 +78,7 @@ async def session(request: HttpRequest) -> JsonResponse:
 async def key(request: HttpRequest, key: str) -> JsonResponse:
     session = request.session
     try:
-        key = check_key(_path_key(request, key))
+        key = check_key(_path_key(request, key), reading=request.method == "GET")
         if request.method == "GET":
             if not await session.ahas_key(key):
                 return _error(f"There is no key {key!r} in this session.", 404)
@@ -96,6 +98,16 @@ async def key(request: HttpRequest, key: str) -> JsonResponse:
         return _error(exc.message, exc.status)
     except Conflict as exc:
         return _error(str(exc), 409, current=exc.current)
+
+
+def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
+    """CSRF refusals: JSON for the API, Django's page for everything else."""
+    if request.path.startswith("/api/"):
+        return _error(
+            "The CSRF token is missing or wrong; send the csrftoken cookie's value in X-CSRFToken.",
+            403,
+        )
+    return default_csrf_failure(request, reason)
 
 
 @require_POST

@@ -12,9 +12,10 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 
 from dashboard.validation import is_reserved
-from live.store import Snapshot, dumps
+from live.store import Snapshot, Summary, dumps
 
 PAGE = "dashboard/page.html"
+STAFF_PAGE = "dashboard/staff.html"
 # Values longer than this are folded behind a <details> toggle.
 FOLD_AT = 160
 
@@ -160,4 +161,27 @@ def render_live_fragments(
     )
     if only in ("followed", "final"):
         context["ended"] = only
+    context["read_only"] = scope.get("live_read_only", False)
     return "".join(render_to_string(f"{PAGE}#{name}", context) for name in _FRAGMENTS[only])
+
+
+def staff_rows(rows: list[Summary], tabs: dict[str, int]) -> list[dict[str, Any]]:
+    now = timezone.now()
+    return [
+        {
+            "digest": row.digest,
+            "masked_key": row.masked_key,
+            "keys": row.keys,
+            "size_bytes": row.size_bytes,
+            "version": row.version,
+            "tabs": tabs.get(row.digest, 0),
+            "updated_at": datetime.fromtimestamp(row.updated_at, tz=UTC),
+            "expires_in": int((row.expire_date - now).total_seconds()),
+        }
+        for row in rows
+    ]
+
+
+def render_staff_list(rows: list[Summary], tabs: dict[str, int]) -> str:
+    """The staff list fragment, pushed whenever any session changes."""
+    return render_to_string(f"{STAFF_PAGE}#session-list", {"sessions": staff_rows(rows, tabs)})

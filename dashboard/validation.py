@@ -31,23 +31,21 @@ def is_reserved(key: str) -> bool:
     return key.startswith("_")
 
 
-def check_key(key: str) -> str:
-    """Return the key if it may be written, else raise Invalid."""
+def check_key(key: str, reading: bool = False) -> str:
+    """Return the key if it may be written (or, reading, looked up), else raise Invalid."""
     limit = setting("MAX_KEY_LENGTH")
     if not key:
-        raise Invalid("The key is empty; give it 1 to %d characters." % limit)
+        raise Invalid(f"The key is empty; give it 1 to {limit} characters.")
     if len(key) > limit:
         raise Invalid(f"The key is {len(key)} characters long; the limit is {limit}.")
     if "\ufffd" in key:
         raise Invalid("The key is not valid UTF-8.")
     for char in key:
         if unicodedata.category(char) in _FORBIDDEN_CATEGORIES:
-            raise Invalid(
-                f"The key contains the invisible or control character U+{ord(char):04X}."
-            )
+            raise Invalid(f"The key contains the invisible or control character U+{ord(char):04X}.")
     if not key.strip():
         raise Invalid("The key is only white space.")
-    if is_reserved(key):
+    if is_reserved(key) and not reading:
         raise Invalid(f"The key {key!r} starts with '_', which Django reserves; it is read-only.")
     return key
 
@@ -120,7 +118,7 @@ def parse_json(body: bytes | str) -> Any:
     except UnicodeDecodeError:
         raise Invalid("The value is not valid UTF-8.") from None
     if not text.strip():
-        raise Invalid("The value is empty; send a JSON value such as \"green\" or 42.")
+        raise Invalid('The value is empty; send a JSON value such as "green" or 42.')
     _check_depth(text)
     try:
         value = json.loads(text, parse_constant=_reject_constant)

@@ -18,6 +18,7 @@ from dashboard.validation import Invalid, parse_expiry, parse_form_value
 from live import presence
 from live.store import Conflict
 
+
 class HtmxHttpRequest(HttpRequest):
     # What django-htmx's middleware adds, for the type checker.
     htmx: HtmxDetails

@@ -25,6 +25,7 @@ CHANGED = "session.changed"
 ROTATED = "session.rotated"
 ENDED = "session.ended"
 PRESENCE = "session.presence"
+TOUCHED = "sessions.touched"
 RESYNC = "resync"
 
 # JSON subprotocol offered to clients that want events instead of HTML.
@@ -45,6 +46,11 @@ async def _send(digest: str, event: dict[str, Any]) -> None:
         return
     try:
         await asyncio.wait_for(layer.group_send(group_name(digest), event), PUBLISH_TIMEOUT)
+        if event["type"] != PRESENCE:
+            # The staff list refreshes on any session's change; no data goes with it.
+            await asyncio.wait_for(
+                layer.group_send(STAFF_GROUP, {"type": TOUCHED}), PUBLISH_TIMEOUT
+            )
     except Exception as exc:  # the write already succeeded; losing a push only costs a resync
         logger.warning("Skipped a %s push: %s", event["type"], exc.__class__.__name__)
 

@@ -12,9 +12,8 @@ from __future__ import annotations
 import asyncio
 import json
 from datetime import datetime
-from typing import Any
-
 from importlib import import_module
+from typing import Any
 
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
@@ -22,8 +21,8 @@ from django.utils import timezone
 from django.utils.module_loading import import_string
 
 from live import broadcasting, presence, store
-from live.engine import SessionStore as LiveStore
 from live.conf import setting
+from live.engine import SessionStore as LiveStore
 from live.keys import digest
 
 
@@ -41,6 +40,8 @@ class SessionConsumer(AsyncWebsocketConsumer):
     digest: str | None = None
     snapshot: store.Snapshot | None = None
     tabs = 0
+    # Staff watchers follow a session without showing up as one of its tabs.
+    counts_as_tab = True
     history: list[dict[str, Any]]
 
     async def connect(self) -> None:
@@ -92,17 +93,22 @@ class SessionConsumer(AsyncWebsocketConsumer):
         self.digest, self.snapshot = snapshot.digest, snapshot
         self.history = await _engine().ahistory(snapshot.digest) if not self.json_mode else []
         await self.channel_layer.group_add(broadcasting.group_name(self.digest), self.channel_name)
-        self.tabs = await presence.join(self.digest)
+        if self.counts_as_tab:
+            self.tabs = await presence.join(self.digest)
+        else:
+            self.tabs = await presence.count(self.digest)
         self._watch_expiry()
         await self._send_snapshot()
-        await broadcasting.publish_presence(self.digest, self.tabs)
+        if self.counts_as_tab:
+            await broadcasting.publish_presence(self.digest, self.tabs)
 
     async def _unfollow(self) -> None:
         if self.digest is None:
             return
         gone, self.digest, self.snapshot = self.digest, None, None
         await self.channel_layer.group_discard(broadcasting.group_name(gone), self.channel_name)
-        await broadcasting.publish_presence(gone, await presence.leave(gone))
+        if self.counts_as_tab:
+            await broadcasting.publish_presence(gone, await presence.leave(gone))
 
     async def _resync(self) -> None:
         if self.digest is None:
@@ -201,6 +207,59 @@ class SessionConsumer(AsyncWebsocketConsumer):
     async def _send_html(self, only: str | None = None) -> None:
         render = import_string(setting("RENDERER"))
         # Rendering does no I/O, so it runs here rather than paying a thread hop.
-        await self.send(
-            text_data=render(self.snapshot, self.tabs, self.scope, only, self.history)
-        )
+        await self.send(text_data=render(self.snapshot, self.tabs, self.scope, only, self.history))
+
+
+class StaffWatchConsumer(SessionConsumer):
+    """A staff member follows one session read-only; the digest comes from the URL."""
+
+    counts_as_tab = False
+
+    async def connect(self) -> None:
+        user = self.scope.get("user")
+        if user is None or not user.is_staff:
+            await self.close(code=4403)
+            return
+        self.json_mode = False
+        self.scope["live_read_only"] = True
+        await self.accept()
+        snapshot = await _engine().aread(self.scope["url_route"]["kwargs"]["digest"])
+        if snapshot is None:
+            await self._send_ended(followed=False)
+            await self.close(code=4404)
+            return
+        await self._follow(snapshot)
+
+
+class StaffListConsumer(AsyncWebsocketConsumer):
+    """The staff list of live sessions, refreshed when any session changes (at most twice a second)."""
+
+    REFRESH_EVERY = 0.5
+    _pending: asyncio.TimerHandle | None = None
+
+    async def connect(self) -> None:
+        user = self.scope.get("user")
+        if user is None or not user.is_staff:
+            await self.close(code=4403)
+            return
+        await self.accept()
+        await self.channel_layer.group_add(broadcasting.STAFF_GROUP, self.channel_name)
+        await self._refresh()
+
+    async def disconnect(self, code: int) -> None:
+        if self._pending is not None:
+            self._pending.cancel()
+        await self.channel_layer.group_discard(broadcasting.STAFF_GROUP, self.channel_name)
+
+    async def sessions_touched(self, event: dict[str, Any]) -> None:
+        if self._pending is None:
+            self._pending = asyncio.get_running_loop().call_later(
+                self.REFRESH_EVERY, lambda: asyncio.ensure_future(self._refresh())
+            )
+
+    async def _refresh(self) -> None:
+        self._pending = None
+        rows = await store.run(store.summaries)
+        tabs = {row.digest: await presence.count(row.digest) for row in rows}
+        render = import_string(setting("STAFF_RENDERER"))
+        await self.send(text_data=render(rows, tabs))

@@ -39,6 +39,8 @@ class SessionStore(SessionBase):
         self._in_sync = False
         self.version = 0
         self.key_versions: dict[str, int] = {}
+        # The row's expiry as read or written; a read must not move it.
+        self._stored_expiry: datetime | None = None
         # Who is writing, for the change events: the middleware sets "POST /path".
         self.source = "code"
 
@@ -74,6 +76,7 @@ class SessionStore(SessionBase):
         self.version = snapshot.version
         self.key_versions = snapshot.key_versions
         self._base = {k: store.dumps(v) for k, v in snapshot.data.items()}
+        self._stored_expiry = snapshot.expire_date
         return snapshot.data
 
     def load(self) -> dict[str, Any]:
@@ -115,6 +118,7 @@ class SessionStore(SessionBase):
 
     def _written(self, snapshot: store.Snapshot) -> None:
         self._session_cache = snapshot.data
+        self._stored_expiry = snapshot.expire_date
         self._base = {k: store.dumps(v) for k, v in snapshot.data.items()}
         self.version, self.key_versions = snapshot.version, snapshot.key_versions
         self._wiped, self._expect, self._in_sync = False, {}, True
@@ -270,7 +274,7 @@ class SessionStore(SessionBase):
             version=self.version,
             data=self._data(),
             masked_key=self.masked_key,
-            expire_date=self.get_expiry_date(),
+            expire_date=self._stored_expiry or self.get_expiry_date(),
             key_versions=self.key_versions,
         )
 
@@ -281,7 +285,7 @@ class SessionStore(SessionBase):
             version=self.version,
             data=data,
             masked_key=self.masked_key,
-            expire_date=await self.aget_expiry_date(),
+            expire_date=self._stored_expiry or await self.aget_expiry_date(),
             key_versions=self.key_versions,
         )
 

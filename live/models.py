@@ -17,6 +17,8 @@ class LiveSession(models.Model):
     version = models.BigIntegerField(default=0)
     masked_key = models.CharField(max_length=16)
     expire_date = models.DateTimeField(db_index=True)
+    # Epoch seconds of the last write, for the staff list's "last change".
+    updated_at = models.FloatField(default=0.0)
 
     class Meta:
         verbose_name = "live session"

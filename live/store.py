@@ -195,6 +195,7 @@ def _write(row: LiveSession, data: dict[str, Any], kv: dict[str, int], expiry: E
     row.data = dumps(data)
     row.key_versions = dumps(kv)
     row.expire_date = expiry(data.get("_session_expiry"))
+    row.updated_at = time.time()
 
 
 def _record(db: str, digest: str, version: int, source: str, applied: Applied) -> None:
@@ -262,7 +263,10 @@ def merge(
             row.version += 1
             _record(db, digest, row.version, source, applied)
         _write(row, data, kv, expiry)
-        row.save(using=db, update_fields=["data", "key_versions", "version", "expire_date"])
+        row.save(
+            using=db,
+            update_fields=["data", "key_versions", "version", "expire_date", "updated_at"],
+        )
     return _snapshot(row), applied
 
 
@@ -349,3 +353,37 @@ def delete_expired() -> list[str]:
         expired.delete()
         LiveChange.objects.using(db).filter(digest__in=digests).delete()
     return digests
+
+
+@dataclass
+class Summary:
+    """A session as the staff list shows it, without its values."""
+
+    digest: str
+    masked_key: str
+    keys: int
+    size_bytes: int
+    version: int
+    expire_date: datetime
+    updated_at: float
+
+
+def summaries(limit: int = 200) -> list[Summary]:
+    """The most recently changed live sessions."""
+    rows = (
+        LiveSession.objects.using(router.db_for_read(LiveSession))
+        .filter(expire_date__gt=timezone.now())
+        .order_by("-updated_at")[:limit]
+    )
+    return [
+        Summary(
+            digest=row.digest,
+            masked_key=row.masked_key,
+            keys=len(json.loads(row.data)),
+            size_bytes=len(row.data.encode()),
+            version=row.version,
+            expire_date=row.expire_date,
+            updated_at=row.updated_at,
+        )
+        for row in rows
+    ]

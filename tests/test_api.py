@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote
 
 import pytest
 from django.conf import settings
@@ -53,7 +53,10 @@ def url(key: str) -> str:
 
 async def put(client: AsyncClient, key: str, value: Any, **headers: str) -> HttpResponse:
     return await client.put(
-        url(key), json.dumps(value), content_type="application/json", headers=token(client, **headers)
+        url(key),
+        json.dumps(value),
+        content_type="application/json",
+        headers=token(client, **headers),
     )
 
 
@@ -236,7 +239,9 @@ async def test_api_unsafe_methods_without_csrf_token_refused_403(method: str, pa
     call = getattr(client, method)
     response = await call(path, "1", content_type="application/json")
     assert response.status_code == 403
-    wrong = await call(path, "1", content_type="application/json", headers={"X-CSRFToken": "x" * 32})
+    wrong = await call(
+        path, "1", content_type="application/json", headers={"X-CSRFToken": "x" * 32}
+    )
     assert wrong.status_code == 403
     assert await state(client) == before
     assert client.cookies[COOKIE].value == cookie

@@ -5,8 +5,12 @@ from __future__ import annotations
 import json
 
 import pytest
+from channels.testing import WebsocketCommunicator
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.test import AsyncClient
+
+from asgi_config.asgi import application
 
 from tests.test_consumers import client_for, communicator, new_session, receive
 
@@ -127,3 +131,66 @@ async def test_history_is_bounded_and_private():
 
     entries = await SessionStore.ahistory(mine.digest)
     assert len(entries) == 50 and entries[0]["changes"][0]["key"] == "k59"
+
+
+async def make_staff() -> None:
+    await get_user_model().objects.acreate_user("boss", password="boss", is_staff=True)
+
+
+async def logged_in_client(username: str) -> AsyncClient:
+    client = AsyncClient()
+    assert await client.alogin(username=username, password=username)
+    return client
+
+
+async def test_staff_page_is_refused_to_others():
+    await make_user()
+    anonymous = await AsyncClient().get("/staff/sessions/")
+    assert anonymous.status_code == 403
+    demo = await (await logged_in_client("demo")).get("/staff/sessions/")
+    assert demo.status_code == 403
+    store = await new_session(secret="x")
+    watch = await (await logged_in_client("demo")).get(f"/staff/sessions/{store.digest}/")
+    assert watch.status_code == 403
+    comm = WebsocketCommunicator(
+        application,
+        "/ws/staff/sessions/",
+        headers=[(b"host", b"127.0.0.1:8000"), (b"origin", b"http://127.0.0.1:8000")],
+    )
+    connected, code = await comm.connect()
+    assert not connected and code == 4403
+
+
+async def test_staff_lists_sessions_and_watches_one_read_only():
+    await make_staff()
+    store = await new_session(favorite_color="blue")
+    staff = await logged_in_client("boss")
+    listing = (await staff.get("/staff/sessions/")).content.decode()
+    assert store.masked_key in listing and store.session_key not in listing
+    page = (await staff.get(f"/staff/sessions/{store.digest}/")).content.decode()
+    assert 'data-session-key="favorite_color"' in page
+    assert 'action="/keys/"' not in page and "Delete" not in page
+
+
+async def test_staff_list_updates_live():
+    await make_staff()
+    staff = await logged_in_client("boss")
+    cookie = staff.cookies[settings.SESSION_COOKIE_NAME].value
+    comm = WebsocketCommunicator(
+        application,
+        "/ws/staff/sessions/",
+        headers=[
+            (b"host", b"127.0.0.1:8000"),
+            (b"origin", b"http://127.0.0.1:8000"),
+            (b"cookie", f"{settings.SESSION_COOKIE_NAME}={cookie}".encode()),
+        ],
+    )
+    connected, _ = await comm.connect()
+    assert connected
+    first = await comm.receive_from(timeout=3)
+    assert 'id="session-list"' in first
+    store = await new_session()
+    await client_for(store.session_key).get("/color/")
+    refreshed = await comm.receive_from(timeout=3)
+    assert store.masked_key in refreshed
+    await comm.disconnect()

@@ -108,7 +108,7 @@ def test_key_from_raw_path_invalid_utf8_refused():
 
 
 def test_key_from_raw_path_valid_utf8_kept():
-    raw = "/api/session/keys/%F0%9F%8E%A8".encode()
+    raw = b"/api/session/keys/%F0%9F%8E%A8"
     assert key_from_raw_path(raw, "🎨") == "🎨"
     assert key_from_raw_path(None, "plain") == "plain"
 

@@ -1,0 +1,40 @@
+"""Staff pages: every live session, and one of them watched read-only."""
+
+from __future__ import annotations
+
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET
+
+from dashboard.rendering import PAGE, STAFF_PAGE, session_context, staff_rows
+from live import presence, store
+
+
+async def _require_staff(request: HttpRequest) -> None:
+    user = await request.auser()
+    if not user.is_staff:
+        raise PermissionDenied("Only staff users may see other sessions.")
+
+
+@require_GET
+@never_cache
+async def sessions(request: HttpRequest) -> HttpResponse:
+    await _require_staff(request)
+    rows = await store.run(store.summaries)
+    tabs = {row.digest: await presence.count(row.digest) for row in rows}
+    return render(request, STAFF_PAGE, {"sessions": staff_rows(rows, tabs)})
+
+
+@require_GET
+@never_cache
+async def watch(request: HttpRequest, digest: str) -> HttpResponse:
+    await _require_staff(request)
+    snapshot = await store.run(store.read, digest)
+    if snapshot is None:
+        raise Http404("No live session has that id.")
+    history = await store.run(store.history, digest)
+    context = session_context(snapshot, await presence.count(digest), history)
+    context.update(read_only=True, ws_url=f"/ws/staff/sessions/{digest}/")
+    return render(request, PAGE, context)
