@@ -7,10 +7,10 @@ from typing import Any
 
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
-from django_htmx.middleware import HtmxDetails
 from django.shortcuts import render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
+from django_htmx.middleware import HtmxDetails
 
 from dashboard import actions
 from dashboard.rendering import PAGE, session_context
@@ -68,7 +68,7 @@ async def respond(
     run: Callable[[], Awaitable[str]],
     form: dict[str, str] | None = None,
 ) -> HttpResponse:
-    """Run an action; answer htmx with partials, others with a redirect or the page and its error."""
+    """Run an action; answer htmx with partials, others with a redirect (or the error)."""
     status, call, error, conflict = 200, "", "", None
     try:
         call = await run()

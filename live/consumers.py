@@ -232,7 +232,7 @@ class StaffWatchConsumer(SessionConsumer):
 
 
 class StaffListConsumer(AsyncWebsocketConsumer):
-    """The staff list of live sessions, refreshed when any session changes (at most twice a second)."""
+    """The staff list of live sessions, refreshed on any change (at most twice a second)."""
 
     REFRESH_EVERY = 0.5
     _pending: asyncio.TimerHandle | None = None

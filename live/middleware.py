@@ -43,9 +43,7 @@ class LiveSessionMiddleware(SessionMiddleware):
     sync_capable = False
     async_capable = True
 
-    def __init__(
-        self, get_response: Callable[[HttpRequest], Awaitable[HttpResponseBase]]
-    ) -> None:
+    def __init__(self, get_response: Callable[[HttpRequest], Awaitable[HttpResponseBase]]) -> None:
         if not iscoroutinefunction(get_response):
             raise TypeError("LiveSessionMiddleware needs an async (ASGI) stack.")
         self.get_response = get_response

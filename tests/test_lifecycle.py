@@ -11,7 +11,6 @@ from django.contrib.auth import get_user_model
 from django.test import AsyncClient
 
 from asgi_config.asgi import application
-
 from tests.test_consumers import client_for, communicator, new_session, receive
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -7,6 +7,11 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 OPERATIONS = ("set", "get", "delete", "clear")
+# The server's side of the contract in DESIGN.md.
+SESSION_PATH = "/api/session"
+KEY_PATH = "/api/session/keys/"
+SOCKET_PATH = "/ws/session/"
+CSRF_COOKIE = "csrftoken"
 DEFAULT_MIX = "set=70,get=20,delete=5,clear=5"
 # A string value's JSON is a token, a colon and padding, between quotes.
 MIN_VALUE_SIZE = 16

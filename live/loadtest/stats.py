@@ -132,6 +132,9 @@ class PushStats:
 
     # From the write's HTTP answer to a tab's receipt of that version or later.
     latency: Histogram = field(default_factory=Histogram)
+    # From the write's request being sent to the tab's receipt: never negative, so it
+    # still says something when the push beats the HTTP answer, as it usually does.
+    from_send: Histogram = field(default_factory=Histogram)
     # Deliveries a tab had already received when the writer got its answer (counted as 0).
     early: int = 0
     missed: int = 0
@@ -142,6 +145,7 @@ class PushStats:
 
     def merge(self, other: PushStats) -> None:
         self.latency.merge(other.latency)
+        self.from_send.merge(other.from_send)
         self.early += other.early
         self.missed += other.missed
         self.messages += other.messages
