@@ -13,6 +13,7 @@ from typing import Any
 from django.contrib.sessions.backends.base import SessionBase, UpdateError
 
 from dashboard.validation import Invalid, check_key, check_session_size, check_value, is_reserved
+from live import limits
 
 _SHOWN = 120
 
@@ -39,6 +40,12 @@ async def ensure(session: SessionBase) -> None:
         await session.acreate()
 
 
+def _throttle(session: SessionBase) -> None:
+    digest = getattr(session, "digest", None)
+    if digest and not limits.allow_write(digest):
+        raise Invalid("Too many writes to this session; slow down and try again.", 429)
+
+
 async def _save(session: SessionBase) -> None:
     try:
         await session.asave()
@@ -49,6 +56,7 @@ async def _save(session: SessionBase) -> None:
 
 
 async def set_key(session: SessionBase, key: str, value: Any, seen: int | None = None) -> str:
+    _throttle(session)
     check_key(key)
     check_value(value)
     check_session_size(dict(await session.aitems()), key, value)
@@ -61,6 +69,7 @@ async def set_key(session: SessionBase, key: str, value: Any, seen: int | None =
 
 
 async def delete_key(session: SessionBase, key: str, seen: int | None = None) -> str:
+    _throttle(session)
     check_key(key)
     if not await session.ahas_key(key):
         raise Invalid(f"There is no key {key!r} in this session.", 404)
@@ -72,6 +81,7 @@ async def delete_key(session: SessionBase, key: str, seen: int | None = None) ->
 
 
 async def clear_editable(session: SessionBase) -> str:
+    _throttle(session)
     # There is no aclear(): clear() would also drop Django's own keys (the
     # login, the expiry), so the user's keys are popped one by one. akeys()
     # is a live view of the dict, so iterate over a copy while popping.
@@ -86,17 +96,20 @@ async def clear_editable(session: SessionBase) -> str:
 
 
 async def flush(session: SessionBase) -> str:
+    _throttle(session)
     await session.aflush()
     return "await request.session.aflush()"
 
 
 async def cycle(session: SessionBase) -> str:
+    _throttle(session)
     await ensure(session)
     await session.acycle_key()
     return "await request.session.acycle_key()"
 
 
 async def set_expiry(session: SessionBase, seconds: int | None) -> str:
+    _throttle(session)
     await session.aset_expiry(seconds)
     await _save(session)
     return f"await request.session.aset_expiry({literal(seconds)})"
@@ -104,6 +117,7 @@ async def set_expiry(session: SessionBase, seconds: int | None) -> str:
 
 async def undo(session: SessionBase, version: int) -> str:
     """Restore the old values of one change, as a new change through the same write path."""
+    _throttle(session)
     await ensure(session)
     entry = await session.aentry(session.digest, version)  # type: ignore[attr-defined]
     if entry is None:

@@ -6,7 +6,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_safe
 
 from dashboard.rendering import PAGE, STAFF_PAGE, session_context, staff_rows
 from live import presence, store
@@ -18,7 +18,7 @@ async def _require_staff(request: HttpRequest) -> None:
         raise PermissionDenied("Only staff users may see other sessions.")
 
 
-@require_GET
+@require_safe
 @never_cache
 async def sessions(request: HttpRequest) -> HttpResponse:
     await _require_staff(request)
@@ -27,7 +27,7 @@ async def sessions(request: HttpRequest) -> HttpResponse:
     return render(request, STAFF_PAGE, {"sessions": staff_rows(rows, tabs)})
 
 
-@require_GET
+@require_safe
 @never_cache
 async def watch(request: HttpRequest, digest: str) -> HttpResponse:
     await _require_staff(request)

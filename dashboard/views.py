@@ -9,7 +9,7 @@ from django.contrib import messages
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_POST, require_safe
 from django_htmx.middleware import HtmxDetails
 
 from dashboard import actions
@@ -46,7 +46,7 @@ def _int_or_none(raw: str | None) -> int | None:
     return int(raw) if raw and raw.isascii() and raw.isdigit() else None
 
 
-@require_GET
+@require_safe
 @never_cache
 async def page(request: HtmxHttpRequest) -> HttpResponse:
     edit = request.GET.get("edit")

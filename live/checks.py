@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
-from django.core.checks import Error, Warning, register
+from django.core.checks import Error, register
 
 
 @register()
-def check_configuration(app_configs: Any = None, **kwargs: Any) -> list[Error | Warning]:
-    problems: list[Error | Warning] = []
+def check_configuration(app_configs: Any = None, **kwargs: Any) -> list[Error]:
+    problems: list[Error] = []
     db = settings.DATABASES.get("default", {})
     if "UNSUPPORTED_URL" in db:
         problems.append(
@@ -38,14 +38,6 @@ def check_configuration(app_configs: Any = None, **kwargs: Any) -> list[Error | 
                 "CHANNEL_LAYERS has no 'default' layer, so changes cannot be pushed.",
                 hint="Set REDIS_URL, or configure channels.layers.InMemoryChannelLayer.",
                 id="live.E003",
-            )
-        )
-    elif "InMemory" in layers["default"].get("BACKEND", "") and not settings.DEBUG:
-        problems.append(
-            Warning(
-                "The in-memory channel layer reaches tabs of this process only.",
-                hint="Set REDIS_URL when running more than one server process.",
-                id="live.W001",
             )
         )
     return problems

@@ -15,6 +15,12 @@ DEFAULTS: dict[str, Any] = {
     # Per-key versions of deleted keys are kept so that If-Match can still
     # detect "deleted after the version you saw"; this bounds them.
     "MAX_TOMBSTONES": 256,
+    # Writes per second to one session, and the burst allowed above that rate.
+    "WRITE_RATE": 500,
+    "WRITE_BURST": 2000,
+    # Open sockets (tabs) per session, and the largest message a socket may send.
+    "MAX_TABS": 200,
+    "MAX_MESSAGE_BYTES": 4096,
     # Timeline entries kept per session.
     "HISTORY_LENGTH": 50,
     # Threads (each with one connection) for async database work; SQLite uses one.

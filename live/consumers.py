@@ -25,6 +25,12 @@ from live.conf import setting
 from live.engine import SessionStore as LiveStore
 from live.keys import digest
 
+# Close codes: htmx reconnects only after 1006, 1011, 1012 and 1013, so these stay closed.
+CLOSE_NO_SESSION = 4404
+CLOSE_FORBIDDEN = 4403
+CLOSE_TOO_MANY_TABS = 4429
+CLOSE_TOO_BIG = 1009
+
 
 def _engine() -> type[LiveStore]:
     # Any engine with the live engine's interface (aread, versions, events) will do.
@@ -51,8 +57,7 @@ class SessionConsumer(AsyncWebsocketConsumer):
         snapshot = await _engine().aread(digest(cookie)) if cookie else None
         if snapshot is None:
             await self._send_ended(followed=False)
-            # 4000-range: the tab has no session to follow; htmx must not retry.
-            await self.close(code=4404)
+            await self.close(code=CLOSE_NO_SESSION)
             return
         await self._follow(snapshot)
 
@@ -80,6 +85,10 @@ class SessionConsumer(AsyncWebsocketConsumer):
         )
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if len(text_data or bytes_data or "") > setting("MAX_MESSAGE_BYTES"):
+            # 1009: "message too big"; a client that sends these is broken or hostile.
+            await self.close(code=CLOSE_TOO_BIG)
+            return
         try:
             message = json.loads(text_data or "")
         except ValueError:
@@ -90,6 +99,9 @@ class SessionConsumer(AsyncWebsocketConsumer):
     # --- following a session ----------------------------------------------------
 
     async def _follow(self, snapshot: store.Snapshot) -> None:
+        if self.counts_as_tab and await presence.count(snapshot.digest) >= setting("MAX_TABS"):
+            await self.close(code=CLOSE_TOO_MANY_TABS)
+            return
         self.digest, self.snapshot = snapshot.digest, snapshot
         self.history = await _engine().ahistory(snapshot.digest) if not self.json_mode else []
         await self.channel_layer.group_add(broadcasting.group_name(self.digest), self.channel_name)
@@ -218,7 +230,7 @@ class StaffWatchConsumer(SessionConsumer):
     async def connect(self) -> None:
         user = self.scope.get("user")
         if user is None or not user.is_staff:
-            await self.close(code=4403)
+            await self.close(code=CLOSE_FORBIDDEN)
             return
         self.json_mode = False
         self.scope["live_read_only"] = True
@@ -226,7 +238,7 @@ class StaffWatchConsumer(SessionConsumer):
         snapshot = await _engine().aread(self.scope["url_route"]["kwargs"]["digest"])
         if snapshot is None:
             await self._send_ended(followed=False)
-            await self.close(code=4404)
+            await self.close(code=CLOSE_NO_SESSION)
             return
         await self._follow(snapshot)
 
@@ -240,7 +252,7 @@ class StaffListConsumer(AsyncWebsocketConsumer):
     async def connect(self) -> None:
         user = self.scope.get("user")
         if user is None or not user.is_staff:
-            await self.close(code=4403)
+            await self.close(code=CLOSE_FORBIDDEN)
             return
         await self.accept()
         await self.channel_layer.group_add(broadcasting.STAFF_GROUP, self.channel_name)

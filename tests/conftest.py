@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from channels.layers import channel_layers
 
-from live import presence
+from live import limits, presence
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -44,6 +44,7 @@ def fresh_layer() -> Iterator[None]:
     # of its first use; every test gets a new one, and no leftover counts.
     channel_layers.backends.clear()
     presence.reset()
+    limits.reset()
     yield
     channel_layers.backends.clear()
     presence.reset()

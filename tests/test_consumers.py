@@ -240,3 +240,40 @@ async def test_consumer_says_ended_when_session_expires():
         {"type": "session.ended"}, separators=(",", ":")
     )
     await comm.disconnect()
+
+
+async def test_consumer_closes_socket_that_sends_huge_message():
+    store = await new_session()
+    comm = communicator(store.session_key)
+    await comm.connect()
+    await receive(comm)
+    await comm.send_to(text_data="x" * 10_000)
+    assert await comm.receive_output(timeout=3) == {"type": "websocket.close", "code": 1009}
+
+
+async def test_consumer_refuses_tabs_beyond_limit(settings):
+    settings.LIVE_SESSIONS = {"MAX_TABS": 2}
+    store = await new_session()
+    tabs = [communicator(store.session_key) for _ in range(2)]
+    for tab in tabs:
+        await tab.connect()
+        await receive(tab)
+    third = communicator(store.session_key)
+    await third.connect()
+    assert await third.receive_output(timeout=3) == {"type": "websocket.close", "code": 4429}
+    for tab in tabs:
+        await tab.disconnect()
+
+
+async def test_api_refuses_writes_beyond_rate(settings):
+    settings.LIVE_SESSIONS = {"WRITE_RATE": 1, "WRITE_BURST": 3}
+    store = await new_session()
+    client = client_for(store.session_key)
+    statuses = [
+        (await client.put(f"/api/session/keys/k{n}", "1", "application/json")).status_code
+        for n in range(5)
+    ]
+    assert statuses == [200, 200, 200, 429, 429]
+    refused = await client.put("/api/session/keys/late", "1", "application/json")
+    assert "slow down" in refused.json()["error"]
+    assert "late" not in (await client.get("/api/session")).json()["data"]
