@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -166,7 +167,7 @@ def render_live_fragments(
 
 
 def staff_rows(rows: list[Summary], tabs: dict[str, int]) -> list[dict[str, Any]]:
-    now = timezone.now()
+    now = time.time()
     return [
         {
             "digest": row.digest,
@@ -176,7 +177,7 @@ def staff_rows(rows: list[Summary], tabs: dict[str, int]) -> list[dict[str, Any]
             "version": row.version,
             "tabs": tabs.get(row.digest, 0),
             "updated_at": datetime.fromtimestamp(row.updated_at, tz=UTC),
-            "expires_in": int((row.expire_date - now).total_seconds()),
+            "expires_in": int(row.expires_at - now),
         }
         for row in rows
     ]

@@ -9,7 +9,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 
 from dashboard.rendering import PAGE, STAFF_PAGE, session_context, staff_rows
-from live import presence, store
+from live import db, presence, store
 
 
 async def _require_staff(request: HttpRequest) -> None:
@@ -22,7 +22,7 @@ async def _require_staff(request: HttpRequest) -> None:
 @never_cache
 async def sessions(request: HttpRequest) -> HttpResponse:
     await _require_staff(request)
-    rows = await store.run(store.summaries)
+    rows = await db.run(store.summaries)
     tabs = {row.digest: await presence.count(row.digest) for row in rows}
     return render(request, STAFF_PAGE, {"sessions": staff_rows(rows, tabs)})
 
@@ -31,10 +31,10 @@ async def sessions(request: HttpRequest) -> HttpResponse:
 @never_cache
 async def watch(request: HttpRequest, digest: str) -> HttpResponse:
     await _require_staff(request)
-    snapshot = await store.run(store.read, digest)
+    snapshot = await db.run(store.read, digest)
     if snapshot is None:
         raise Http404("No live session has that id.")
-    history = await store.run(store.history, digest)
+    history = await db.run(store.history, digest)
     context = session_context(snapshot, await presence.count(digest), history)
     context.update(read_only=True, ws_url=f"/ws/staff/sessions/{digest}/")
     return render(request, PAGE, context)

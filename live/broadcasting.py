@@ -56,7 +56,7 @@ async def _send(digest: str, event: dict[str, Any]) -> None:
 
 
 def changed_event(
-    version: int, applied: list[dict[str, Any]], source: str, expire_date: str
+    version: int, applied: list[dict[str, Any]], source: str, expires_at: float
 ) -> dict[str, Any]:
     """The layer event of a change; `applied` keeps old values for the timeline."""
     return {
@@ -65,7 +65,7 @@ def changed_event(
         "changes": applied,
         "source": source,
         "ts": time.time(),
-        "expire_date": expire_date,
+        "expires_at": expires_at,
     }
 
 

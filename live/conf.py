@@ -23,6 +23,8 @@ DEFAULTS: dict[str, Any] = {
     "MAX_MESSAGE_BYTES": 4096,
     # Timeline entries kept per session.
     "HISTORY_LENGTH": 50,
+    # Run SQLite statements on the event loop when no other process holds the lock.
+    "SQLITE_ON_LOOP": True,
     # Threads (each with one connection) for async database work; SQLite uses one.
     "DB_THREADS": 8,
     # Dotted path of a callable(snapshot, tabs, scope) -> str that renders the

@@ -11,16 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import datetime
+import time
 from importlib import import_module
 from typing import Any
 
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
-from django.utils import timezone
 from django.utils.module_loading import import_string
 
-from live import broadcasting, presence, store
+from live import broadcasting, db, presence, store
 from live.conf import setting
 from live.engine import SessionStore as LiveStore
 from live.keys import digest
@@ -78,7 +77,7 @@ class SessionConsumer(AsyncWebsocketConsumer):
         self._cancel_expiry()
         if self.snapshot is None:
             return
-        delay = (self.snapshot.expire_date - timezone.now()).total_seconds()
+        delay = self.snapshot.expires_at - time.time()
         # Check just after the moment; a write meanwhile re-arms the timer.
         self._expiry_timer = asyncio.get_running_loop().call_later(
             max(delay, 0) + 0.25, lambda: asyncio.ensure_future(self._resync())
@@ -158,7 +157,7 @@ class SessionConsumer(AsyncWebsocketConsumer):
             else:
                 snapshot.data.pop(change["key"], None)
         snapshot.version = event["version"]
-        snapshot.expire_date = datetime.fromisoformat(event["expire_date"])
+        snapshot.expires_at = event["expires_at"]
         self._watch_expiry()
         self.history.insert(
             0,
@@ -271,7 +270,7 @@ class StaffListConsumer(AsyncWebsocketConsumer):
 
     async def _refresh(self) -> None:
         self._pending = None
-        rows = await store.run(store.summaries)
+        rows = await db.run(store.summaries)
         tabs = {row.digest: await presence.count(row.digest) for row in rows}
         render = import_string(setting("STAFF_RENDERER"))
         await self.send(text_data=render(rows, tabs))

@@ -8,19 +8,19 @@ that changes something bumps the session's version and publishes the change.
 Flush and cycle_key move the session to a new key in one transaction and tell
 the old key's listeners where it went. Every sync method has its async twin
 right below it, and the twins take exactly one thread hop for the database,
-to the store's own threads (see live.store.run).
+or none at all on SQLite (see live.db.run).
 """
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Any
 
 from django.contrib.sessions.backends.base import CreateError, SessionBase, UpdateError
-from django.db import IntegrityError
 from django.utils.crypto import get_random_string
 
-from live import broadcasting, store
+from live import broadcasting, db, store
 from live.keys import digest, mask
 
 VALID_KEY_CHARS = "abcdefghijklmnopqrstuvwxyz0123456789"
@@ -30,7 +30,9 @@ class SessionStore(SessionBase):
     def __init__(self, session_key: str | None = None) -> None:
         super().__init__(session_key)
         # Per-key JSON of what was loaded or last written: the base of the diff.
-        self._base: dict[str, str] = {}
+        # The JSON text of what was loaded or last written: the base of the diff,
+        # parsed again only when saving, so read-only requests pay nothing for it.
+        self._base_text = "{}"
         self._wiped = False
         self._expect: dict[str, int] = {}
         # True right after this object wrote the row, so a second save of an
@@ -40,7 +42,7 @@ class SessionStore(SessionBase):
         self.version = 0
         self.key_versions: dict[str, int] = {}
         # The row's expiry as read or written; a read must not move it.
-        self._stored_expiry: datetime | None = None
+        self._stored_expiry: float | None = None
         # Who is writing, for the change events: the middleware sets "POST /path".
         self.source = "code"
 
@@ -71,27 +73,27 @@ class SessionStore(SessionBase):
     def _loaded(self, snapshot: store.Snapshot | None) -> dict[str, Any]:
         if snapshot is None:
             self._session_key = None
-            self._base, self.version, self.key_versions = {}, 0, {}
+            self._base_text, self.version, self.key_versions = "{}", 0, {}
             return {}
         self.version = snapshot.version
         self.key_versions = snapshot.key_versions
-        self._base = {k: store.dumps(v) for k, v in snapshot.data.items()}
-        self._stored_expiry = snapshot.expire_date
+        self._base_text = snapshot.text
+        self._stored_expiry = snapshot.expires_at
         return snapshot.data
 
     def load(self) -> dict[str, Any]:
         key = self.digest
-        return self._loaded(store.read(key) if key else None)
+        return self._loaded(db.call(store.read, key) if key else None)
 
     async def aload(self) -> dict[str, Any]:
         key = self.digest
-        return self._loaded(await store.run(store.read, key) if key else None)
+        return self._loaded(await db.run(store.read, key) if key else None)
 
     def exists(self, session_key: str) -> bool:
-        return store.exists(digest(session_key))
+        return db.call(store.exists, digest(session_key))
 
     async def aexists(self, session_key: str) -> bool:
-        return await store.run(store.exists, digest(session_key))
+        return await db.run(store.exists, digest(session_key))
 
     # --- conflicts --------------------------------------------------------------
 
@@ -103,14 +105,13 @@ class SessionStore(SessionBase):
 
     def _changes(self) -> store.Changes:
         current = self._data()
-        sets = {}
-        for key, value in current.items():
-            # Encoding here raises TypeError for values JSON cannot hold,
-            # with the json module's own message, as Django's serializer does.
-            encoded = store.dumps(value)
-            if self._base.get(key) != encoded:
-                sets[key] = value
-        deletes = [key for key in self._base if key not in current]
+        base = json.loads(self._base_text)
+        sets = {k: v for k, v in current.items() if k not in base or not store.same(v, base[k])}
+        for value in sets.values():
+            # Raises TypeError for values JSON cannot hold, with the json
+            # module's own message, as Django's serializer does.
+            store.dumps(value)
+        deletes = [key for key in base if key not in current]
         return store.Changes(sets=sets, deletes=deletes, wipe=self._wiped, expect=self._expect)
 
     def _expiry(self, value: Any) -> datetime:
@@ -118,8 +119,8 @@ class SessionStore(SessionBase):
 
     def _written(self, snapshot: store.Snapshot) -> None:
         self._session_cache = snapshot.data
-        self._stored_expiry = snapshot.expire_date
-        self._base = {k: store.dumps(v) for k, v in snapshot.data.items()}
+        self._stored_expiry = snapshot.expires_at
+        self._base_text = snapshot.text
         self.version, self.key_versions = snapshot.version, snapshot.key_versions
         self._wiped, self._expect, self._in_sync = False, {}, True
 
@@ -131,31 +132,39 @@ class SessionStore(SessionBase):
 
     def _event(self, snapshot: store.Snapshot, applied: store.Applied) -> dict[str, Any]:
         return broadcasting.changed_event(
-            snapshot.version, applied, self.source, snapshot.expire_date.isoformat()
+            snapshot.version, applied, self.source, snapshot.expires_at
         )
 
-    def _insert(self) -> None:
+    def _insert(self, conn: db.Db) -> None:
         data = self._data()
         for _ in range(10):
             self._session_key = self._new_key()
             try:
-                snapshot = store.insert(self.digest or "", self.masked_key, data, self._expiry)
-            except IntegrityError:
+                snapshot = store.insert(
+                    conn, self.digest or "", self.masked_key, data, self._expiry
+                )
+            except db.INTEGRITY_ERRORS:
                 continue
             self._written(snapshot)
             return
         raise CreateError
 
-    def _merge(self, must_create: bool) -> tuple[store.Snapshot, store.Applied] | None:
+    def _merge(self, conn: db.Db, must_create: bool) -> tuple[store.Snapshot, store.Applied] | None:
         """Write this request's changes; return what to publish, or None if nothing."""
+        if "_session_cache" not in self.__dict__:
+            # Load through the connection at hand: on the loop a sync load() is not allowed.
+            key = self.digest
+            self._session_cache = self._loaded(store.read(conn, key) if key else None)
         if must_create or self.session_key is None:
-            self._insert()
+            self._insert(conn)
             return None
         changes = self._changes()
         if not changes and self._in_sync:
             return None
         try:
-            snapshot, applied = store.merge(self.digest or "", changes, self._expiry, self.source)
+            snapshot, applied = store.merge(
+                conn, self.digest or "", changes, self._expiry, self.source
+            )
         except store.Missing:
             raise UpdateError from None
         except store.Conflict:
@@ -165,20 +174,20 @@ class SessionStore(SessionBase):
         return (snapshot, applied) if applied else None
 
     def save(self, must_create: bool = False) -> None:
-        result = self._merge(must_create)
+        result = db.call(self._merge, must_create)
         if result:
             broadcasting.publish_from_sync(
                 broadcasting.publish_changed, result[0].digest, self._event(*result)
             )
 
     async def asave(self, must_create: bool = False) -> None:
-        result = await store.run(self._merge, must_create)
+        result = await db.run(self._merge, must_create)
         if result:
             await broadcasting.publish_changed(result[0].digest, self._event(*result))
 
     def create(self) -> None:
         self._session_key = None
-        self._merge(must_create=True)
+        db.call(self._merge, True)
         self.modified = True
 
     async def acreate(self) -> None:
@@ -196,18 +205,18 @@ class SessionStore(SessionBase):
 
     def delete(self, session_key: str | None = None) -> None:
         key = session_key or self.session_key
-        if key and store.delete(digest(key)):
+        if key and db.call(store.delete, digest(key)):
             broadcasting.publish_from_sync(broadcasting.publish_ended, digest(key))
 
     async def adelete(self, session_key: str | None = None) -> None:
         key = session_key or self.session_key
         if not key:
             return
-        deleted: bool = await store.run(store.delete, digest(key))
+        deleted: bool = await db.run(store.delete, digest(key))
         if deleted:
             await broadcasting.publish_ended(digest(key))
 
-    def _move(self, keep_data: bool) -> tuple[str | None, str]:
+    def _move(self, conn: db.Db, keep_data: bool) -> tuple[str | None, str]:
         """Move the row to a new key; return (old digest, new digest)."""
         old = self.digest
         changes = self._changes() if keep_data else store.Changes()
@@ -215,6 +224,7 @@ class SessionStore(SessionBase):
             self._session_key = self._new_key()
             try:
                 snapshot, _applied = store.rotate(
+                    conn,
                     old,
                     self.digest or "",
                     self.masked_key,
@@ -223,7 +233,7 @@ class SessionStore(SessionBase):
                     keep_data,
                     self.source,
                 )
-            except IntegrityError:
+            except db.INTEGRITY_ERRORS:
                 continue
             self._written(snapshot)
             self.modified = True
@@ -232,13 +242,13 @@ class SessionStore(SessionBase):
 
     def cycle_key(self) -> None:
         self._data()
-        old, new = self._move(keep_data=True)
+        old, new = db.call(self._move, True)
         if old:
             broadcasting.publish_from_sync(broadcasting.publish_rotated, old, new)
 
     async def acycle_key(self) -> None:
         await self._adata()
-        old, new = await store.run(self._move, True)
+        old, new = await db.run(self._move, True)
         if old:
             await broadcasting.publish_rotated(old, new)
 
@@ -252,7 +262,7 @@ class SessionStore(SessionBase):
             super().clear()
             return
         self._session_cache = {}
-        old, new = self._move(keep_data=False)
+        old, new = db.call(self._move, False)
         if old:
             broadcasting.publish_from_sync(broadcasting.publish_ended, old, new)
 
@@ -261,7 +271,7 @@ class SessionStore(SessionBase):
             super().clear()
             return
         self._session_cache = {}
-        old, new = await store.run(self._move, False)
+        old, new = await db.run(self._move, False)
         if old:
             await broadcasting.publish_ended(old, new)
 
@@ -274,7 +284,7 @@ class SessionStore(SessionBase):
             version=self.version,
             data=self._data(),
             masked_key=self.masked_key,
-            expire_date=self._stored_expiry or self.get_expiry_date(),
+            expires_at=self._stored_expiry or self.get_expiry_date().timestamp(),
             key_versions=self.key_versions,
         )
 
@@ -285,30 +295,30 @@ class SessionStore(SessionBase):
             version=self.version,
             data=data,
             masked_key=self.masked_key,
-            expire_date=self._stored_expiry or await self.aget_expiry_date(),
+            expires_at=self._stored_expiry or (await self.aget_expiry_date()).timestamp(),
             key_versions=self.key_versions,
         )
 
     @classmethod
     async def aread(cls, session_digest: str) -> store.Snapshot | None:
         """The stored session with this digest, for listeners that hold no key (the consumer)."""
-        return await store.run(store.read, session_digest)
+        return await db.run(store.read, session_digest)
 
     @classmethod
     async def ahistory(cls, session_digest: str) -> list[dict[str, Any]]:
         """The session's timeline, newest first."""
-        return await store.run(store.history, session_digest)
+        return await db.run(store.history, session_digest)
 
     @classmethod
     async def aentry(cls, session_digest: str, version: int) -> dict[str, Any] | None:
-        return await store.run(store.entry, session_digest, version)
+        return await db.run(store.entry, session_digest, version)
 
     @classmethod
     def clear_expired(cls) -> None:
-        for gone in store.delete_expired():
+        for gone in db.call(store.delete_expired):
             broadcasting.publish_from_sync(broadcasting.publish_ended, gone)
 
     @classmethod
     async def aclear_expired(cls) -> None:
-        for gone in await store.run(store.delete_expired):
+        for gone in await db.run(store.delete_expired):
             await broadcasting.publish_ended(gone)

@@ -16,7 +16,9 @@ class LiveSession(models.Model):
     key_versions = models.TextField(default="{}")
     version = models.BigIntegerField(default=0)
     masked_key = models.CharField(max_length=16)
-    expire_date = models.DateTimeField(db_index=True)
+    # Epoch seconds, not datetimes: the store compares and writes them in raw
+    # SQL on every request, the same way on SQLite and PostgreSQL.
+    expires_at = models.FloatField(db_index=True)
     # Epoch seconds of the last write, for the staff list's "last change".
     updated_at = models.FloatField(default=0.0)
 

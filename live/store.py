@@ -1,9 +1,10 @@
-"""Rows of live sessions: read, merge a request's changes, rotate, replace, delete.
+"""Rows of live sessions: read, merge a request's changes, rotate, delete; the timeline.
 
-Every function here is synchronous database work, run in one transaction; the
-engine calls them directly from sync code and through one thread hop from async
-code. The merge applies only what a request changed onto the latest stored
-state, so concurrent requests to one session never overwrite each other.
+Each function takes a live.db.Db and does its work in one transaction, in a
+few plain SQL statements (this is every request's hot path). The merge applies
+only what a request changed onto the latest stored state under the write lock
+(BEGIN IMMEDIATE on SQLite, FOR UPDATE on PostgreSQL), so concurrent requests
+to one session never overwrite each other.
 """
 
 from __future__ import annotations
@@ -11,24 +12,33 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any, TypeVar
-
-from asgiref.sync import sync_to_async
-from django.db import InterfaceError, OperationalError, connections, router, transaction
-from django.utils import timezone
+from datetime import UTC, datetime
+from typing import Any
 
 from live.conf import setting
+from live.db import Db
 from live.models import LiveChange, LiveSession
 
-_MISSING = object()
+SESSIONS = LiveSession._meta.db_table
+CHANGES = LiveChange._meta.db_table
+_COLUMNS = "digest, data, key_versions, version, masked_key, expires_at"
 
 
 def dumps(value: Any) -> str:
     """Encode like Django's JSONSerializer, strictly (no NaN or Infinity)."""
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def same(a: Any, b: Any) -> bool:
+    """JSON equality: like ==, but True is not 1 and 1 is not 1.0, at any depth."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(same(v, b[k]) for k, v in a.items())
+    if isinstance(a, list):
+        return len(a) == len(b) and all(map(same, a, b))
+    return bool(a == b)
 
 
 @dataclass
@@ -39,8 +49,14 @@ class Snapshot:
     version: int
     data: dict[str, Any]
     masked_key: str
-    expire_date: datetime
+    expires_at: float
     key_versions: dict[str, int] = field(default_factory=dict)
+    # The stored JSON text of `data`, as read or written.
+    text: str = "{}"
+
+    @property
+    def expire_date(self) -> datetime:
+        return datetime.fromtimestamp(self.expires_at, tz=UTC)
 
     @property
     def size_bytes(self) -> int:
@@ -76,83 +92,42 @@ class Missing(Exception):
 
 
 # {"op": "set"|"delete", "key", "value" (sets), "old" (when the key existed)},
-# in the order applied: the history keeps them whole, events drop "old".
+# in the order applied: the timeline keeps them whole, events drop "old".
 Applied = list[dict[str, Any]]
+# Maps the session's "_session_expiry" value to an absolute expiry.
 ExpiryFn = Callable[[Any], datetime]
 
 
-def _db() -> str:
-    return router.db_for_write(LiveSession)
-
-
-T = TypeVar("T")
-_executors: dict[str, ThreadPoolExecutor] = {}
-
-
-def _executor() -> ThreadPoolExecutor:
-    # Async callers share a few long-lived threads, each with one persistent
-    # connection, instead of a fresh thread and connection per request (what
-    # Django's thread-sensitive hops give). On SQLite one thread: it has one
-    # writer anyway, and a thousand connections queueing on its lock starve
-    # into "database is locked".
-    db = _db()
-    if db not in _executors:
-        workers = 1 if connections[db].vendor == "sqlite" else setting("DB_THREADS")
-        _executors[db] = ThreadPoolExecutor(workers, thread_name_prefix=f"live-store-{db}")
-    return _executors[db]
-
-
-def _guarded(fn: Callable[..., T]) -> Callable[..., T]:
-    def call(*args: Any) -> T:
-        try:
-            return fn(*args)
-        except (OperationalError, InterfaceError):
-            # A dropped connection (a database restart) must not poison this
-            # thread forever: close it so the next call reconnects.
-            connection = connections[_db()]
-            if not connection.in_atomic_block:
-                connection.close()
-            raise
-
-    return call
-
-
-async def run(fn: Callable[..., T], *args: Any) -> T:
-    """Run store work from async code on the store's own threads."""
-    call = sync_to_async(_guarded(fn), thread_sensitive=False, executor=_executor())
-    return await call(*args)  # type: ignore[no-any-return]
-
-
-def close_connections() -> None:
-    """Close the store threads' connections (tests, before dropping a database)."""
-    for executor in _executors.values():
-        for _ in range(executor._max_workers):
-            executor.submit(connections.close_all).result()
-
-
-def _snapshot(row: LiveSession) -> Snapshot:
+def _row(row: tuple[Any, ...]) -> Snapshot:
+    digest, data, key_versions, version, masked_key, expires_at = row
     return Snapshot(
-        digest=row.digest,
-        version=row.version,
-        data=json.loads(row.data),
-        masked_key=row.masked_key,
-        expire_date=row.expire_date,
-        key_versions=json.loads(row.key_versions),
+        digest=digest,
+        version=version,
+        data=json.loads(data),
+        masked_key=masked_key,
+        expires_at=expires_at,
+        key_versions=json.loads(key_versions),
+        text=data,
     )
 
 
-def read(digest: str) -> Snapshot | None:
+def _select(db: Db, digest: str, lock: bool = False) -> Snapshot | None:
+    sql = f"SELECT {_COLUMNS} FROM {SESSIONS} WHERE digest = %s AND expires_at > %s"
+    if lock and db.vendor == "postgresql":
+        # SQLite has no FOR UPDATE; its BEGIN IMMEDIATE already holds the lock.
+        sql += " FOR UPDATE"
+    rows = db.execute(sql, (digest, time.time()))
+    return _row(rows[0]) if rows else None
+
+
+def read(db: Db, digest: str) -> Snapshot | None:
     """Return the live (unexpired) session with this digest, or None."""
-    row = (
-        LiveSession.objects.using(router.db_for_read(LiveSession))
-        .filter(digest=digest, expire_date__gt=timezone.now())
-        .first()
-    )
-    return _snapshot(row) if row else None
+    return _select(db, digest)
 
 
-def exists(digest: str) -> bool:
-    return LiveSession.objects.filter(digest=digest, expire_date__gt=timezone.now()).exists()
+def exists(db: Db, digest: str) -> bool:
+    sql = f"SELECT 1 FROM {SESSIONS} WHERE digest = %s AND expires_at > %s"
+    return bool(db.execute(sql, (digest, time.time())))
 
 
 def _apply(
@@ -167,7 +142,7 @@ def _apply(
     for key, value in changes.sets.items():
         change = {"op": "set", "key": key, "value": value}
         if key in data:
-            if dumps(data[key]) == dumps(value):
+            if same(data[key], value):
                 continue
             change["old"] = data[key]
         data[key] = value
@@ -185,109 +160,96 @@ def _prune_tombstones(data: dict[str, Any], key_versions: dict[str, int]) -> Non
             del key_versions[key]
 
 
-def _check(data: dict[str, Any], key_versions: dict[str, int], changes: Changes) -> None:
+def _check(snapshot: Snapshot, changes: Changes) -> None:
     for key, seen in changes.expect.items():
-        if key_versions.get(key, 0) > seen:
-            raise Conflict(key, data.get(key), seen)
+        if snapshot.key_versions.get(key, 0) > seen:
+            raise Conflict(key, snapshot.data.get(key), seen)
 
 
-def _write(row: LiveSession, data: dict[str, Any], kv: dict[str, int], expiry: ExpiryFn) -> None:
-    row.data = dumps(data)
-    row.key_versions = dumps(kv)
-    row.expire_date = expiry(data.get("_session_expiry"))
-    row.updated_at = time.time()
-
-
-def _record(db: str, digest: str, version: int, source: str, applied: Applied) -> None:
-    """Add a timeline entry and drop the oldest beyond the history length."""
-    LiveChange.objects.using(db).create(
-        digest=digest, version=version, ts=time.time(), source=source[:200], changes=dumps(applied)
+def _record(db: Db, digest: str, version: int, source: str, applied: Applied) -> None:
+    """Add a timeline entry; now and then drop the oldest beyond the history length."""
+    db.execute(
+        f"INSERT INTO {CHANGES} (digest, version, ts, source, changes) VALUES (%s, %s, %s, %s, %s)",
+        (digest, version, time.time(), source[:200], dumps(applied)),
     )
     keep = setting("HISTORY_LENGTH")
-    stale = (
-        LiveChange.objects.using(db)
-        .filter(digest=digest)
-        .order_by("-version")
-        .values_list("version", flat=True)[keep : keep + 1]
+    # Pruning every 16th version keeps at most keep + 15 entries for one statement in 16.
+    if version % 16 == 0 and version > keep:
+        db.execute(
+            f"DELETE FROM {CHANGES} WHERE digest = %s AND version <= %s", (digest, version - keep)
+        )
+
+
+def _update(db: Db, snap: Snapshot, expiry: ExpiryFn) -> None:
+    snap.expires_at = expiry(snap.data.get("_session_expiry")).timestamp()
+    snap.text = dumps(snap.data)
+    db.execute(
+        f"UPDATE {SESSIONS} SET data = %s, key_versions = %s, version = %s, expires_at = %s,"
+        " updated_at = %s WHERE digest = %s",
+        (
+            snap.text,
+            dumps(snap.key_versions),
+            snap.version,
+            snap.expires_at,
+            time.time(),
+            snap.digest,
+        ),
     )
-    if stale:
-        LiveChange.objects.using(db).filter(digest=digest, version__lte=stale[0]).delete()
 
 
-def history(digest: str, limit: int | None = None) -> list[dict[str, Any]]:
-    """The newest timeline entries of a session, newest first."""
-    rows = LiveChange.objects.using(router.db_for_read(LiveChange)).filter(digest=digest)
-    rows = rows.order_by("-version")[: limit or setting("HISTORY_LENGTH")]
-    return [_as_entry(r) for r in rows]
-
-
-def entry(digest: str, version: int) -> dict[str, Any] | None:
-    """The timeline entry of one version, if it is still kept."""
-    row = (
-        LiveChange.objects.using(router.db_for_read(LiveChange))
-        .filter(digest=digest, version=version)
-        .first()
+def _insert(db: Db, snap: Snapshot, expiry: ExpiryFn) -> None:
+    snap.expires_at = expiry(snap.data.get("_session_expiry")).timestamp()
+    snap.text = dumps(snap.data)
+    # An expired row under this digest is dead weight, not a collision.
+    db.execute(
+        f"DELETE FROM {SESSIONS} WHERE digest = %s AND expires_at <= %s",
+        (snap.digest, time.time()),
     )
-    return _as_entry(row) if row else None
-
-
-def _as_entry(row: LiveChange) -> dict[str, Any]:
-    return {
-        "version": row.version,
-        "ts": row.ts,
-        "source": row.source,
-        "changes": json.loads(row.changes),
-    }
+    # A live row under this digest makes the insert fail (IntegrityError, or
+    # sqlite3.IntegrityError on the loop); the engine retries with another key.
+    db.execute(
+        f"INSERT INTO {SESSIONS} ({_COLUMNS}, updated_at) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+        (
+            snap.digest,
+            snap.text,
+            dumps(snap.key_versions),
+            snap.version,
+            snap.masked_key,
+            snap.expires_at,
+            time.time(),
+        ),
+    )
 
 
 def merge(
-    digest: str, changes: Changes, expiry: ExpiryFn, source: str = "code"
+    db: Db, digest: str, changes: Changes, expiry: ExpiryFn, source: str = "code"
 ) -> tuple[Snapshot, Applied]:
-    """Apply changes onto the stored row under a write lock; a real change bumps the version."""
-    db = _db()
-    with transaction.atomic(using=db):
-        # SQLite ignores FOR UPDATE but its IMMEDIATE transactions already
-        # serialize writers; PostgreSQL takes the row lock here.
-        row = (
-            LiveSession.objects.using(db)
-            .select_for_update()
-            .filter(digest=digest, expire_date__gt=timezone.now())
-            .first()
-        )
-        if row is None:
+    """Apply changes onto the stored row under the write lock; a real change bumps the version."""
+    with db.atomic():
+        snap = _select(db, digest, lock=True)
+        if snap is None:
             raise Missing(digest)
-        data, kv = json.loads(row.data), json.loads(row.key_versions)
-        _check(data, kv, changes)
-        applied = _apply(data, kv, changes, row.version + 1)
+        _check(snap, changes)
+        applied = _apply(snap.data, snap.key_versions, changes, snap.version + 1)
         if applied:
-            row.version += 1
-            _record(db, digest, row.version, source, applied)
-        _write(row, data, kv, expiry)
-        row.save(
-            using=db,
-            update_fields=["data", "key_versions", "version", "expire_date", "updated_at"],
-        )
-    return _snapshot(row), applied
+            snap.version += 1
+            _record(db, digest, snap.version, source, applied)
+        _update(db, snap, expiry)
+    return snap, applied
 
 
 def insert(
-    digest: str, masked_key: str, data: dict[str, Any], expiry: ExpiryFn, version: int = 0
+    db: Db, digest: str, masked_key: str, data: dict[str, Any], expiry: ExpiryFn
 ) -> Snapshot:
-    """Create a row; IntegrityError if the digest is taken (the caller picks another key)."""
-    db = _db()
-    row = LiveSession(digest=digest, masked_key=masked_key, version=version)
-    kv = dict.fromkeys(data, version)
-    _write(row, data, kv, expiry)
-    with transaction.atomic(using=db):
-        # An expired row with this digest is dead weight, not a collision.
-        LiveSession.objects.using(db).filter(
-            digest=digest, expire_date__lte=timezone.now()
-        ).delete()
-        row.save(using=db, force_insert=True)
-    return _snapshot(row)
+    """Create a session row with this data at version 0."""
+    snap = Snapshot(digest, 0, data, masked_key, 0.0, dict.fromkeys(data, 0))
+    with db.atomic():
+        _insert(db, snap, expiry)
+    return snap
 
 
 def rotate(
+    db: Db,
     old: str | None,
     new: str,
     masked_key: str,
@@ -298,61 +260,72 @@ def rotate(
 ) -> tuple[Snapshot, Applied]:
     """Move a session to a new digest in one transaction, merging pending changes first.
 
-    With keep_data=False the new row starts empty (a flush); the version keeps
+    With keep_data=False the new row starts empty (a flush). The version keeps
     growing across the move so that clients never see it go backwards.
     """
-    db = _db()
-    with transaction.atomic(using=db):
-        row = None
-        if old is not None:
-            row = (
-                LiveSession.objects.using(db)
-                .select_for_update()
-                .filter(digest=old, expire_date__gt=timezone.now())
-                .first()
-            )
-        data: dict[str, Any] = json.loads(row.data) if row else {}
-        kv: dict[str, int] = json.loads(row.key_versions) if row else {}
-        version = row.version if row else 0
+    with db.atomic():
+        previous = _select(db, old, lock=True) if old else None
+        version = previous.version if previous else 0
+        data = previous.data if previous and keep_data else {}
+        kv = previous.key_versions if previous and keep_data else {}
         applied = _apply(data, kv, changes, version + 1) if keep_data else []
-        if not keep_data:
-            data, kv = {}, {}
-        if row is not None:
-            row.delete()
-        fresh = LiveSession(digest=new, masked_key=masked_key, version=version + 1)
-        _write(fresh, data, kv, expiry)
-        # A digest collision raises IntegrityError and rolls everything back;
-        # the engine then retries with another key.
-        fresh.save(using=db, force_insert=True)
-        timeline = LiveChange.objects.using(db).filter(digest=old)
+        if old:
+            db.execute(f"DELETE FROM {SESSIONS} WHERE digest = %s", (old,))
+        snap = Snapshot(new, version + 1, data, masked_key, 0.0, kv)
+        _insert(db, snap, expiry)
         if keep_data:
             # The timeline moves with the data; a flush starts a new one, so a
             # logged-out user's successor never sees what came before.
-            timeline.update(digest=new)
+            db.execute(f"UPDATE {CHANGES} SET digest = %s WHERE digest = %s", (new, old))
             _record(db, new, version + 1, source, [*applied, {"op": "cycle", "key": ""}])
-        else:
-            timeline.delete()
-    return _snapshot(fresh), applied
+        elif old:
+            db.execute(f"DELETE FROM {CHANGES} WHERE digest = %s", (old,))
+    return snap, applied
 
 
-def delete(digest: str) -> bool:
-    """Delete a row; True if it existed."""
-    db = _db()
-    with transaction.atomic(using=db):
-        deleted, _ = LiveSession.objects.using(db).filter(digest=digest).delete()
-        LiveChange.objects.using(db).filter(digest=digest).delete()
-    return bool(deleted)
+def delete(db: Db, digest: str) -> bool:
+    """Delete a session and its timeline; True if it existed."""
+    with db.atomic():
+        found = bool(db.execute(f"SELECT 1 FROM {SESSIONS} WHERE digest = %s", (digest,)))
+        db.execute(f"DELETE FROM {SESSIONS} WHERE digest = %s", (digest,))
+        db.execute(f"DELETE FROM {CHANGES} WHERE digest = %s", (digest,))
+    return found
 
 
-def delete_expired() -> list[str]:
-    """Delete expired rows and return their digests."""
-    db = _db()
-    with transaction.atomic(using=db):
-        expired = LiveSession.objects.using(db).filter(expire_date__lte=timezone.now())
-        digests = list(expired.values_list("digest", flat=True))
-        expired.delete()
-        LiveChange.objects.using(db).filter(digest__in=digests).delete()
+def delete_expired(db: Db) -> list[str]:
+    """Delete expired sessions and their timelines; return their digests."""
+    now = time.time()
+    with db.atomic():
+        rows = db.execute(f"SELECT digest FROM {SESSIONS} WHERE expires_at <= %s", (now,))
+        digests = [row[0] for row in rows]
+        for digest in digests:
+            db.execute(f"DELETE FROM {CHANGES} WHERE digest = %s", (digest,))
+        db.execute(f"DELETE FROM {SESSIONS} WHERE expires_at <= %s", (now,))
     return digests
+
+
+def _entry(row: tuple[Any, ...]) -> dict[str, Any]:
+    version, ts, source, changes = row
+    return {"version": version, "ts": ts, "source": source, "changes": json.loads(changes)}
+
+
+def history(db: Db, digest: str, limit: int | None = None) -> list[dict[str, Any]]:
+    """The newest timeline entries of a session, newest first."""
+    rows = db.execute(
+        f"SELECT version, ts, source, changes FROM {CHANGES} WHERE digest = %s"
+        " ORDER BY version DESC LIMIT %s",
+        (digest, limit or setting("HISTORY_LENGTH")),
+    )
+    return [_entry(row) for row in rows]
+
+
+def entry(db: Db, digest: str, version: int) -> dict[str, Any] | None:
+    """The timeline entry of one version, if it is still kept."""
+    rows = db.execute(
+        f"SELECT version, ts, source, changes FROM {CHANGES} WHERE digest = %s AND version = %s",
+        (digest, version),
+    )
+    return _entry(rows[0]) if rows else None
 
 
 @dataclass
@@ -364,26 +337,18 @@ class Summary:
     keys: int
     size_bytes: int
     version: int
-    expire_date: datetime
+    expires_at: float
     updated_at: float
 
 
-def summaries(limit: int = 200) -> list[Summary]:
+def summaries(db: Db, limit: int = 200) -> list[Summary]:
     """The most recently changed live sessions."""
-    rows = (
-        LiveSession.objects.using(router.db_for_read(LiveSession))
-        .filter(expire_date__gt=timezone.now())
-        .order_by("-updated_at")[:limit]
+    rows = db.execute(
+        f"SELECT digest, masked_key, data, version, expires_at, updated_at FROM {SESSIONS}"
+        " WHERE expires_at > %s ORDER BY updated_at DESC LIMIT %s",
+        (time.time(), limit),
     )
     return [
-        Summary(
-            digest=row.digest,
-            masked_key=row.masked_key,
-            keys=len(json.loads(row.data)),
-            size_bytes=len(row.data.encode()),
-            version=row.version,
-            expire_date=row.expire_date,
-            updated_at=row.updated_at,
-        )
-        for row in rows
+        Summary(d, m, len(json.loads(data)), len(data.encode()), v, e, u)
+        for d, m, data, v, e, u in rows
     ]

@@ -11,6 +11,8 @@ from django.conf import settings
 from django.test import AsyncClient
 
 from asgi_config.asgi import application
+from live import db
+from live import store as rows
 from live.engine import SessionStore
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -212,14 +214,9 @@ async def test_consumer_resyncs_on_request_and_on_gap():
     first = await receive(comm)
     await comm.send_to(text_data=json.dumps({"type": "resync"}))
     assert await receive(comm) == first
-    # A write whose push is lost (published nowhere) leaves a gap that the
-    # next push reveals; the consumer then sends a fresh snapshot instead.
-    from live import store as rows
-
-    await SessionStore.aread(store.digest)
-    from asgiref.sync import sync_to_async
-
-    await sync_to_async(rows.merge)(store.digest, rows.Changes(sets={"b": 2}), store._expiry)
+    # A write whose push is lost (stored, never published) leaves a gap that
+    # the next push reveals; the consumer then sends a fresh snapshot instead.
+    await db.run(rows.merge, store.digest, rows.Changes(sets={"b": 2}), store._expiry)
     await client_for(store.session_key).get("/color/")
     resynced = await receive(comm)
     assert resynced["type"] == "session.snapshot"

@@ -1,0 +1,185 @@
+"""Two ways to reach the session tables: Django's connection, or SQLite on the event loop.
+
+Async callers used to pay a thread hop for every statement batch. On SQLite,
+where one uncontended statement takes microseconds and a hop tens of them, the
+store runs its work right on the event loop through a connection of its own
+that never waits for a lock: if another process holds the write lock it gives
+up at once (Busy) and the work is redone in a thread that may wait. PostgreSQL
+(and anything else) always goes through Django's connection in a thread.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from typing import Any, Protocol, TypeVar
+
+from asgiref.sync import sync_to_async
+from django.db import (
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+    connections,
+    router,
+    transaction,
+)
+
+from live.conf import setting
+from live.models import LiveSession
+
+T = TypeVar("T")
+
+
+class Busy(Exception):
+    """SQLite's write lock is held by another process; retry where waiting is allowed."""
+
+
+class Db(Protocol):
+    vendor: str
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]: ...
+
+    def atomic(self) -> Any: ...
+
+
+class DjangoDb:
+    """Django's connection of the current thread; locks wait up to the configured timeout."""
+
+    def __init__(self, alias: str) -> None:
+        self.alias = alias
+        self.connection = connections[alias]
+        self.vendor = self.connection.vendor
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        with self.connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            return cursor.fetchall() if cursor.description else []
+
+    def atomic(self) -> Any:
+        return transaction.atomic(using=self.alias)
+
+
+class LoopSqlite:
+    """A raw SQLite connection for the event loop: no waiting, ever."""
+
+    vendor = "sqlite"
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.raw = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self.raw.execute("PRAGMA busy_timeout=0")
+        self.raw.execute("PRAGMA synchronous=NORMAL")
+        self.depth = 0
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        try:
+            return self.raw.execute(sql.replace("%s", "?"), params).fetchall()
+        except sqlite3.OperationalError as exc:
+            if "locked" in str(exc) or "busy" in str(exc):
+                raise Busy from exc
+            raise
+
+    @contextmanager
+    def atomic(self) -> Iterator[None]:
+        # Nested blocks join the outer transaction, as Django's atomic does.
+        if self.depth:
+            self.depth += 1
+            try:
+                yield
+            finally:
+                self.depth -= 1
+            return
+        self.execute("BEGIN IMMEDIATE")
+        self.depth = 1
+        try:
+            yield
+        except BaseException:
+            self.raw.execute("ROLLBACK")
+            raise
+        else:
+            try:
+                self.raw.execute("COMMIT")
+            except sqlite3.OperationalError as exc:
+                self.raw.execute("ROLLBACK")
+                raise Busy from exc
+        finally:
+            self.depth = 0
+
+
+def alias() -> str:
+    return router.db_for_write(LiveSession)
+
+
+_local = threading.local()
+
+
+def _loop_db(name: str) -> LoopSqlite:
+    # One connection per thread, and a new one when the database file changes
+    # (the test runner swaps in its test database after start-up).
+    db: LoopSqlite | None = getattr(_local, "sqlite", None)
+    if db is None or db.path != name:
+        db = _local.sqlite = LoopSqlite(name)
+    return db
+
+
+_executors: dict[str, ThreadPoolExecutor] = {}
+
+
+def _executor(name: str) -> ThreadPoolExecutor:
+    # Long-lived threads, each keeping one connection, instead of a fresh
+    # thread and connection per request (Django's thread-sensitive hops). On
+    # SQLite a single thread: it has one writer anyway.
+    if name not in _executors:
+        workers = 1 if connections[name].vendor == "sqlite" else setting("DB_THREADS")
+        _executors[name] = ThreadPoolExecutor(workers, thread_name_prefix=f"live-db-{name}")
+    return _executors[name]
+
+
+def _in_thread(fn: Callable[..., T], name: str) -> Callable[..., T]:
+    def call(*args: Any) -> T:
+        try:
+            return fn(DjangoDb(name), *args)
+        except (OperationalError, InterfaceError):
+            # A dropped connection (a database restart) must not poison this
+            # thread for good: close it, and the next call reconnects.
+            if not connections[name].in_atomic_block:
+                connections[name].close()
+            raise
+
+    return call
+
+
+def call(fn: Callable[..., T], *args: Any) -> T:
+    """Run store work from sync code, on this thread's Django connection."""
+    return fn(DjangoDb(alias()), *args)
+
+
+async def run(fn: Callable[..., T], *args: Any) -> T:
+    """Run store work from async code: on the loop for SQLite when it can, else in a thread."""
+    name = alias()
+    connection = connections[name]
+    if connection.vendor == "sqlite" and setting("SQLITE_ON_LOOP"):
+        try:
+            return fn(_loop_db(str(connection.settings_dict["NAME"])), *args)
+        except Busy:
+            pass
+    threaded = sync_to_async(_in_thread(fn, name), thread_sensitive=False, executor=_executor(name))
+    return await threaded(*args)  # type: ignore[no-any-return]
+
+
+def close_connections() -> None:
+    """Close the store's own connections (tests, before dropping a database)."""
+    for executor in _executors.values():
+        for _ in range(executor._max_workers):
+            executor.submit(connections.close_all).result()
+    db: LoopSqlite | None = getattr(_local, "sqlite", None)
+    if db is not None:
+        db.raw.close()
+        _local.sqlite = None
+
+
+# A digest already taken: Django's error from a thread, sqlite3's from the loop.
+INTEGRITY_ERRORS = (IntegrityError, sqlite3.IntegrityError)
