@@ -26,6 +26,8 @@ ROTATED = "session.rotated"
 ENDED = "session.ended"
 PRESENCE = "session.presence"
 TOUCHED = "sessions.touched"
+METRICS_GROUP = "metrics.watchers"
+TICK = "metrics.tick"
 RESYNC = "resync"
 
 # JSON subprotocol offered to clients that want events instead of HTML.

@@ -30,6 +30,8 @@ DEFAULTS: dict[str, Any] = {
     # Dotted path of a callable(snapshot, tabs, scope) -> str that renders the
     # HTML fragments pushed to htmx tabs.
     "RENDERER": "dashboard.rendering.render_live_fragments",
+    # Dotted path of a callable(samples) -> str for the /metrics/ charts.
+    "METRICS_RENDERER": "dashboard.charts.render_metrics",
     # Dotted path of a callable(summaries, tabs) -> str for the staff list.
     "STAFF_RENDERER": "dashboard.rendering.render_staff_list",
 }

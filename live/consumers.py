@@ -19,7 +19,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.utils.module_loading import import_string
 
-from live import broadcasting, db, presence, store
+from live import broadcasting, db, metrics, presence, store
 from live.conf import setting
 from live.engine import SessionStore as LiveStore
 from live.keys import digest
@@ -102,6 +102,7 @@ class SessionConsumer(AsyncWebsocketConsumer):
             await self.close(code=CLOSE_TOO_MANY_TABS)
             return
         self.digest, self.snapshot = snapshot.digest, snapshot
+        metrics.counters.sockets += 1
         self.history = await _engine().ahistory(snapshot.digest) if not self.json_mode else []
         await self.channel_layer.group_add(broadcasting.group_name(self.digest), self.channel_name)
         if self.counts_as_tab:
@@ -117,6 +118,7 @@ class SessionConsumer(AsyncWebsocketConsumer):
         if self.digest is None:
             return
         gone, self.digest, self.snapshot = self.digest, None, None
+        metrics.counters.sockets -= 1
         await self.channel_layer.group_discard(broadcasting.group_name(gone), self.channel_name)
         if self.counts_as_tab:
             await broadcasting.publish_presence(gone, await presence.leave(gone))
@@ -176,6 +178,7 @@ class SessionConsumer(AsyncWebsocketConsumer):
             )
         else:
             await self._send_html()
+        metrics.pushed(event["ts"])
 
     async def session_rotated(self, event: dict[str, Any]) -> None:
         if self.json_mode:

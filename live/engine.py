@@ -20,7 +20,7 @@ from typing import Any
 from django.contrib.sessions.backends.base import CreateError, SessionBase, UpdateError
 from django.utils.crypto import get_random_string
 
-from live import broadcasting, db, store
+from live import broadcasting, db, metrics, store
 from live.keys import digest, mask
 
 VALID_KEY_CHARS = "abcdefghijklmnopqrstuvwxyz0123456789"
@@ -176,6 +176,7 @@ class SessionStore(SessionBase):
     def save(self, must_create: bool = False) -> None:
         result = db.call(self._merge, must_create)
         if result:
+            metrics.wrote()
             broadcasting.publish_from_sync(
                 broadcasting.publish_changed, result[0].digest, self._event(*result)
             )
@@ -183,6 +184,7 @@ class SessionStore(SessionBase):
     async def asave(self, must_create: bool = False) -> None:
         result = await db.run(self._merge, must_create)
         if result:
+            metrics.wrote()
             await broadcasting.publish_changed(result[0].digest, self._event(*result))
 
     def create(self) -> None:

@@ -16,6 +16,8 @@ from django.http import HttpRequest, HttpResponseBase
 from django.utils.cache import patch_vary_headers
 from django.utils.http import http_date
 
+from live import metrics
+
 # Tabs name themselves in this header so that changes can say which tab made them.
 TAB_HEADER = "X-Live-Tab"
 _TAB_LABEL = re.compile(r"^[A-Za-z0-9-]{1,16}$")
@@ -55,6 +57,7 @@ class LiveSessionMiddleware(SessionMiddleware):
         session.source = describe(request)  # type: ignore[attr-defined]
         request.session = session
         response = await self.get_response(request)  # type: ignore[misc]
+        metrics.responded(response.status_code)
         return await self.finish(request, response)
 
     async def finish(self, request: HttpRequest, response: HttpResponseBase) -> HttpResponseBase:

@@ -328,6 +328,15 @@ def entry(db: Db, digest: str, version: int) -> dict[str, Any] | None:
     return _entry(rows[0]) if rows else None
 
 
+def count_active(db: Db, since: float) -> int:
+    """How many live sessions changed since this moment."""
+    rows = db.execute(
+        f"SELECT COUNT(*) FROM {SESSIONS} WHERE updated_at > %s AND expires_at > %s",
+        (since, time.time()),
+    )
+    return int(rows[0][0])
+
+
 @dataclass
 class Summary:
     """A session as the staff list shows it, without its values."""

@@ -1,0 +1,63 @@
+"""The /metrics/ page: counters move under load and arrive over the socket."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+from channels.testing import WebsocketCommunicator
+from django.test import AsyncClient
+
+from asgi_config.asgi import application
+from live import metrics
+from tests.test_consumers import ORIGIN, client_for, communicator, new_session, receive
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(autouse=True)
+def fresh_metrics():
+    metrics.reset()
+    yield
+    metrics.reset()
+
+
+def value(html: str, name: str) -> float:
+    found = re.search(
+        rf'data-metric="{name}">{name} <strong data-metric-value>([0-9.]+)</strong>', html
+    )
+    assert found, f"no {name} in the fragment"
+    return float(found.group(1))
+
+
+async def test_metrics_page_renders_empty_charts():
+    page = (await AsyncClient().get("/metrics/")).content.decode()
+    assert 'id="metrics-charts"' in page and 'ws-connect="/ws/metrics/"' in page
+    assert page.count("<svg") == 4
+
+
+async def test_metrics_counters_move_under_load():
+    watcher = WebsocketCommunicator(
+        application, "/ws/metrics/", headers=[(b"host", b"127.0.0.1:8000"), ORIGIN]
+    )
+    connected, _ = await watcher.connect()
+    assert connected
+    first = await watcher.receive_from(timeout=3)
+    assert value(first, "writes") == 0
+    store = await new_session()
+    tab = communicator(store.session_key)
+    await tab.connect()
+    await receive(tab)
+    client = client_for(store.session_key)
+    for n in range(20):
+        await client.put(f"/api/session/keys/k{n}", json.dumps(n), "application/json")
+        await receive(tab)
+    # One of the next ticks reports the second in which the writes and pushes happened.
+    ticks = [await watcher.receive_from(timeout=3) for _ in range(2)]
+    assert max(value(t, "writes") for t in ticks) > 0
+    assert max(value(t, "pushes") for t in ticks) > 0
+    assert value(ticks[-1], "sockets") == 1
+    assert "<polyline" in ticks[-1]
+    await tab.disconnect()
+    await watcher.disconnect()
