@@ -156,14 +156,38 @@ def render_live_fragments(
 
     `only` picks a subset: "tabs" (the tab count), "followed" or "final" (the
     session ended, and the socket did or did not follow its successor).
+
+    A change reaches every tab of a session in this process one after the
+    other, each holding the same state at the same version, so the HTML is
+    rendered once per change and reused: a hundred tabs cost one render.
     """
-    context: dict[str, Any] = (
-        session_context(snapshot, tabs, history) if snapshot else {"tabs": tabs}
+    read_only = bool(scope.get("live_read_only", False))
+    key = (
+        snapshot.digest if snapshot else None,
+        snapshot.version if snapshot else None,
+        tabs,
+        only,
+        read_only,
+        history[0]["version"] if history else None,
     )
-    if only in ("followed", "final"):
-        context["ended"] = only
-    context["read_only"] = scope.get("live_read_only", False)
-    return "".join(render_to_string(f"{PAGE}#{name}", context) for name in _FRAGMENTS[only])
+    html = _rendered.get(key)
+    if html is None:
+        context: dict[str, Any] = (
+            session_context(snapshot, tabs, history) if snapshot else {"tabs": tabs}
+        )
+        if only in ("followed", "final"):
+            context["ended"] = only
+        context["read_only"] = read_only
+        html = "".join(render_to_string(f"{PAGE}#{name}", context) for name in _FRAGMENTS[only])
+        if len(_rendered) >= _RENDERED_MAX:
+            _rendered.pop(next(iter(_rendered)))
+        _rendered[key] = html
+    return html
+
+
+# The most recent renders, oldest first (dicts keep insertion order).
+_rendered: dict[tuple[Any, ...], str] = {}
+_RENDERED_MAX = 128
 
 
 def staff_rows(rows: list[Summary], tabs: dict[str, int]) -> list[dict[str, Any]]:

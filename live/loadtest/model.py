@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 MAX_SAMPLES = 10
-# History entries per key before it is worth compacting.
-_COMPACT_AT = 32
+# Acknowledged writes between compactions of the history.
+_COMPACT_AT = 256
 
 
 class _Absent:
@@ -108,6 +108,8 @@ class SessionModel:
         self._reads: list[tuple[str, Any, int, int]] = []
         self._unknown: set[str] = set()
         self._unknown_all = False
+        # Events recorded since the last compaction: cheaper to test than every list.
+        self._recorded = 0
 
     # --- writes -----------------------------------------------------------------
 
@@ -144,6 +146,7 @@ class SessionModel:
 
     def _acked(self, version: int) -> None:
         self.acked = max(self.acked, version)
+        self._recorded += 1
         self._done()
 
     def _done(self) -> None:
@@ -179,10 +182,9 @@ class SessionModel:
                 expected = self.state(key, version)
                 self.result.note("inconsistent read", self.user, key, expected, value, version)
         self._reads.clear()
-        if len(self.snapshots) > _COMPACT_AT or any(
-            len(events) > _COMPACT_AT for events in self.history.values()
-        ):
+        if self._recorded > _COMPACT_AT:
             self._compact(min(self._read_floors, default=self.acked))
+            self._recorded = 0
 
     def _compact(self, floor: int) -> None:
         # Every future check looks at a version >= floor: keep the last event below it.

@@ -24,11 +24,17 @@ class Schedule:
         self.claimed = 0
         self.start = 0.0
         self.end = float("inf")
+        self.stopped = False
 
     def begin(self, start: float) -> None:
         self.start = start
         if self.config.duration is not None:
             self.end = start + self.config.duration
+
+    def stop(self) -> None:
+        """End the test early (Ctrl-C): no new sends; answers still awaited and reported."""
+        self.end = 0.0
+        self.stopped = True
 
     def claim(self, user: int, slot: int) -> float | None:
         """The due time of a user's request number `slot`, or None when the test is over."""
