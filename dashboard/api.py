@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.csrf import csrf_failure as default_csrf_failure
 from django.views.decorators.cache import never_cache
@@ -31,8 +32,9 @@ def _if_match(request: HttpRequest) -> int | None:
         # "*" matches any version: the same as no condition for a key write.
         return None
     raw = raw.strip().removeprefix("W/").strip('"')
-    # isdigit() alone accepts "²", on which int() fails.
-    if not (raw.isascii() and raw.isdigit()):
+    # isdigit() alone accepts "²", on which int() fails; versions are 64-bit,
+    # and int() refuses more than 4300 digits with a ValueError (a 500).
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
         raise Invalid("If-Match must be a session version, a whole number.")
     return int(raw)
 
@@ -47,7 +49,13 @@ async def _body(request: HttpRequest) -> Any:
     if length.isdigit() and int(length) > setting("MAX_VALUE_BYTES"):
         # Refuse by the stated length before reading a byte of it.
         raise Invalid(f"The value is over {setting('MAX_VALUE_BYTES')} bytes as JSON.", 413)
-    return parse_json(request.body)
+    try:
+        body = request.body
+    except RequestDataTooBig:
+        # A chunked body states no length; Django stops reading it past
+        # DATA_UPLOAD_MAX_MEMORY_SIZE, which would otherwise answer in HTML.
+        raise Invalid(f"The value is over {setting('MAX_VALUE_BYTES')} bytes as JSON.", 413) from None
+    return parse_json(body)
 
 
 @never_cache
@@ -81,7 +89,10 @@ async def key(request: HttpRequest, key: str) -> JsonResponse:
         key = check_key(_path_key(request, key), reading=request.method == "GET")
         if request.method == "GET":
             if not await session.ahas_key(key):
-                return _error(f"There is no key {key!r} in this session.", 404)
+                # The version lets a client tell "missing now" from "missing then".
+                return _error(
+                    f"There is no key {key!r} in this session.", 404, version=session.version
+                )
             await actions.ensure(session)
             return JsonResponse(
                 {"key": key, "value": await session.aget(key), "version": session.version}  # type: ignore[attr-defined]
@@ -95,6 +106,8 @@ async def key(request: HttpRequest, key: str) -> JsonResponse:
         await actions.delete_key(session, key, seen)
         return JsonResponse({"key": key, "version": session.version})  # type: ignore[attr-defined]
     except Invalid as exc:
+        if exc.status == 404:
+            return _error(exc.message, 404, version=getattr(session, "version", 0))
         return _error(exc.message, exc.status)
     except Conflict as exc:
         return _error(str(exc), 409, current=exc.current)

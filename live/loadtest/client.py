@@ -1,0 +1,286 @@
+"""One virtual user: its own session and CSRF token, its tabs, and its request loops.
+
+A user is what one person with a browser would be: a cookie jar of its own
+(so its own Django session), the CSRF token read from the `csrftoken` cookie
+and sent back as X-CSRFToken with same-origin Origin and Referer headers, and
+`tabs` WebSockets on the `session.json` subprotocol. It runs `concurrency`
+request loops on that one session, like tabs that each edit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+from bisect import bisect
+from itertools import accumulate
+from time import perf_counter
+from typing import Any
+
+import aiohttp
+from yarl import URL
+
+from live import broadcasting
+from live.loadtest.config import CSRF_COOKIE, KEY_PATH, SESSION_PATH, SOCKET_PATH, Config
+from live.loadtest.model import Consistency, SessionModel
+from live.loadtest.schedule import Schedule
+from live.loadtest.stats import Stats
+from live.loadtest.tab import SetupError, Tab
+
+
+def _error_kind(exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError):
+        return "timeout"
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return "connect"
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return "disconnected"
+    if isinstance(exc, ValueError | KeyError | TypeError):
+        return "bad answer"
+    return type(exc).__name__
+
+
+class User:
+    def __init__(
+        self,
+        index: int,
+        config: Config,
+        connector: aiohttp.BaseConnector,
+        stats: Stats,
+        consistency: Consistency,
+        schedule: Schedule,
+    ) -> None:
+        self.index = index
+        self.config = config
+        self.stats = stats
+        self.consistency = consistency
+        self.schedule = schedule
+        self.model = SessionModel(index, consistency)
+        base = config.base_url
+        self.origin = str(URL(base).origin())
+        # The user's cookies, kept by hand: aiohttp's CookieJar filtered and re-encoded
+        # them for every request, a sixth of the generator's CPU. One origin needs no
+        # domain or path matching; Secure cookies are sent over plain HTTP too, as
+        # browsers do for localhost, so a server with DEBUG off can be tested locally.
+        self.cookies: dict[str, str] = {}
+        self.headers = {
+            "Origin": self.origin,
+            "Referer": base + "/",
+            "Content-Type": "application/json",
+        }
+        self.http = aiohttp.ClientSession(
+            connector=connector,
+            connector_owner=False,
+            cookie_jar=aiohttp.DummyCookieJar(),
+            timeout=aiohttp.ClientTimeout(total=config.timeout),
+        )
+        self.rng = random.Random(config.seed * 1_000_003 + index)
+        self.tabs: list[Tab] = []
+        self.listeners: list[asyncio.Task[None]] = []
+        self.slot = 0
+        self.writes = 0
+        self.keys = [f"k{i}" for i in range(config.keys)]
+        # Built once: aiohttp takes URL objects as they are, without parsing strings again.
+        self.key_urls = [URL(base + KEY_PATH + key) for key in self.keys]
+        self.session_url = URL(base + SESSION_PATH)
+        self.operations = [name for name, _ in config.mix]
+        self.weights = list(accumulate(weight for _, weight in config.mix))
+
+    # --- setting up ---------------------------------------------------------------
+
+    async def start(self) -> None:
+        base = self.config.base_url
+        async with self.http.get(base + "/", headers=self.headers) as response:
+            await response.read()
+            self._absorb(response)
+        if CSRF_COOKIE not in self.cookies:
+            raise SetupError(f"GET {base}/ set no {CSRF_COOKIE} cookie (status {response.status})")
+        version, data = await self._session_state()
+        self.model.seed(version, data)
+        if self.config.prefill:
+            for index in range(self.config.keys):
+                self.model.write_started()
+                if not await self._set(index, perf_counter()):
+                    raise SetupError(f"--prefill: PUT {KEY_PATH}{self.keys[index]} failed")
+        ws_url = URL(base + SOCKET_PATH)
+        ws_url = ws_url.with_scheme("wss" if ws_url.scheme == "https" else "ws")
+        for _ in range(self.config.tabs):
+            ws = await self.http.ws_connect(
+                ws_url,
+                protocols=(broadcasting.JSON_SUBPROTOCOL,),
+                origin=self.origin,
+                headers={"Cookie": self.headers["Cookie"]},
+                max_msg_size=0,
+            )
+            if ws.protocol != broadcasting.JSON_SUBPROTOCOL:
+                await ws.close()
+                raise SetupError(
+                    f"{ws_url} did not accept the {broadcasting.JSON_SUBPROTOCOL} protocol"
+                )
+            tab = Tab(ws, self.stats.push)
+            self.tabs.append(tab)
+            async with asyncio.timeout(self.config.timeout):
+                await tab.first_snapshot()
+            self.listeners.append(asyncio.create_task(tab.listen()))
+
+    async def _session_state(self) -> tuple[int, dict[str, Any]]:
+        async with self.http.get(self.session_url, headers=self.headers) as response:
+            body = await response.read()
+            self._absorb(response)
+            if response.status != 200:
+                raise SetupError(f"GET {SESSION_PATH} answered {response.status}")
+        state = json.loads(body)
+        return state["version"], state["data"]
+
+    # --- running ------------------------------------------------------------------
+
+    async def run(self) -> None:
+        await asyncio.gather(*(self._loop() for _ in range(self.config.concurrency)))
+
+    async def _loop(self) -> None:
+        claim, stats, open_loop = self.schedule.claim, self.stats, self.config.open_loop
+        while (due := claim(self.index, self.slot)) is not None:
+            self.slot += 1
+            delay = due - perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            elif open_loop and -delay > stats.max_lag:
+                stats.max_lag = -delay
+            await self._one(due)
+
+    async def _one(self, due: float) -> None:
+        name = self.operations[bisect(self.weights, self.rng.random() * self.weights[-1])]
+        index = self.rng.randrange(len(self.keys))
+        if name == "get":
+            await self._get(index, due)
+        else:
+            self.model.write_started()
+            if name == "set":
+                await self._set(index, due)
+            elif name == "delete":
+                await self._delete(index, due)
+            else:
+                await self._clear(due)
+
+    async def _call(
+        self, name: str, method: str, url: URL, due: float, body: bytes | None
+    ) -> tuple[Any, float]:
+        """Send one request; return the decoded 200 answer (or the status, or the error
+        kind) and when it was sent."""
+        stats = self.stats.operations[name]
+        sent = perf_counter()
+        try:
+            async with self.http.request(
+                # A redirect from the API means a misconfiguration: report it, do not follow.
+                method,
+                url,
+                data=body,
+                headers=self.headers,
+                allow_redirects=False,
+            ) as response:
+                status, raw = response.status, await response.read()
+                if "Set-Cookie" in response.headers:
+                    self._absorb(response)
+            result: Any = json.loads(raw) if status == 200 else status
+        except (TimeoutError, aiohttp.ClientError, ValueError) as exc:
+            result = _error_kind(exc)
+        stats.latency.record(perf_counter() - due)
+        if result.__class__ is int:
+            if result == 404 and name in ("get", "delete"):
+                stats.misses += 1
+            else:
+                stats.errors[str(result)] += 1
+        elif result.__class__ is str:
+            stats.errors[result] += 1
+        return result, sent
+
+    def _absorb(self, response: aiohttp.ClientResponse) -> None:
+        """Take the cookies a response sets (or deletes with Max-Age=0), as a browser would."""
+        changed = False
+        for line in response.headers.getall("Set-Cookie", ()):
+            name, _, rest = line.partition("=")
+            value, _, attributes = rest.partition(";")
+            name = name.strip()
+            if "max-age=0" in attributes.lower().replace(" ", ""):
+                changed |= self.cookies.pop(name, None) is not None
+            elif self.cookies.get(name) != value:
+                self.cookies[name], changed = value, True
+        if changed:
+            self.headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
+            self.headers["X-CSRFToken"] = self.cookies.get(CSRF_COOKIE, "")
+
+    def _acked(self, version: int, sent: float) -> None:
+        now = perf_counter()
+        for tab in self.tabs:
+            tab.expect(version, now, sent)
+
+    def _failed(self, result: Any, key: str | None) -> None:
+        # A 4xx changed nothing; anything else (5xx, timeout, garbled answer) might have.
+        if result.__class__ is int and 400 <= result < 500:
+            self.model.write_refused()
+        else:
+            self.model.write_unknown(key)
+
+    async def _set(self, index: int, due: float) -> bool:
+        self.writes += 1
+        token = f"{self.index}.{self.writes}:"
+        # The value's JSON, quotes included, is exactly --value-size bytes.
+        value = token + "x" * (self.config.value_size - 2 - len(token))
+        body = b'"' + value.encode() + b'"'
+        result, sent = await self._call("set", "PUT", self.key_urls[index], due, body)
+        try:
+            version = result["version"]
+            self.model.set_acked(self.keys[index], value, version)
+        except (TypeError, KeyError):
+            self._failed(result, self.keys[index])
+            return False
+        self._acked(version, sent)
+        return True
+
+    async def _delete(self, index: int, due: float) -> None:
+        result, sent = await self._call("delete", "DELETE", self.key_urls[index], due, None)
+        try:
+            version = result["version"]
+            self.model.delete_acked(self.keys[index], version)
+        except (TypeError, KeyError):
+            self._failed(result, self.keys[index])
+            return
+        self._acked(version, sent)
+
+    async def _clear(self, due: float) -> None:
+        result, sent = await self._call("clear", "DELETE", self.session_url, due, None)
+        try:
+            version = result["version"]
+            self.model.clear_acked(version, result["data"])
+        except (TypeError, KeyError):
+            self._failed(result, None)
+            return
+        self._acked(version, sent)
+
+    async def _get(self, index: int, due: float) -> None:
+        floor = self.model.read_started()
+        result, _ = await self._call("get", "GET", self.key_urls[index], due, None)
+        try:
+            self.model.read_done(floor, self.keys[index], result["value"], result["version"])
+        except (TypeError, KeyError):
+            self.model.read_done(floor, None, None, None)
+
+    # --- finishing ----------------------------------------------------------------
+
+    async def verify(self) -> None:
+        """Compare the server's final state with the model and with every tab."""
+        version, data = await self._session_state()
+        self.model.final(version, data)
+        for tab in self.tabs:
+            if tab.version != version or tab.data != data:
+                self.consistency.tabs_diverged += 1
+
+    async def close(self) -> None:
+        for tab in self.tabs:
+            tab.closing = True
+        for listener in self.listeners:
+            listener.cancel()
+        await asyncio.gather(*self.listeners, return_exceptions=True)
+        for tab in self.tabs:
+            await tab.ws.close()
+        await self.http.close()

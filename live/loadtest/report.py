@@ -1,0 +1,198 @@
+"""The report: one JSON-ready dict, rendered as rich tables, and the pass/fail verdict.
+
+Everything shown on screen is read from the dict, so the table and --json
+always agree.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from live.loadtest.config import Config
+from live.loadtest.worker import Outcome
+
+
+def build(config: Config, outcome: Outcome) -> dict[str, Any]:
+    stats, consistency = outcome.stats, outcome.consistency
+    elapsed = outcome.elapsed or 1e-9
+    operations = {}
+    for name, _ in config.mix:
+        op = stats.operations[name]
+        operations[name] = {
+            "count": op.count,
+            "rate": round(op.count / elapsed, 1),
+            "latency_ms": op.latency.summary(),
+            "misses": op.misses,
+            "errors": dict(op.errors.most_common()),
+        }
+    requests, errors = stats.requests, stats.errors
+    push = stats.push
+    report: dict[str, Any] = {
+        "config": config.as_dict(),
+        "elapsed_s": round(outcome.elapsed, 3),
+        "interrupted": outcome.interrupted,
+        "requests": {
+            "total": requests,
+            "rate": round(requests / elapsed, 1),
+            "target_rate": config.rate,
+            "errors": errors,
+            "error_rate": round(errors / requests, 6) if requests else 0.0,
+            "misses": sum(op["misses"] for op in operations.values()),
+        },
+        "operations": operations,
+        "push": {
+            "tabs": outcome.tabs,
+            "deliveries": push.latency.total,
+            "latency_ms": push.latency.summary(),
+            "from_send_ms": push.from_send.summary(),
+            "early": push.early,
+            "missed": push.missed,
+            "messages": push.messages,
+            "resyncs": push.resyncs,
+            "gaps": push.gaps,
+            "unexpected": dict(push.unexpected),
+        },
+        "consistency": {
+            "sessions": consistency.sessions,
+            "verified_keys": consistency.verified_keys,
+            "lost_writes": consistency.lost_writes,
+            "lost_sets": consistency.lost_sets,
+            "lost_deletes": consistency.lost_deletes,
+            "stale_reads": consistency.stale_reads,
+            "inconsistent_reads": consistency.inconsistent_reads,
+            "unverifiable_keys": consistency.unverifiable_keys,
+            "tabs_diverged": consistency.tabs_diverged,
+            "samples": consistency.samples,
+        },
+        "generator": {
+            "processes": config.processes,
+            "users": outcome.users,
+            "cpu_s": round(outcome.cpu, 3),
+            # Above ~80% of one core per process the generator, not the server, may be the limit.
+            "cpu_percent_of_one_core": round(100 * outcome.cpu / elapsed, 1),
+            "max_send_lag_ms": round(stats.max_lag * 1000, 3),
+        },
+    }
+    report["failures"] = failures(report, config.max_error_rate)
+    report["passed"] = not report["failures"]
+    return report
+
+
+def failures(report: dict[str, Any], max_error_rate: float) -> list[str]:
+    """Why the test failed: lost writes, reads that contradict acked writes, too many errors."""
+    found = []
+    consistency, requests = report["consistency"], report["requests"]
+    if consistency["lost_writes"]:
+        found.append(
+            f"{consistency['lost_writes']} acknowledged writes were lost "
+            f"({consistency['lost_sets']} sets, {consistency['lost_deletes']} deletes or clears)."
+        )
+    bad_reads = consistency["stale_reads"] + consistency["inconsistent_reads"]
+    if bad_reads:
+        found.append(f"{bad_reads} reads contradicted acknowledged writes.")
+    if requests["error_rate"] > max_error_rate:
+        found.append(
+            f"The error rate {requests['error_rate']:.2%} is above --max-error-rate "
+            f"{max_error_rate:.2%} ({requests['errors']} of {requests['total']} requests)."
+        )
+    return found
+
+
+def _ms(value: float) -> str:
+    return f"{value:,.2f}"
+
+
+def _spread(latency: dict[str, float]) -> str:
+    return (
+        f"p50 {_ms(latency['p50'])} ms, p99 {_ms(latency['p99'])} ms, max {_ms(latency['max'])} ms"
+    )
+
+
+def _errors(errors: dict[str, int]) -> str:
+    return ", ".join(f"{kind}×{count}" for kind, count in errors.items()) or "-"
+
+
+def render(report: dict[str, Any], console: Console) -> None:
+    config, requests = report["config"], report["requests"]
+    loop = f"open loop at {config['rate']:g}/s" if config["rate"] else "closed loop"
+    if report["interrupted"]:
+        loop += ", interrupted"
+    table = Table(
+        title=f"{config['url']}: {config['users']} users × {config['tabs']} tabs, "
+        f"{config['concurrency']} in flight per user, {loop}, {report['elapsed_s']:.1f} s",
+        title_justify="left",
+    )
+    for column in ("operation", "count", "rate/s", "p50 ms", "p90 ms", "p99 ms", "max ms"):
+        table.add_column(column, justify="left" if column == "operation" else "right")
+    table.add_column("404", justify="right")
+    table.add_column("errors")
+    for name, op in report["operations"].items():
+        latency = op["latency_ms"]
+        table.add_row(
+            name,
+            f"{op['count']:,}",
+            f"{op['rate']:,.1f}",
+            *(_ms(latency[p]) for p in ("p50", "p90", "p99", "max")),
+            f"{op['misses']:,}",
+            _errors(op["errors"]),
+            style="red" if op["errors"] else None,
+        )
+    table.add_section()
+    table.add_row(
+        "all",
+        f"{requests['total']:,}",
+        f"{requests['rate']:,.1f}",
+        *([""] * 4),
+        f"{requests['misses']:,}",
+        f"{requests['errors']:,} ({requests['error_rate']:.2%})",
+    )
+    console.print(table)
+
+    push, consistency, generator = report["push"], report["consistency"], report["generator"]
+    lines = [
+        (
+            "push latency",
+            f"{_spread(push['latency_ms'])} from the write's HTTP answer to each tab, over "
+            f"{push['deliveries']:,} deliveries to {push['tabs']} tabs "
+            f"({push['early']:,} arrived before the answer)",
+        ),
+        ("write to tab", f"{_spread(push['from_send_ms'])} from the write's request being sent"),
+        ("pushes missed", f"{push['missed']:,}"),
+        ("resyncs, gaps", f"{push['resyncs']:,}, {push['gaps']:,}"),
+        ("lost writes", f"{consistency['lost_writes']:,} of {consistency['verified_keys']:,} keys"),
+        (
+            "bad reads",
+            f"{consistency['stale_reads']:,} stale, "
+            f"{consistency['inconsistent_reads']:,} inconsistent",
+        ),
+        ("tabs diverged", f"{consistency['tabs_diverged']:,}"),
+        ("unverifiable keys", f"{consistency['unverifiable_keys']:,} (a write to them failed)"),
+        (
+            "generator",
+            f"{generator['cpu_s']:.2f} s CPU in {generator['processes']} process(es), "
+            f"{generator['cpu_percent_of_one_core']:.0f}% of one core",
+        ),
+    ]
+    if config["rate"]:
+        lines.append(("max send lag", f"{_ms(generator['max_send_lag_ms'])} ms"))
+    if push["unexpected"]:
+        lines.append(("unexpected events", _errors(push["unexpected"])))
+    summary = Table.grid(padding=(0, 2))
+    summary.add_column(style="bold")
+    summary.add_column()
+    for label, text in lines:
+        summary.add_row(label, text)
+    console.print(summary)
+    for sample in consistency["samples"]:
+        console.print(
+            f"  [red]{sample['kind']}[/red]: user {sample['user']} key {sample['key']!r} "
+            f"expected {sample['expected']}, found {sample['found']} (version {sample['version']})"
+        )
+    if report["failures"]:
+        for failure in report["failures"]:
+            console.print(f"[bold red]FAIL[/bold red] {failure}")
+    else:
+        console.print("[bold green]PASS[/bold green] no lost writes, errors within the limit.")

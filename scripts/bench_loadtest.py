@@ -1,0 +1,239 @@
+"""How close does `manage.py loadtest` get to wrk on the same endpoint, and at what CPU cost?
+
+Usage: python scripts/bench_loadtest.py [--rounds 3] [--seconds 5] [--connections 32]
+
+It serves the project with daphne on a free port and a throwaway, migrated
+SQLite database, then alternates rounds of wrk and of the load tester against
+GET /api/session/keys/k0 of a session that holds k0, with the same number of
+connections: `wrk -t1 -cN` with the session cookie in -H, and the load tester
+in closed loop with N users, no tabs, one request in flight each and
+`--mix get=1 --keys 1 --prefill` (each user its own session holding k0).
+With two cores or more, daphne runs on core 0 and the load generators on core
+1 (taskset), so that they do not steal each other's CPU.
+
+It prints each round's requests per second, the ratio loadtest / wrk (1.0
+means the tester is not the bottleneck) and the tester's CPU: during the
+measured phase (from its report) and for the whole process (getrusage of the
+child, start-up included).
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import re
+import resource
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+VALUE_SIZE = 64
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def pinned(core: int | None, command: list[str]) -> list[str]:
+    return ["taskset", "-c", str(core), *command] if core is not None else command
+
+
+@contextmanager
+def daphne(core: int | None) -> Iterator[tuple[str, dict[str, str]]]:
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "asgi_config.settings",
+            "DATABASE_URL": f"sqlite:///{tmp}/bench.sqlite3",
+            # As deployed, minus TLS: no per-query debug bookkeeping, no redirect to
+            # HTTPS. The tester sends Secure cookies to loopback, as browsers do.
+            "DJANGO_DEBUG": "0",
+            "DJANGO_SSL_REDIRECT": "0",
+        }
+        env.pop("REDIS_URL", None)
+        subprocess.run(
+            [sys.executable, "manage.py", "migrate", "--verbosity", "0"],
+            cwd=ROOT,
+            env=env,
+            check=True,
+        )
+        port = free_port()
+        server = subprocess.Popen(
+            pinned(
+                core,
+                [
+                    str(Path(sys.executable).parent / "daphne"),
+                    "-p",
+                    str(port),
+                    "-b",
+                    "127.0.0.1",
+                    "asgi_config.asgi:application",
+                ],
+            ),
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=open(Path(tmp) / "daphne.log", "wb"),  # noqa: SIM115
+        )
+        try:
+            deadline = time.monotonic() + 20
+            while True:
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                    break
+                except OSError:
+                    if time.monotonic() > deadline or server.poll() is not None:
+                        raise SystemExit("daphne did not start") from None
+                    time.sleep(0.05)
+            yield f"http://127.0.0.1:{port}", env
+        finally:
+            server.terminate()
+            server.wait(10)
+
+
+def session_cookie(url: str) -> str:
+    """Make a session holding k0, as a browser would, and return its Cookie header."""
+    # By hand rather than with http.cookiejar, which keeps Secure cookies from plain HTTP.
+    host, port = url.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=10)
+    cookies: dict[str, str] = {}
+
+    def call(method: str, path: str, body: bytes | None = None) -> None:
+        headers = {"Cookie": "; ".join(f"{k}={v}" for k, v in cookies.items())}
+        if body is not None:
+            headers |= {
+                "X-CSRFToken": cookies["csrftoken"],
+                "Origin": url,
+                "Referer": url + "/",
+                "Content-Type": "application/json",
+            }
+        connection.request(method, path, body=body, headers=headers)
+        response = connection.getresponse()
+        response.read()
+        if response.status != 200:
+            raise SystemExit(f"{method} {path} answered {response.status}")
+        for header in response.headers.get_all("Set-Cookie") or []:
+            name, _, rest = header.partition("=")
+            cookies[name] = rest.partition(";")[0]
+
+    call("GET", "/")
+    call("PUT", "/api/session/keys/k0", json.dumps("x" * (VALUE_SIZE - 2)).encode())
+    connection.close()
+    return "; ".join(f"{name}={value}" for name, value in cookies.items())
+
+
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run_wrk(url: str, cookie: str, args: argparse.Namespace, core: int | None) -> float:
+    output = subprocess.run(
+        pinned(
+            core,
+            [
+                "wrk",
+                "-t1",
+                f"-c{args.connections}",
+                f"-d{args.seconds}s",
+                "-H",
+                f"Cookie: {cookie}",
+                url + "/api/session/keys/k0",
+            ],
+        ),
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    if "Non-2xx" in output:
+        raise SystemExit(f"wrk got errors:\n{output}")
+    return float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
+
+
+def run_loadtest(
+    url: str, env: dict[str, str], args: argparse.Namespace, core: int | None
+) -> tuple[float, float, float, float]:
+    """Return (requests/s, CPU % of a core while measuring, CPU seconds of the process, wall)."""
+    with tempfile.NamedTemporaryFile(suffix=".json") as out:
+        command = [
+            sys.executable,
+            "manage.py",
+            "loadtest",
+            "--url",
+            url,
+            "--json",
+            out.name,
+            "--users",
+            str(args.connections),
+            "--tabs",
+            "0",
+            "--concurrency",
+            "1",
+            "--mix",
+            "get=1",
+            "--keys",
+            "1",
+            "--prefill",
+            "--value-size",
+            str(VALUE_SIZE),
+            "--duration",
+            str(args.seconds),
+        ]
+        before, started = children_cpu(), time.monotonic()
+        run = subprocess.run(
+            pinned(core, command), cwd=ROOT, env=env, capture_output=True, text=True
+        )
+        wall, cpu = time.monotonic() - started, children_cpu() - before
+        if run.returncode:
+            raise SystemExit(f"loadtest failed:\n{run.stdout}\n{run.stderr}")
+        report = json.loads(Path(out.name).read_text())
+    return (report["requests"]["rate"], report["generator"]["cpu_percent_of_one_core"], cpu, wall)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=int, default=5)
+    parser.add_argument("--connections", type=int, default=32)
+    args = parser.parse_args()
+    if not shutil.which("wrk"):
+        raise SystemExit("wrk is not installed (apt-get install wrk)")
+    pin = bool(shutil.which("taskset")) and (os.cpu_count() or 1) >= 2
+    server_core, load_core = (0, 1) if pin else (None, None)
+    print(
+        f"cores: {os.cpu_count()}, " + ("daphne on core 0, load on core 1" if pin else "unpinned")
+    )
+    with daphne(server_core) as (url, env):
+        cookie = session_cookie(url)
+        wrk_rates, lt_rates = [], []
+        for round_ in range(1, args.rounds + 1):
+            wrk_rate = run_wrk(url, cookie, args, load_core)
+            rate, cpu_percent, cpu_s, wall = run_loadtest(url, env, args, load_core)
+            wrk_rates.append(wrk_rate)
+            lt_rates.append(rate)
+            print(
+                f"round {round_}: wrk {wrk_rate:8.1f} req/s | loadtest {rate:8.1f} req/s, "
+                f"ratio {rate / wrk_rate:.2f}, CPU {cpu_percent:.0f}% of a core while measuring, "
+                f"{cpu_s:.2f} s for the whole process ({100 * cpu_s / wall:.0f}% over {wall:.1f} s)"
+            )
+    ratio = statistics.median(lt / w for lt, w in zip(lt_rates, wrk_rates, strict=True))
+    print(
+        f"median: wrk {statistics.median(wrk_rates):.1f} req/s, "
+        f"loadtest {statistics.median(lt_rates):.1f} req/s, ratio loadtest/wrk {ratio:.2f}"
+    )
+
+
+if __name__ == "__main__":
+    main()
