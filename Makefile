@@ -31,6 +31,10 @@ lint: $(BIN)/activate
 	$(BIN)/ruff format .
 	$(BIN)/mypy .
 
+# The performance suite (BENCHMARKS.md); e.g. make bench BENCH_ARGS="--quick --json bench.json"
+bench: $(BIN)/activate
+	$(BIN)/python scripts/bench/run.py $(BENCH_ARGS)
+
 screenshot: $(BIN)/activate
 	$(BIN)/python scripts/screenshot.py docs/screenshot.png
 

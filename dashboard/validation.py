@@ -7,6 +7,7 @@ a refused write changes nothing.
 from __future__ import annotations
 
 import json
+import sys
 import unicodedata
 from typing import Any
 from urllib.parse import unquote_to_bytes
@@ -60,6 +61,14 @@ def key_from_raw_path(raw_path: bytes | None, decoded: str) -> str:
     return decoded
 
 
+def _too_many_digits(exc: ValueError) -> Invalid | None:
+    """Python reads and writes integers of at most 4300 digits (CVE-2020-10735)."""
+    if "integer string conversion" not in str(exc):
+        return None
+    limit = sys.get_int_max_str_digits()
+    return Invalid(f"The value has an integer of more than {limit} digits; send it as a string.")
+
+
 def _reject_constant(name: str) -> Any:
     raise Invalid(f"{name} is not valid JSON; use a number or a string.")
 
@@ -91,7 +100,11 @@ def check_value(value: Any) -> Any:
     """Return the value if it is strict JSON within the size and depth limits."""
     try:
         encoded = dumps(value)
-    except (TypeError, ValueError) as exc:
+    except ValueError as exc:
+        raise _too_many_digits(exc) or Invalid(
+            f"The value cannot be stored as JSON: {exc}."
+        ) from None
+    except TypeError as exc:
         raise Invalid(f"The value cannot be stored as JSON: {exc}.") from None
     except RecursionError:
         raise Invalid("The value is nested too deeply.") from None
@@ -125,7 +138,9 @@ def parse_json(body: bytes | str) -> Any:
     except Invalid:
         raise
     except ValueError as exc:
-        raise Invalid(f"The value is not valid JSON: {exc.args[0].split(':')[0]}.") from None
+        raise _too_many_digits(exc) or Invalid(
+            f"The value is not valid JSON: {exc.args[0].split(':')[0]}."
+        ) from None
     except RecursionError:
         raise Invalid("The value is nested too deeply.") from None
     return check_value(value)

@@ -42,8 +42,9 @@ async def _context(request: HtmxHttpRequest, **extra: Any) -> dict[str, Any]:
 
 
 def _int_or_none(raw: str | None) -> int | None:
-    # isdigit() alone accepts "²", on which int() fails.
-    return int(raw) if raw and raw.isascii() and raw.isdigit() else None
+    # isdigit() alone accepts "²", on which int() fails; versions are 64-bit
+    # (a longer number overflows the database, or int() itself past 4300 digits).
+    return int(raw) if raw and raw.isascii() and raw.isdigit() and len(raw) <= 18 else None
 
 
 @require_safe

@@ -25,6 +25,8 @@ CHANGED = "session.changed"
 ROTATED = "session.rotated"
 ENDED = "session.ended"
 PRESENCE = "session.presence"
+# Pushes to the session may have been lost (the layer was down): listeners fetch the truth.
+STALE = "session.stale"
 TOUCHED = "sessions.touched"
 METRICS_GROUP = "metrics.watchers"
 TICK = "metrics.tick"
@@ -96,6 +98,10 @@ async def publish_ended(digest: str, new_digest: str | None = None) -> None:
 
 async def publish_presence(digest: str, tabs: int) -> None:
     await _send(digest, {"type": PRESENCE, "tabs": tabs})
+
+
+async def publish_stale(digest: str) -> None:
+    await _send(digest, {"type": STALE})
 
 
 def publish_from_sync(coroutine_function: Any, *args: Any) -> None:

@@ -28,7 +28,9 @@ from live.keys import digest
 CLOSE_NO_SESSION = 4404
 CLOSE_FORBIDDEN = 4403
 CLOSE_TOO_MANY_TABS = 4429
-CLOSE_TOO_BIG = 1009
+# 1009 ("message too big") is the protocol layer's code: daphne's autobahn lets an
+# application close only with 1000 or 3000-4999, and turns 1009 into a crash (1011).
+CLOSE_TOO_BIG = 4009
 
 
 def _engine() -> type[LiveStore]:
@@ -84,13 +86,17 @@ class SessionConsumer(AsyncWebsocketConsumer):
         )
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
-        if len(text_data or bytes_data or "") > setting("MAX_MESSAGE_BYTES"):
-            # 1009: "message too big"; a client that sends these is broken or hostile.
+        # Measured in bytes: 4096 characters of emoji are 16 KiB.
+        size = len(bytes_data or (text_data or "").encode("utf-8", "surrogatepass"))
+        if size > setting("MAX_MESSAGE_BYTES"):
+            # "Message too big"; a client that sends these is broken or hostile.
             await self.close(code=CLOSE_TOO_BIG)
             return
         try:
             message = json.loads(text_data or "")
-        except ValueError:
+        except (ValueError, RecursionError):
+            # Not JSON, or nested deeper than the parser recurses (a few
+            # thousand brackets fit in a message): either way not a request.
             return
         if isinstance(message, dict) and message.get("type") == broadcasting.RESYNC:
             await self._resync()

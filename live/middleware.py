@@ -12,11 +12,11 @@ from django.conf import settings
 from django.contrib.sessions.backends.base import UpdateError
 from django.contrib.sessions.exceptions import SessionInterrupted
 from django.contrib.sessions.middleware import SessionMiddleware
-from django.http import HttpRequest, HttpResponseBase
+from django.http import HttpRequest, HttpResponseBase, JsonResponse
 from django.utils.cache import patch_vary_headers
 from django.utils.http import http_date
 
-from live import metrics
+from live import metrics, store
 
 # Tabs name themselves in this header so that changes can say which tab made them.
 TAB_HEADER = "X-Live-Tab"
@@ -83,11 +83,17 @@ class LiveSessionMiddleware(SessionMiddleware):
                     "The session was deleted before the request completed; "
                     "it was probably flushed or rotated by another tab."
                 ) from None
+            except store.Unavailable as exc:
+                return unavailable(exc)
             await self._set_cookie(request, response)
             vary = True
         if vary:
             patch_vary_headers(response, ("Cookie",))
         return response
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> JsonResponse | None:
+        # Django calls this (in a thread) for an exception raised by the view.
+        return unavailable(exception) if isinstance(exception, store.Unavailable) else None
 
     async def _set_cookie(self, request: HttpRequest, response: HttpResponseBase) -> None:
         session = request.session
@@ -107,3 +113,8 @@ class LiveSessionMiddleware(SessionMiddleware):
             httponly=settings.SESSION_COOKIE_HTTPONLY,
             samesite=settings.SESSION_COOKIE_SAMESITE,  # type: ignore[arg-type]
         )
+
+
+def unavailable(exc: store.Unavailable) -> JsonResponse:
+    """503 with the store's one-sentence reason, for any view, when sessions cannot be reached."""
+    return JsonResponse({"error": str(exc)}, status=503, headers={"Retry-After": "1"})

@@ -1,58 +1,197 @@
 """How many tabs are open on each session, counted where the sockets are.
 
 In one process a dict is the truth. With several processes (REDIS_URL set)
-the counts live in one Redis hash so every process reports the same total.
+each process also writes its own count into the session's Redis hash, under a
+field named after the process, and keeps a short-lived "alive" key fresh from
+a heartbeat; the total is the sum over processes still alive, so the tabs of a
+process that dies stop counting within seconds. Redis trouble never fails a
+socket: the counts fall back to this process's own.
+
+The heartbeat (one per event loop, while this process has tabs) also restores
+the counts after Redis lost them, and checks that pushes reach this process: it
+sends itself a probe through the channel layer. When the probe comes back after
+failing, or Redis restarted in between, pushes may have been lost meanwhile, so
+it asks every session followed here to resync (broadcasting.publish_stale).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import uuid
+import weakref
 from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
 
+from channels.layers import get_channel_layer
 from django.conf import settings
 
+from live import broadcasting, redis_client
+
+logger = logging.getLogger(__name__)
+
 _local: Counter[str] = Counter()
-_REDIS_HASH = "live:presence"
-_redis = None
+# This process's field name in the counts, and the alive key's suffix.
+PROCESS = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+PREFIX = "live:presence:"
+ALIVE = f"{PREFIX}alive:"
+BEAT_SECONDS = 1.0
+ALIVE_MS = 5000
+# A session's counts outlive it by a day at most, if every process forgot them.
+COUNTS_MS = 24 * 3600 * 1000
+PROBE = "live.probe"
+
+# KEYS[1]: the session's counts. ARGV: alive prefix, process, its count ("" to
+# only read), alive TTL, counts TTL. Fields of dead processes are dropped.
+_TOTAL = """
+if ARGV[3] ~= '' then
+  redis.call('SET', ARGV[1] .. ARGV[2], '1', 'PX', ARGV[4])
+  if tonumber(ARGV[3]) > 0 then
+    redis.call('HSET', KEYS[1], ARGV[2], ARGV[3])
+    redis.call('PEXPIRE', KEYS[1], ARGV[5])
+  else
+    redis.call('HDEL', KEYS[1], ARGV[2])
+  end
+end
+local total, fields = 0, redis.call('HGETALL', KEYS[1])
+for i = 1, #fields, 2 do
+  if redis.call('EXISTS', ARGV[1] .. fields[i]) == 1 then
+    total = total + tonumber(fields[i + 1])
+  else
+    redis.call('HDEL', KEYS[1], fields[i])
+  end
+end
+return total
+"""
 
 
-def _client():  # type: ignore[no-untyped-def]
-    global _redis
-    if _redis is None:
-        from redis.asyncio import Redis
+def _shared() -> bool:
+    return bool(getattr(settings, "REDIS_URL", None))
 
-        _redis = Redis.from_url(str(settings.REDIS_URL), socket_timeout=2, socket_connect_timeout=2)
-    return _redis
+
+async def _total(digest: str, mine: int | None) -> int:
+    """The count over live processes, after writing this process's own (unless None)."""
+    try:
+        client = redis_client.async_client()
+        args = [ALIVE, PROCESS, "" if mine is None else mine, ALIVE_MS, COUNTS_MS]
+        return int(await client.eval(_TOTAL, 1, PREFIX + digest, *args))
+    except redis_client.DOWN as exc:
+        logger.warning("Tab counts are this process's own: %s", exc.__class__.__name__)
+        return _local.get(digest, 0)
 
 
 async def join(digest: str) -> int:
     """Count one more tab on a session and return the new total."""
-    if getattr(settings, "REDIS_URL", None):
-        return int(await _client().hincrby(_REDIS_HASH, digest, 1))
     _local[digest] += 1
-    return _local[digest]
+    if not _shared():
+        return _local[digest]
+    _heartbeat()
+    return await _total(digest, _local[digest])
 
 
 async def leave(digest: str) -> int:
     """Count one tab fewer and return the new total."""
-    if getattr(settings, "REDIS_URL", None):
-        tabs = int(await _client().hincrby(_REDIS_HASH, digest, -1))
-        if tabs <= 0:
-            await _client().hdel(_REDIS_HASH, digest)
-        return max(tabs, 0)
     _local[digest] -= 1
-    tabs = _local[digest]
-    if tabs <= 0:
+    mine = max(_local[digest], 0)
+    if mine == 0:
         del _local[digest]
-    return max(tabs, 0)
+    if not _shared():
+        return mine
+    return await _total(digest, mine)
 
 
 async def count(digest: str) -> int:
-    if getattr(settings, "REDIS_URL", None):
-        raw = await _client().hget(_REDIS_HASH, digest)
-        return int(raw or 0)
-    return _local.get(digest, 0)
+    if not _shared():
+        return _local.get(digest, 0)
+    return await _total(digest, None)
 
 
 def reset() -> None:
     """Forget the local counts (tests, and a fresh process)."""
     _local.clear()
+
+
+# --- the heartbeat ------------------------------------------------------------------
+
+
+@dataclass
+class _Beat:
+    task: asyncio.Task[None] | None = None
+    probe: str | None = None
+    receiver: asyncio.Task[None] | None = None
+    echoed: asyncio.Event = field(default_factory=asyncio.Event)
+    run_id: str | None = None
+    # Pushes may have been lost since the last healthy beat.
+    lost: bool = False
+
+
+_beats: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Beat] = weakref.WeakKeyDictionary()
+
+
+def _heartbeat() -> None:
+    beat = _beats.setdefault(asyncio.get_running_loop(), _Beat())
+    if beat.task is None or beat.task.done():
+        beat.task = asyncio.ensure_future(_beat_forever(beat))
+
+
+async def _beat_forever(beat: _Beat) -> None:
+    try:
+        while _local:
+            restarted = await _announce(beat)
+            # No probe while Redis is down: subscribing would fail half-way.
+            delivered = restarted is not None and await _probe(beat)
+            if restarted or not delivered:
+                beat.lost = True
+            elif beat.lost:
+                beat.lost = False
+                logger.info("Pushes flow again; %d sessions resync.", len(_local))
+                for digest in list(_local):
+                    await broadcasting.publish_stale(digest)
+            await asyncio.sleep(BEAT_SECONDS)
+    finally:
+        if beat.receiver is not None:
+            beat.receiver.cancel()
+        beat.receiver = beat.probe = None
+
+
+async def _announce(beat: _Beat) -> bool | None:
+    """Keep this process alive and its counts stored; whether Redis restarted, None if down."""
+    try:
+        pipe = redis_client.async_client().pipeline(transaction=False)
+        pipe.set(ALIVE + PROCESS, "1", px=ALIVE_MS)
+        for digest, tabs in list(_local.items()):
+            pipe.hset(PREFIX + digest, PROCESS, tabs)
+            pipe.pexpire(PREFIX + digest, COUNTS_MS)
+        pipe.info("server")
+        replies = await pipe.execute()
+    except redis_client.DOWN:
+        return None
+    run_id, beat.run_id = beat.run_id, replies[-1].get("run_id")
+    return run_id is not None and run_id != beat.run_id
+
+
+async def _probe(beat: _Beat) -> bool:
+    """Send this process a message through the channel layer; True if it came back."""
+    layer: Any = get_channel_layer()
+    try:
+        if beat.probe is None:
+            probe = await asyncio.wait_for(layer.new_channel(PROBE + "."), BEAT_SECONDS)
+            beat.receiver = asyncio.ensure_future(_receive_probes(layer, probe, beat))
+            beat.probe = probe
+        beat.echoed.clear()
+        await asyncio.wait_for(layer.send(beat.probe, {"type": PROBE}), BEAT_SECONDS)
+        await asyncio.wait_for(beat.echoed.wait(), BEAT_SECONDS)
+    except Exception:  # any failure means the same: pushes may not arrive
+        return False
+    return True
+
+
+async def _receive_probes(layer: Any, channel: str, beat: _Beat) -> None:
+    with contextlib.suppress(asyncio.CancelledError):
+        while True:
+            await layer.receive(channel)
+            beat.echoed.set()

@@ -91,6 +91,10 @@ class Missing(Exception):
     """The row to merge into is gone (deleted, flushed or expired meanwhile)."""
 
 
+class Unavailable(Exception):
+    """The session store cannot be reached; the message says so in one sentence."""
+
+
 # {"op": "set"|"delete", "key", "value" (sets), "old" (when the key existed)},
 # in the order applied: the timeline keeps them whole, events drop "old".
 Applied = list[dict[str, Any]]

@@ -11,6 +11,7 @@ from django.conf import settings
 from django.test import AsyncClient
 
 from asgi_config.asgi import application
+from live.consumers import CLOSE_TOO_BIG
 from live import db
 from live import store as rows
 from live.engine import SessionStore
@@ -245,7 +246,7 @@ async def test_consumer_closes_socket_that_sends_huge_message():
     await comm.connect()
     await receive(comm)
     await comm.send_to(text_data="x" * 10_000)
-    assert await comm.receive_output(timeout=3) == {"type": "websocket.close", "code": 1009}
+    assert await comm.receive_output(timeout=3) == {"type": "websocket.close", "code": CLOSE_TOO_BIG}
 
 
 async def test_consumer_refuses_tabs_beyond_limit(settings):
