@@ -13,6 +13,7 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 
 from dashboard.validation import is_reserved
+from live.conf import setting
 from live.store import Snapshot, Summary, dumps
 
 PAGE = "dashboard/page.html"
@@ -45,7 +46,7 @@ class Row:
 
     @property
     def preview(self) -> str:
-        return self.pretty.replace("\n", " ")[:FOLD_AT]
+        return json.dumps(self.value, ensure_ascii=False)[:FOLD_AT]
 
     @property
     def form_value(self) -> str:
@@ -120,7 +121,7 @@ def session_context(
     return {
         "rows": rows,
         "reserved_rows": reserved,
-        "timeline": timeline(history or []),
+        "timeline": timeline((history or [])[: setting("TIMELINE_SHOWN")]),
         "signed_in": snapshot.data.get("_auth_user_id"),
         "version": snapshot.version,
         "tabs": tabs,

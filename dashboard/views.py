@@ -87,6 +87,10 @@ async def respond(
     )
     context["form_version"] = context["version"]
     if request.htmx:
+        # htmx's convention for "refused, here is why": 422, which django-htmx's
+        # debug helper leaves alone (it replaces the page on 400 and 404).
+        if status in (400, 404):
+            status = 422
         context["oob"] = True
         html = "".join(
             [

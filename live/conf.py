@@ -21,8 +21,9 @@ DEFAULTS: dict[str, Any] = {
     # Open sockets (tabs) per session, and the largest message a socket may send.
     "MAX_TABS": 200,
     "MAX_MESSAGE_BYTES": 4096,
-    # Timeline entries kept per session.
+    # Timeline entries kept per session, and how many the page shows.
     "HISTORY_LENGTH": 50,
+    "TIMELINE_SHOWN": 20,
     # Run SQLite statements on the event loop when no other process holds the lock.
     "SQLITE_ON_LOOP": True,
     # Threads (each with one connection) for async database work; SQLite uses one.

@@ -65,6 +65,13 @@
     }, 500);
   });
 
+  function human(seconds) {
+    var d = Math.floor(seconds / 86400), h = Math.floor(seconds % 86400 / 3600);
+    var m = Math.floor(seconds % 3600 / 60), s = seconds % 60;
+    if (d) { return d + " d " + h + " h"; }
+    return (h ? h + " h " : "") + (h || m ? m + " min " : "") + s + " s";
+  }
+
   // Versions keep growing across a flush or a key rotation (the engine
   // carries them over), so the guard above holds for successor sessions too.
   setInterval(function () {
@@ -72,7 +79,7 @@
     document.querySelectorAll("[data-expires-at]").forEach(function (el) {
       var left = Math.round((Date.parse(el.getAttribute("data-expires-at")) - now) / 1000);
       var counter = el.parentNode.querySelector("[data-countdown]");
-      if (counter) { counter.textContent = Math.max(left, 0); }
+      if (counter) { counter.textContent = human(Math.max(left, 0)); }
     });
   }, 1000);
 })();

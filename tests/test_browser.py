@@ -1,0 +1,488 @@
+"""The dashboard in a real browser, driven like a person: type, click, switch tabs, watch.
+
+Every test gets its own daphne (with its own SQLite file) and a fresh browser
+context, that is a fresh cookie jar, so a context is one visitor and its pages
+are that visitor's tabs. Nothing here sleeps: each check waits for what a
+person would see, with a timeout.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+from playwright.sync_api import (
+    Browser,
+    BrowserContext,
+    Dialog,
+    Locator,
+    Page,
+    Playwright,
+    expect,
+    sync_playwright,
+)
+
+from tests.conftest import Server
+
+pytestmark = pytest.mark.browser
+
+# How long a push may take to show before a check fails. Pushes take tens of
+# milliseconds; the margin is for slow, shared CI machines.
+WAIT_MS = 5_000
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+# Stamps the time of every click (capture phase, so before htmx sees it) and
+# of the moment a watched key's row appears, on the browser's one clock.
+TIMING_SCRIPT = """
+window.__clickedAt = null;
+window.__arrivedAt = {};
+window.__watch = [];
+document.addEventListener("click", () => {
+  window.__clickedAt = performance.timeOrigin + performance.now();
+}, true);
+new MutationObserver(() => {
+  for (const key of window.__watch) {
+    if (!(key in window.__arrivedAt)
+        && document.querySelector(`[data-session-key="${CSS.escape(key)}"]`)) {
+      window.__arrivedAt[key] = performance.timeOrigin + performance.now();
+    }
+  }
+}).observe(document, {subtree: true, childList: true});
+"""
+
+
+def shown(value: Any) -> str:
+    """The text the page shows for a stored value (pretty JSON, as the table renders it)."""
+    return json.dumps(value, indent=2, ensure_ascii=False)
+
+
+def css_string(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+class Tab:
+    """One dashboard tab, with what a person can see in it and do to it."""
+
+    def __init__(self, page: Page, server: Server) -> None:
+        self.page = page
+        self.dialogs: list[str] = []
+        self.errors: list[str] = []
+        page.on("dialog", self._on_dialog)
+        page.on("pageerror", lambda exc: self.errors.append(str(exc)))
+        self.open(server)
+
+    def open(self, server: Server) -> None:
+        self.page.goto(server.url + "/")
+        expect(self.status).to_have_attribute("data-state", "open", timeout=WAIT_MS)
+        # A full load wipes this marker: it proves later updates came without one.
+        self.page.evaluate("window.__sameDocument = true")
+
+    def _on_dialog(self, dialog: Dialog) -> None:
+        self.dialogs.append(dialog.message)
+        dialog.dismiss()
+
+    # --- what a person sees -------------------------------------------------------
+
+    @property
+    def status(self) -> Locator:
+        return self.page.locator("#live-status")
+
+    @property
+    def rows(self) -> Locator:
+        return self.page.locator("#session-keys [data-session-key]")
+
+    @property
+    def tabs(self) -> Locator:
+        return self.page.locator("[data-live-tabs]")
+
+    @property
+    def error(self) -> Locator:
+        return self.page.locator("#editor [data-error]")
+
+    def row(self, key: str) -> Locator:
+        return self.page.locator(f"#session-keys [data-session-key={css_string(key)}]")
+
+    def value(self, key: str) -> Locator:
+        return self.row(key).locator("[data-session-value]")
+
+    def version(self) -> int:
+        return int(self.page.locator("#session-meta").get_attribute("data-session-version") or 0)
+
+    def field(self, name: str) -> Locator:
+        return self.page.locator(f"#editor input[name={name}]")
+
+    def same_document(self) -> bool:
+        return bool(self.page.evaluate("window.__sameDocument === true"))
+
+    # --- what a person does -------------------------------------------------------
+
+    @contextmanager
+    def answering(self) -> Iterator[None]:
+        """Wait, after the block, for the answer that replaces the editor."""
+        # A person looks at the tab they click in; Chromium also throttles
+        # the animation frames of background pages, which slows clicks there.
+        self.page.bring_to_front()
+        self.page.evaluate("document.getElementById('editor').dataset.stale = 'yes'")
+        yield
+        expect(self.page.locator("#editor:not([data-stale])")).to_be_attached(timeout=WAIT_MS)
+
+    def answer(self, control: Locator) -> None:
+        """Click a control whose answer replaces the editor, and wait for that answer."""
+        with self.answering():
+            control.click()
+
+    def add(self, key: str, value: str) -> None:
+        self.page.bring_to_front()
+        self.field("key").fill(key)
+        self.field("value").fill(value)
+        self.answer(self.page.locator("#editor").get_by_role("button", name="Save"))
+
+    def press(self, button: str) -> None:
+        self.answer(self.page.get_by_role("button", name=button, exact=True))
+
+
+def assert_no_reload(*tabs: Tab) -> None:
+    for n, tab in enumerate(tabs):
+        assert tab.same_document(), f"tab {n} was reloaded or navigated (now at {tab.page.url})"
+
+
+@pytest.fixture(scope="module")
+def playwright_driver() -> Iterator[Playwright]:
+    with sync_playwright() as driver:
+        yield driver
+
+
+@pytest.fixture(scope="module")
+def browser(playwright_driver: Playwright, chromium_path: str) -> Iterator[Browser]:
+    browser = playwright_driver.chromium.launch(
+        executable_path=chromium_path, headless=True, args=CHROMIUM_ARGS
+    )
+    yield browser
+    browser.close()
+
+
+@pytest.fixture
+def new_context(browser: Browser) -> Iterator[Callable[[], BrowserContext]]:
+    """Make browser contexts: each is another visitor with its own cookie jar."""
+    made: list[BrowserContext] = []
+
+    def make() -> BrowserContext:
+        context = browser.new_context(viewport={"width": 1280, "height": 900})
+        context.add_init_script(TIMING_SCRIPT)
+        made.append(context)
+        return context
+
+    yield make
+    for context in made:
+        context.close()
+
+
+@pytest.fixture
+def context(new_context: Callable[[], BrowserContext]) -> BrowserContext:
+    return new_context()
+
+
+@pytest.fixture
+def open_tab(live_server: Server) -> Iterator[Callable[[BrowserContext], Tab]]:
+    """Open dashboard tabs; after the test, check that none raised or popped a dialog."""
+    opened: list[Tab] = []
+
+    def open_in(context: BrowserContext) -> Tab:
+        tab = Tab(context.new_page(), live_server)
+        opened.append(tab)
+        return tab
+
+    yield open_in
+    for tab in opened:
+        assert tab.errors == [], tab.errors
+        assert tab.dialogs == [], tab.dialogs
+
+
+def visit_color(context: BrowserContext, server: Server) -> None:
+    """Open /color/, a plain view that knows nothing of the dashboard, in another tab."""
+    page = context.new_page()
+    page.goto(server.url + "/color/")
+    expect(page.locator("body")).to_have_text("Your favorite color is green.")
+    page.close()
+
+
+def test_add_in_one_tab_shows_in_the_other_without_reload(
+    context: BrowserContext, open_tab: Callable[[BrowserContext], Tab]
+) -> None:
+    a, b = open_tab(context), open_tab(context)
+    latencies, walls = [], []
+    for n in range(10):
+        key = f"fruit_{n}"
+        b.page.evaluate("key => window.__watch.push(key)", key)
+        a.page.bring_to_front()
+        a.field("key").fill(key)
+        a.field("value").fill(f"apple {n}")
+        with a.answering():
+            started = time.perf_counter()
+            a.page.locator("#editor").get_by_role("button", name="Save").click()
+            expect(b.row(key)).to_be_attached(timeout=WAIT_MS)
+            walls.append((time.perf_counter() - started) * 1000)
+        expect(b.value(key)).to_have_text(shown(f"apple {n}"))
+        clicked = a.page.evaluate("window.__clickedAt")
+        arrived = b.page.evaluate("key => window.__arrivedAt[key]", key)
+        latencies.append(arrived - clicked)
+        expect(a.value(key)).to_have_text(shown(f"apple {n}"))
+    assert_no_reload(a, b)
+    expect(b.rows).to_have_count(10)
+    print(
+        "\npush latency, click in tab A to row in tab B, over 10 saves: "
+        f"p50 {statistics.median(latencies):.1f} ms, max {max(latencies):.1f} ms, "
+        f"min {min(latencies):.1f} ms "
+        f"(wall clock around playwright: p50 {statistics.median(walls):.0f} ms)"
+    )
+
+
+def test_color_view_in_a_third_tab_updates_both_dashboards(
+    live_server: Server, context: BrowserContext, open_tab: Callable[[BrowserContext], Tab]
+) -> None:
+    a, b = open_tab(context), open_tab(context)
+    visit_color(context, live_server)
+    for tab in (a, b):
+        expect(tab.value("favorite_color")).to_have_text(shown("green"), timeout=WAIT_MS)
+        expect(tab.row("favorite_color").locator("td").first).to_have_text("string")
+        assert_no_reload(tab)
+
+
+def test_second_context_is_another_session(
+    live_server: Server,
+    new_context: Callable[[], BrowserContext],
+    open_tab: Callable[[BrowserContext], Tab],
+) -> None:
+    first, second = new_context(), new_context()
+    a, b = open_tab(first), open_tab(first)
+    a.add("mine", "first visitor")
+    visit_color(first, live_server)
+    expect(b.value("favorite_color")).to_have_text(shown("green"), timeout=WAIT_MS)
+
+    other, other_b = open_tab(second), open_tab(second)
+    expect(other.rows).to_have_count(0)
+    expect(other.tabs).to_have_text("2", timeout=WAIT_MS)
+    expect(a.tabs).to_have_text("2", timeout=WAIT_MS)
+    session = {c["name"]: c["value"] for c in first.cookies()}["sessionid"]
+    assert session != {c["name"]: c["value"] for c in second.cookies()}["sessionid"]
+
+    other.add("theirs", "second visitor")
+    expect(other_b.value("theirs")).to_have_text(shown("second visitor"), timeout=WAIT_MS)
+    # One process, one in-memory layer: pushes are delivered in order, so once
+    # a later change of the first visitor shows, a leaked one would have too.
+    a.add("later", "1")
+    expect(b.row("later")).to_be_attached(timeout=WAIT_MS)
+    for tab in (a, b):
+        expect(tab.row("theirs")).to_have_count(0)
+    for tab in (other, other_b):
+        expect(tab.rows).to_have_count(1)
+        expect(tab.row("mine")).to_have_count(0)
+        expect(tab.row("favorite_color")).to_have_count(0)
+
+
+@pytest.mark.parametrize("payload", ["<img src=x onerror=alert(1)>", "<script>alert(1)</script>"])
+def test_markup_in_a_value_or_key_shows_as_text_and_runs_nothing(
+    payload: str, context: BrowserContext, open_tab: Callable[[BrowserContext], Tab]
+) -> None:
+    a, b = open_tab(context), open_tab(context)
+    a.add("html", payload)
+    a.add(payload, "key with markup")
+    for tab in (a, b):
+        expect(tab.value("html")).to_have_text(shown(payload), timeout=WAIT_MS)
+        expect(tab.row(payload).locator("th")).to_have_text(payload, timeout=WAIT_MS)
+        expect(tab.value(payload)).to_have_text(shown("key with markup"))
+        expect(tab.page.locator("#live img, #live script")).to_have_count(0)
+        assert_no_reload(tab)
+    expect(a.page.locator("#editor [data-call]")).to_contain_text(payload)
+    # The full page, rendered by the HTTP view rather than pushed, escapes too.
+    b.page.reload()
+    expect(b.value("html")).to_have_text(shown(payload))
+    expect(b.page.locator("#live img, #live script")).to_have_count(0)
+    # Dialogs and errors are checked by the open_tab fixture after the test.
+
+
+def test_tab_count_follows_tabs_opening_and_closing(
+    context: BrowserContext, open_tab: Callable[[BrowserContext], Tab]
+) -> None:
+    a = open_tab(context)
+    expect(a.tabs).to_have_text("1", timeout=WAIT_MS)
+    b = open_tab(context)
+    expect(a.tabs).to_have_text("2", timeout=WAIT_MS)
+    expect(b.tabs).to_have_text("2", timeout=WAIT_MS)
+    c = open_tab(context)
+    for tab in (a, b, c):
+        expect(tab.tabs).to_have_text("3", timeout=WAIT_MS)
+    c.page.close()
+    b.page.close()
+    expect(a.tabs).to_have_text("1", timeout=WAIT_MS)
+    assert_no_reload(a)
+
+
+def test_tab_reconnects_after_server_restart_and_shows_current_state(
+    live_server: Server, context: BrowserContext, open_tab: Callable[[BrowserContext], Tab]
+) -> None:
+    a = open_tab(context)
+    a.add("before", "restart")
+    live_server.kill()
+    expect(a.status).to_have_attribute("data-state", "closed", timeout=WAIT_MS)
+    live_server.start()
+    started = time.perf_counter()
+    visit_color(context, live_server)
+    expect(a.value("favorite_color")).to_have_text(shown("green"), timeout=WAIT_MS)
+    expect(a.status).to_have_attribute("data-state", "open")
+    expect(a.status).to_have_text("live")
+    print(
+        f"\nrestart: the change showed {(time.perf_counter() - started) * 1000:.0f} ms "
+        "after the new server listened"
+    )
+    expect(a.value("before")).to_have_text(shown("restart"))
+    assert_no_reload(a)
+    # The socket is a working one again, not just a late snapshot.
+    b = open_tab(context)
+    b.add("after", "restart")
+    expect(a.value("after")).to_have_text(shown("restart"), timeout=WAIT_MS)
+    expect(a.tabs).to_have_text("2", timeout=WAIT_MS)
+
+
+def test_edit_and_delete_from_the_row(
+    context: BrowserContext, open_tab: Callable[[BrowserContext], Tab]
+) -> None:
+    a, b = open_tab(context), open_tab(context)
+    a.add("cart", '["apple", "pear"]')
+    a.add("color", "blue")
+    expect(b.value("cart")).to_have_text(shown(["apple", "pear"]), timeout=WAIT_MS)
+
+    b.answer(b.row("cart").get_by_role("link", name="Edit"))
+    expect(b.field("key")).to_have_value("cart")
+    expect(b.field("value")).to_have_value('["apple", "pear"]')
+    b.answer(b.row("color").get_by_role("link", name="Edit"))
+    expect(b.field("key")).to_have_value("color")
+    expect(b.field("value")).to_have_value("blue")
+    b.field("value").fill("red")
+    b.answer(b.page.locator("#editor").get_by_role("button", name="Save"))
+    for tab in (a, b):
+        expect(tab.value("color")).to_have_text(shown("red"), timeout=WAIT_MS)
+
+    a.answer(a.row("cart").get_by_role("button", name="Delete cart", exact=True))
+    for tab in (a, b):
+        expect(tab.row("cart")).to_have_count(0, timeout=WAIT_MS)
+        expect(tab.rows).to_have_count(1)
+        assert_no_reload(tab)
+
+
+def test_clear_my_keys_empties_every_tab(
+    context: BrowserContext, open_tab: Callable[[BrowserContext], Tab]
+) -> None:
+    a, b = open_tab(context), open_tab(context)
+    a.add("one", "1")
+    a.add("two", "2")
+    expect(b.rows).to_have_count(2, timeout=WAIT_MS)
+    b.press("Clear my keys")
+    for tab in (a, b):
+        expect(tab.rows).to_have_count(0, timeout=WAIT_MS)
+        expect(tab.page.locator("#session-keys .empty")).to_be_visible()
+    a.add("three", "3")
+    expect(b.value("three")).to_have_text(shown(3), timeout=WAIT_MS)
+
+
+def test_flush_empties_every_tab_and_the_new_session_stays_live(
+    context: BrowserContext, open_tab: Callable[[BrowserContext], Tab]
+) -> None:
+    a, b = open_tab(context), open_tab(context)
+    a.add("one", "1")
+    a.add("two", "2")
+    expect(b.rows).to_have_count(2, timeout=WAIT_MS)
+    cookie = {c["name"]: c["value"] for c in context.cookies()}["sessionid"]
+    a.press("Flush")
+    for tab in (a, b):
+        expect(tab.rows).to_have_count(0, timeout=WAIT_MS)
+        expect(tab.page.locator("#session-keys .empty")).to_be_visible()
+    expect(b.page.locator("[data-session-ended]")).to_have_attribute(
+        "data-session-ended", "followed", timeout=WAIT_MS
+    )
+    assert {c["name"]: c["value"] for c in context.cookies()}["sessionid"] != cookie
+
+    a.add("after", "flush")
+    expect(b.value("after")).to_have_text(shown("flush"), timeout=WAIT_MS)
+    b.add("back", "from b")
+    expect(a.value("back")).to_have_text(shown("from b"), timeout=WAIT_MS)
+    expect(a.tabs).to_have_text("2", timeout=WAIT_MS)
+    assert_no_reload(a, b)
+
+
+def test_cycle_key_keeps_data_and_pushes(
+    context: BrowserContext, open_tab: Callable[[BrowserContext], Tab]
+) -> None:
+    a, b = open_tab(context), open_tab(context)
+    a.add("kept", "yes")
+    expect(b.row("kept")).to_be_attached(timeout=WAIT_MS)
+    cookie = {c["name"]: c["value"] for c in context.cookies()}["sessionid"]
+    b.press("Cycle key")
+    expect(b.page.locator("#editor [data-call]")).to_contain_text("acycle_key()")
+    assert {c["name"]: c["value"] for c in context.cookies()}["sessionid"] != cookie
+    for tab in (a, b):
+        expect(tab.value("kept")).to_have_text(shown("yes"))
+
+    a.add("after", "cycle")
+    expect(b.value("after")).to_have_text(shown("cycle"), timeout=WAIT_MS)
+    b.add("back", "from b")
+    expect(a.value("back")).to_have_text(shown("from b"), timeout=WAIT_MS)
+    expect(a.tabs).to_have_text("2", timeout=WAIT_MS)
+    assert_no_reload(a, b)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "reason"),
+    [
+        ("_reserved", "x", "which Django reserves"),
+        ("   ", "x", "only white space"),
+        ("list", "[1, 2", "not valid JSON"),
+    ],
+)
+def test_refused_write_says_why_and_changes_nothing(
+    key: str,
+    value: str,
+    reason: str,
+    context: BrowserContext,
+    open_tab: Callable[[BrowserContext], Tab],
+) -> None:
+    a, b = open_tab(context), open_tab(context)
+    a.add("kept", "yes")
+    expect(b.row("kept")).to_be_attached(timeout=WAIT_MS)
+    before = a.version()
+
+    a.add(key, value)
+    expect(a.error).to_contain_text(reason)
+    # Only the editor changed: the page around it, and its socket, are still there.
+    expect(a.status).to_have_attribute("data-state", "open")
+    expect(a.page.locator("#session-keys")).to_be_attached()
+    message = a.error.inner_text().strip()
+    # One sentence: a capital, one full stop, at the end.
+    assert message[0].isupper() and message.endswith("."), message
+    assert ". " not in message, message
+    expect(a.error).to_have_attribute("role", "alert")
+    # What was typed stays, to be corrected rather than retyped.
+    expect(a.field("key")).to_have_value(key)
+    expect(a.field("value")).to_have_value(value)
+    assert a.version() == before
+    expect(a.rows).to_have_count(1)
+    expect(a.page.locator("[data-reserved-key='_reserved']")).to_have_count(0)
+
+    # The next change is the next version in the other tab: nothing came between.
+    a.add("next", "1")
+    expect(b.row("next")).to_be_attached(timeout=WAIT_MS)
+    assert b.version() == before + 1
+    expect(b.rows).to_have_count(2)
+    assert_no_reload(a, b)
