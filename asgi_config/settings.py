@@ -70,6 +70,9 @@ ALLOWED_HOSTS = [
 ]
 REDIS_URL = os.environ.get("REDIS_URL") or None
 DATABASE_URL = os.environ.get("DATABASE_URL") or None
+# Where sessions live: "db" (DATABASE_URL, live.engine) or "redis" (REDIS_URL,
+# live.redis_engine). The system checks report a value they cannot honour.
+SESSION_STORE = (os.environ.get("SESSION_STORE") or "db").strip().lower()
 
 INSTALLED_APPS = [
     "daphne",
@@ -121,7 +124,7 @@ TEMPLATES = [
 DATABASES = {"default": _database(DATABASE_URL)}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-SESSION_ENGINE = "live.engine"
+SESSION_ENGINE = "live.redis_engine" if SESSION_STORE == "redis" else "live.engine"
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 SESSION_COOKIE_SECURE = not DEBUG
@@ -131,7 +134,13 @@ if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL]},
+            # Fail fast when Redis is down or unreachable: a push is skipped
+            # (and tabs resync later), a write or a socket never waits on it.
+            "CONFIG": {
+                "hosts": [
+                    {"address": REDIS_URL, "socket_connect_timeout": 1, "socket_timeout": 2}
+                ]
+            },
         }
     }
 else:

@@ -31,6 +31,25 @@ def check_configuration(app_configs: Any = None, **kwargs: Any) -> list[Error]:
                 id="live.E002",
             )
         )
+    store = getattr(settings, "SESSION_STORE", "db")
+    if store not in ("db", "redis"):
+        problems.append(
+            Error(
+                f"SESSION_STORE has the unknown value {store!r}.",
+                hint="Use SESSION_STORE=db (the database) or SESSION_STORE=redis, or unset it.",
+                id="live.E005",
+            )
+        )
+    uses_redis = store == "redis" or settings.SESSION_ENGINE == "live.redis_engine"
+    if uses_redis and not getattr(settings, "REDIS_URL", None):
+        problems.append(
+            Error(
+                "Sessions are to be kept in Redis, but REDIS_URL is not set.",
+                hint="Set REDIS_URL=redis://host:6379/0, or unset SESSION_STORE to keep "
+                "sessions in the database.",
+                id="live.E004",
+            )
+        )
     layers = getattr(settings, "CHANNEL_LAYERS", {})
     if "default" not in layers:
         problems.append(

@@ -8,7 +8,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -156,3 +156,103 @@ def chromium_path() -> str:
         skip_or_fail("Debian's chromium is not installed (apt-get install chromium)")
     assert path
     return path
+
+
+# --- the scale-out services: PostgreSQL and Redis on this machine ---------------------
+
+REDIS_TEST_URL = os.environ.get("REDIS_TEST_URL") or "redis://127.0.0.1:6379/0"
+DATABASE_TEST_URL = os.environ.get("DATABASE_TEST_URL") or "postgres://postgres@127.0.0.1:5432/test"
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """REDIS_TEST_URL, once Redis answers there."""
+    import redis
+
+    try:
+        redis.Redis.from_url(REDIS_TEST_URL, socket_connect_timeout=2).ping()
+    except redis.RedisError as exc:
+        skip_or_fail(f"Redis at {REDIS_TEST_URL} does not answer: {exc}")
+    return REDIS_TEST_URL
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    """DATABASE_TEST_URL, once PostgreSQL answers there."""
+    import psycopg
+
+    try:
+        psycopg.connect(DATABASE_TEST_URL, connect_timeout=3).close()
+    except psycopg.Error as exc:
+        skip_or_fail(f"PostgreSQL at {DATABASE_TEST_URL} does not answer: {exc}")
+    return DATABASE_TEST_URL
+
+
+@pytest.fixture
+def fresh_postgres(postgres_url: str) -> Iterator[str]:
+    """The URL of a new, empty PostgreSQL database, dropped after the test."""
+    import uuid
+    from urllib.parse import urlparse
+
+    import psycopg
+
+    name = f"live_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    yield urlparse(postgres_url)._replace(path=f"/{name}").geturl()
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        # FORCE: a server killed by the test may have left a connection behind.
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@dataclass
+class RedisServer:
+    """A redis-server of the test's own on a spare port, to stop and start again."""
+
+    port: int
+    dir: Path
+    args: tuple[str, ...] = ("--save", "", "--appendonly", "no")
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        command = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1"]
+        self.process = subprocess.Popen(
+            [*command, "--dir", str(self.dir), *self.args],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_for_port(self.port)
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(10)
+
+    def kill(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[Callable[..., RedisServer]]:
+    """Start redis-servers of the test's own; arguments replace the no-persistence default."""
+    if not shutil.which("redis-server"):
+        skip_or_fail("redis-server is not installed (apt-get install redis-server)")
+    started: list[RedisServer] = []
+
+    def start(*args: str) -> RedisServer:
+        folder = tmp_path / f"redis-{len(started)}"
+        folder.mkdir()
+        server = RedisServer(free_port(), folder, *([args] if args else []))
+        server.start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.kill()
