@@ -123,6 +123,7 @@ def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
     return default_csrf_failure(request, reason)
 
 
+@never_cache
 @require_POST
 async def flush(request: HttpRequest) -> JsonResponse:
     await actions.flush(request.session)
@@ -130,6 +131,7 @@ async def flush(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"version": request.session.version})  # type: ignore[attr-defined]
 
 
+@never_cache
 @require_POST
 async def cycle(request: HttpRequest) -> JsonResponse:
     await actions.cycle(request.session)

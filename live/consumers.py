@@ -38,6 +38,28 @@ def _engine() -> type[LiveStore]:
     return import_module(settings.SESSION_ENGINE).SessionStore  # type: ignore[no-any-return]
 
 
+_encoded: dict[tuple[str, int], str] = {}
+
+
+def _changed_text(session_digest: str, event: dict[str, Any]) -> str:
+    """Encode a change once for all the JSON tabs of its session in this process."""
+    key = (session_digest, event["version"])
+    text = _encoded.get(key)
+    if text is None:
+        message = {
+            "type": broadcasting.CHANGED,
+            "version": event["version"],
+            "changes": broadcasting.client_changes(event["changes"]),
+            "source": event["source"],
+            "ts": event["ts"],
+        }
+        text = json.dumps(message, separators=(",", ":"))
+        if len(_encoded) >= 256:
+            _encoded.pop(next(iter(_encoded)))
+        _encoded[key] = text
+    return text
+
+
 def _visible(data: dict[str, Any]) -> dict[str, Any]:
     # Keys starting with "_" belong to Django; JSON clients see the user's keys.
     return {k: v for k, v in data.items() if not k.startswith("_")}
@@ -173,15 +195,7 @@ class SessionConsumer(AsyncWebsocketConsumer):
         )
         del self.history[setting("HISTORY_LENGTH") :]
         if self.json_mode:
-            await self._send_json(
-                {
-                    "type": broadcasting.CHANGED,
-                    "version": event["version"],
-                    "changes": broadcasting.client_changes(event["changes"]),
-                    "source": event["source"],
-                    "ts": event["ts"],
-                }
-            )
+            await self.send(text_data=_changed_text(snapshot.digest, event))
         else:
             await self._send_html()
         metrics.pushed(event["ts"])
