@@ -54,7 +54,8 @@ async def _body(request: HttpRequest) -> Any:
     except RequestDataTooBig:
         # A chunked body states no length; Django stops reading it past
         # DATA_UPLOAD_MAX_MEMORY_SIZE, which would otherwise answer in HTML.
-        raise Invalid(f"The value is over {setting('MAX_VALUE_BYTES')} bytes as JSON.", 413) from None
+        limit = setting("MAX_VALUE_BYTES")
+        raise Invalid(f"The value is over {limit} bytes as JSON.", 413) from None
     return parse_json(body)
 
 
@@ -91,7 +92,9 @@ async def key(request: HttpRequest, key: str) -> JsonResponse:
             if not await session.ahas_key(key):
                 # The version lets a client tell "missing now" from "missing then".
                 return _error(
-                    f"There is no key {key!r} in this session.", 404, version=session.version
+                    f"There is no key {key!r} in this session.",
+                    404,
+                    version=session.version,  # type: ignore[attr-defined]
                 )
             await actions.ensure(session)
             return JsonResponse(

@@ -28,6 +28,9 @@ from live.keys import digest
 CLOSE_NO_SESSION = 4404
 CLOSE_FORBIDDEN = 4403
 CLOSE_TOO_MANY_TABS = 4429
+# The session moved on (rotated or flushed again) faster than this socket could
+# follow: the page reconnects, and the browser's cookie leads it to the session.
+CLOSE_MOVED = 4307
 # 1009 ("message too big") is the protocol layer's code: daphne's autobahn lets an
 # application close only with 1000 or 3000-4999, and turns 1009 into a crash (1011).
 CLOSE_TOO_BIG = 4009
@@ -77,7 +80,7 @@ class SessionConsumer(AsyncWebsocketConsumer):
         self.json_mode = broadcasting.JSON_SUBPROTOCOL in self.scope.get("subprotocols", [])
         await self.accept(broadcasting.JSON_SUBPROTOCOL if self.json_mode else None)
         cookie = self.scope.get("cookies", {}).get(settings.SESSION_COOKIE_NAME)
-        snapshot = await _engine().aread(digest(cookie)) if cookie else None
+        snapshot = await self._read_listening(digest(cookie)) if cookie else None
         if snapshot is None:
             await self._send_ended(followed=False)
             await self.close(code=CLOSE_NO_SESSION)
@@ -125,8 +128,24 @@ class SessionConsumer(AsyncWebsocketConsumer):
 
     # --- following a session ----------------------------------------------------
 
+    async def _read_listening(self, session_digest: str) -> store.Snapshot | None:
+        """Join the session's group, then read it: nothing published in between is lost.
+
+        Events the snapshot already holds are skipped by their version. Reading
+        first would drop a rotation or flush made meanwhile, and the socket would
+        follow a session that nobody writes to any more.
+        """
+        group = broadcasting.group_name(session_digest)
+        await self.channel_layer.group_add(group, self.channel_name)
+        snapshot = await _engine().aread(session_digest)
+        if snapshot is None:
+            await self.channel_layer.group_discard(group, self.channel_name)
+        return snapshot
+
     async def _follow(self, snapshot: store.Snapshot) -> None:
         if self.counts_as_tab and await presence.count(snapshot.digest) >= setting("MAX_TABS"):
+            group = broadcasting.group_name(snapshot.digest)
+            await self.channel_layer.group_discard(group, self.channel_name)
             await self.close(code=CLOSE_TOO_MANY_TABS)
             return
         self.digest, self.snapshot = snapshot.digest, snapshot
@@ -167,9 +186,17 @@ class SessionConsumer(AsyncWebsocketConsumer):
 
     async def _move_to(self, new_digest: str | None) -> None:
         await self._unfollow()
-        snapshot = await _engine().aread(new_digest) if new_digest else None
-        if snapshot is not None:
-            await self._follow(snapshot)
+        if new_digest is None:
+            return
+        snapshot = await self._read_listening(new_digest)
+        if snapshot is None:
+            # The successor moved on again before this socket caught up (a Redis
+            # round trip is enough), and where it went was announced before the
+            # socket listened. Following nothing in silence would leave the tab
+            # deaf; a reconnect finds the session by the cookie.
+            await self.close(code=CLOSE_MOVED)
+            return
+        await self._follow(snapshot)
 
     # --- channel layer events, one handler per type -------------------------------
 
@@ -257,7 +284,7 @@ class StaffWatchConsumer(SessionConsumer):
         self.json_mode = False
         self.scope["live_read_only"] = True
         await self.accept()
-        snapshot = await _engine().aread(self.scope["url_route"]["kwargs"]["digest"])
+        snapshot = await self._read_listening(self.scope["url_route"]["kwargs"]["digest"])
         if snapshot is None:
             await self._send_ended(followed=False)
             await self.close(code=CLOSE_NO_SESSION)

@@ -246,7 +246,10 @@ async def test_consumer_closes_socket_that_sends_huge_message():
     await comm.connect()
     await receive(comm)
     await comm.send_to(text_data="x" * 10_000)
-    assert await comm.receive_output(timeout=3) == {"type": "websocket.close", "code": CLOSE_TOO_BIG}
+    assert await comm.receive_output(timeout=3) == {
+        "type": "websocket.close",
+        "code": CLOSE_TOO_BIG,
+    }
 
 
 async def test_consumer_refuses_tabs_beyond_limit(settings):

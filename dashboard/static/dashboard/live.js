@@ -50,8 +50,11 @@
     if ([1006, 1011, 1012, 1013].indexOf(code) >= 0) {
       return; // htmx reconnects these by itself
     }
-    if (code === 4404) {
-      setStatus("no session", "ended");
+    // Refusals that a retry cannot fix: no session, not allowed, too many
+    // tabs, a message too big. Anything else gets a fresh socket.
+    var refused = {4403: "not allowed", 4404: "no session", 4429: "too many tabs", 4009: "refused"};
+    if (refused[code]) {
+      setStatus(refused[code], "ended");
       return;
     }
     // Anything else (an idle timeout's 1000, a proxy's 1001): start a new
