@@ -14,6 +14,7 @@ from django.contrib.sessions.backends.base import SessionBase, UpdateError
 
 from dashboard.validation import Invalid, check_key, check_session_size, check_value, is_reserved
 from live import limits
+from live.store import TooLarge
 
 _SHOWN = 120
 
@@ -49,6 +50,8 @@ def _throttle(session: SessionBase) -> None:
 async def _save(session: SessionBase) -> None:
     try:
         await session.asave()
+    except TooLarge as exc:
+        raise Invalid(str(exc), 413) from None
     except UpdateError:
         raise Invalid(
             "The session was flushed or rotated by another tab meanwhile; try again.", 409

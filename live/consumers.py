@@ -74,6 +74,7 @@ class SessionConsumer(AsyncWebsocketConsumer):
     tabs = 0
     # Staff watchers follow a session without showing up as one of its tabs.
     counts_as_tab = True
+    _last_resync = 0.0
     history: list[dict[str, Any]]
 
     async def connect(self) -> None:
@@ -124,7 +125,12 @@ class SessionConsumer(AsyncWebsocketConsumer):
             # thousand brackets fit in a message): either way not a request.
             return
         if isinstance(message, dict) and message.get("type") == broadcasting.RESYNC:
-            await self._resync()
+            # One database read per second at most: a client asking in a loop
+            # gets its snapshot and nothing more.
+            now = time.monotonic()
+            if now - self._last_resync >= 1.0:
+                self._last_resync = now
+                await self._resync()
 
     # --- following a session ----------------------------------------------------
 

@@ -167,7 +167,7 @@ class SessionStore(SessionBase):
             )
         except store.Missing:
             raise UpdateError from None
-        except store.Conflict:
+        except (store.Conflict, store.TooLarge):
             self._conflicted()
             raise
         self._written(snapshot)

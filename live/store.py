@@ -87,6 +87,13 @@ class Conflict(Exception):
         self.version = version
 
 
+class TooLarge(ValueError):
+    """The merged session would pass MAX_SESSION_BYTES."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(f"The session would be {size} bytes; the limit is {limit}.")
+
+
 class Missing(Exception):
     """The row to merge into is gone (deleted, flushed or expired meanwhile)."""
 
@@ -234,11 +241,17 @@ def merge(
         if snap is None:
             raise Missing(digest)
         _check(snap, changes)
+        before = len(snap.text.encode())
         applied = _apply(snap.data, snap.key_versions, changes, snap.version + 1)
         if applied:
             snap.version += 1
             _record(db, digest, snap.version, source, applied)
         _update(db, snap, expiry)
+        # Checked here, under the lock, because concurrent writes that each fit
+        # could together pass the limit; a session already over it may shrink.
+        size, limit = len(snap.text.encode()), setting("MAX_SESSION_BYTES")
+        if size > limit and size > before:
+            raise TooLarge(size, limit)
     return snap, applied
 
 

@@ -278,3 +278,15 @@ async def test_api_refuses_writes_beyond_rate(settings):
     refused = await client.put("/api/session/keys/late", "1", "application/json")
     assert "slow down" in refused.json()["error"]
     assert "late" not in (await client.get("/api/session")).json()["data"]
+
+
+async def test_consumer_answers_one_resync_per_second():
+    store = await new_session(a=1)
+    comm = communicator(store.session_key)
+    await comm.connect()
+    await receive(comm)
+    for _ in range(20):
+        await comm.send_to(text_data=json.dumps({"type": "resync"}))
+    assert (await receive(comm))["type"] == "session.snapshot"
+    assert await comm.receive_nothing(timeout=0.3)
+    await comm.disconnect()
