@@ -134,11 +134,12 @@ if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
-            # Fail fast when Redis is down or unreachable: a push is skipped
-            # (and tabs resync later), a write or a socket never waits on it.
+            # Short waits when Redis hangs or is unreachable (a stopped one
+            # refuses at once): the push is skipped, the write goes on, and
+            # tabs resync once pushes flow again (see live.presence).
             "CONFIG": {
                 "hosts": [
-                    {"address": REDIS_URL, "socket_connect_timeout": 1, "socket_timeout": 2}
+                    {"address": REDIS_URL, "socket_connect_timeout": 2, "socket_timeout": 2}
                 ]
             },
         }

@@ -11,9 +11,9 @@ from django.conf import settings
 from django.test import AsyncClient
 
 from asgi_config.asgi import application
-from live.consumers import CLOSE_TOO_BIG
 from live import db
 from live import store as rows
+from live.consumers import CLOSE_TOO_BIG
 from live.engine import SessionStore
 
 pytestmark = pytest.mark.django_db(transaction=True)
