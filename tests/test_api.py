@@ -8,7 +8,6 @@ from urllib.parse import unquote
 
 import pytest
 from django.conf import settings
-from django.http import HttpResponse
 from django.test import AsyncClient, override_settings
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -30,7 +29,7 @@ class DaphneClient(AsyncClient):
         return unquote(parsed.path)
 
     def _base_scope(self, **request: Any) -> dict[str, Any]:
-        scope = super()._base_scope(**request)
+        scope = super()._base_scope(**request)  # type: ignore[misc]
         scope["raw_path"] = self._raw_path
         return scope
 
@@ -51,7 +50,7 @@ def url(key: str) -> str:
     return f"/api/session/keys/{key}"
 
 
-async def put(client: AsyncClient, key: str, value: Any, **headers: str) -> HttpResponse:
+async def put(client: AsyncClient, key: str, value: Any, **headers: str) -> Any:
     return await client.put(
         url(key),
         json.dumps(value),
@@ -60,15 +59,15 @@ async def put(client: AsyncClient, key: str, value: Any, **headers: str) -> Http
     )
 
 
-async def put_raw(client: AsyncClient, key: str, body: str | bytes) -> HttpResponse:
+async def put_raw(client: AsyncClient, key: str, body: str | bytes) -> Any:
     return await client.put(url(key), body, content_type="application/json", headers=token(client))
 
 
-async def delete(client: AsyncClient, path: str, **headers: str) -> HttpResponse:
+async def delete(client: AsyncClient, path: str, **headers: str) -> Any:
     return await client.delete(path, headers=token(client, **headers))
 
 
-async def post(client: AsyncClient, path: str) -> HttpResponse:
+async def post(client: AsyncClient, path: str) -> Any:
     return await client.post(path, headers=token(client))
 
 
@@ -81,7 +80,7 @@ async def state(client: AsyncClient) -> dict[str, Any]:
     return body
 
 
-def error(response: HttpResponse, status: int) -> str:
+def error(response: Any, status: int) -> str:
     """Assert the status and an {"error": one sentence} body; return the sentence."""
     assert response.status_code == status, response.content
     assert response["Content-Type"] == "application/json"

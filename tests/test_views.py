@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 from django.conf import settings
-from django.http import HttpResponse
 from django.test import AsyncClient, override_settings
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -31,7 +30,7 @@ def token(client: AsyncClient, **headers: str) -> dict[str, str]:
 
 async def submit(
     client: AsyncClient, path: str, data: dict[str, str] | None = None, htmx: bool = False
-) -> HttpResponse:
+) -> Any:
     headers = token(client, **HTMX) if htmx else token(client)
     return await client.post(path, data or {}, headers=headers)
 

@@ -1,0 +1,325 @@
+"""One session-behaviour suite for both live engines: the database one and the Redis one."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+import redis
+from channels.layers import get_channel_layer
+
+from live import broadcasting, engine, redis_client, redis_engine, store
+from live.keys import digest
+from tests.conftest import REDIS_TEST_URL, free_port
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+Engine = type[engine.SessionStore]
+
+
+# This run's sessions go under a prefix of their own, removed at the end.
+PREFIX = f"live-test-{uuid.uuid4().hex[:8]}:"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _remove_test_sessions() -> Iterator[None]:
+    yield
+    client = redis.Redis.from_url(REDIS_TEST_URL, socket_connect_timeout=2)
+    with contextlib.suppress(redis.RedisError):
+        for name in client.scan_iter(f"{PREFIX}*"):
+            client.delete(name)
+
+
+@pytest.fixture(params=["db", "redis"])
+def Store(request: pytest.FixtureRequest, settings: Any, monkeypatch: pytest.MonkeyPatch) -> Engine:
+    if request.param == "redis":
+        settings.REDIS_URL = request.getfixturevalue("redis_url")
+        monkeypatch.setattr(redis_engine, "PREFIX", PREFIX)
+        return redis_engine.SessionStore
+    return engine.SessionStore
+
+
+@pytest.fixture(autouse=True)
+async def _close_redis() -> AsyncIterator[None]:
+    yield
+    await redis_client.aclose()
+
+
+async def new_session(Store: Engine, **data: Any) -> engine.SessionStore:
+    session = Store()
+    for key, value in data.items():
+        await session.aset(key, value)
+    await session.acreate()
+    return session
+
+
+async def loaded(Store: Engine, session_key: str | None) -> engine.SessionStore:
+    session = Store(session_key)
+    await session.akeys()  # the first read loads, as in a request
+    return session
+
+
+async def listen(session_digest: str) -> tuple[Any, str]:
+    layer = get_channel_layer()
+    channel = await layer.new_channel()
+    await layer.group_add(broadcasting.group_name(session_digest), channel)
+    return layer, channel
+
+
+async def next_event(listener: tuple[Any, str]) -> dict[str, Any]:
+    layer, channel = listener
+    return await asyncio.wait_for(layer.receive(channel), 3)  # type: ignore[no-any-return]
+
+
+async def test_engine_stores_and_reads_back_json_values(Store: Engine):
+    values = {"n": 1, "f": 1.0, "t": True, "none": None, "nested": {"a": [1, "ü"]}, "ключ": "é"}
+    session = await new_session(Store, **values)
+    assert session.version == 0
+    assert await Store().aexists(session.session_key or "")
+    again = await loaded(Store, session.session_key)
+    assert await again.aitems() == values.items()
+    # JSON types survive exactly: 1.0 stays a float and True stays a bool.
+    assert type(await again.aget("f")) is float and type(await again.aget("t")) is bool
+    assert again.key_versions == dict.fromkeys(values, 0)
+
+
+async def test_engine_deletes_a_key_then_the_session(Store: Engine):
+    session = await new_session(Store, a=1, b=2)
+    await session.apop("a")
+    await session.asave()
+    assert dict(await (await loaded(Store, session.session_key)).aitems()) == {"b": 2}
+    listener = await listen(session.digest or "")
+    await session.adelete()
+    assert await next_event(listener) == {"type": broadcasting.ENDED, "next": None}
+    assert not await Store().aexists(session.session_key or "")
+    assert await Store.aread(session.digest or "") is None
+
+
+async def test_engine_merges_diffs_of_concurrent_requests(Store: Engine):
+    session = await new_session(Store, keep=0, gone=1)
+    first, second = (
+        await loaded(Store, session.session_key),
+        await loaded(Store, session.session_key),
+    )
+    await first.aset("a", 1)
+    await first.apop("gone")
+    await second.aset("b", 2)
+    await first.asave()
+    await second.asave()
+    snapshot = await Store.aread(session.digest or "")
+    assert snapshot is not None
+    assert snapshot.data == {"keep": 0, "a": 1, "b": 2}
+    assert snapshot.version == 2
+    # The second writer now holds the merged state, not only its own view.
+    assert dict(await second.aitems()) == snapshot.data and second.version == 2
+
+
+async def test_engine_keeps_every_one_of_many_concurrent_writes(Store: Engine):
+    session = await new_session(Store)
+    writers = [await loaded(Store, session.session_key) for _ in range(50)]
+
+    async def write(n: int, writer: engine.SessionStore) -> int:
+        await writer.aset(f"k{n}", n)
+        await writer.asave()
+        return writer.version
+
+    versions = await asyncio.gather(*(write(n, w) for n, w in enumerate(writers)))
+    snapshot = await Store.aread(session.digest or "")
+    assert snapshot is not None
+    assert snapshot.data == {f"k{n}": n for n in range(50)}
+    assert sorted(versions) == list(range(1, 51))
+
+
+async def test_engine_clear_also_removes_keys_set_by_others(Store: Engine):
+    session = await new_session(Store, a=1)
+    mine = await loaded(Store, session.session_key)
+    theirs = await loaded(Store, session.session_key)
+    await theirs.aset("z", 26)
+    await theirs.asave()
+    mine.clear()
+    await mine.aset("n", 1)
+    await mine.asave()
+    snapshot = await Store.aread(session.digest or "")
+    assert snapshot is not None and snapshot.data == {"n": 1}
+
+
+async def test_engine_expect_refuses_a_key_changed_after_the_seen_version(Store: Engine):
+    session = await new_session(Store, color="red")
+    mine = await loaded(Store, session.session_key)
+    theirs = await loaded(Store, session.session_key)
+    await theirs.aset("color", "blue")
+    await theirs.asave()
+    mine.expect("color", mine.version)
+    await mine.aset("color", "green")
+    with pytest.raises(store.Conflict) as refused:
+        await mine.asave()
+    assert refused.value.current == "blue" and refused.value.key == "color"
+    # The refused write stays refused: a later save (the middleware's) writes nothing.
+    await mine.asave()
+    snapshot = await Store.aread(session.digest or "")
+    assert snapshot is not None and snapshot.data == {"color": "blue"}
+
+
+async def test_engine_expect_sees_deletes_and_allows_unchanged_keys(Store: Engine):
+    session = await new_session(Store, a=1, b=2)
+    seen = session.version
+    theirs = await loaded(Store, session.session_key)
+    await theirs.apop("a")
+    await theirs.asave()
+    stale = await loaded(Store, session.session_key)
+    stale.expect("a", seen)
+    await stale.aset("a", 5)
+    with pytest.raises(store.Conflict):
+        await stale.asave()
+    fine = await loaded(Store, session.session_key)
+    fine.expect("b", seen)
+    await fine.aset("b", 3)
+    await fine.asave()
+    assert fine.version == seen + 2
+
+
+async def test_engine_publishes_each_change_with_old_values(Store: Engine):
+    session = await new_session(Store, b=1, c=3)
+    session.source = "PUT /api/session/keys/a"
+    listener = await listen(session.digest or "")
+    await session.aset("a", "new")
+    await session.aset("b", 2)
+    await session.apop("c")
+    await session.asave()
+    event = await next_event(listener)
+    assert event["type"] == broadcasting.CHANGED
+    assert event["version"] == 1 and event["source"] == "PUT /api/session/keys/a"
+    assert sorted(event["changes"], key=lambda c: c["key"]) == [
+        {"op": "set", "key": "a", "value": "new"},
+        {"op": "set", "key": "b", "value": 2, "old": 1},
+        {"op": "delete", "key": "c", "old": 3},
+    ]
+    # Saving again with nothing new publishes nothing and keeps the version.
+    await session.asave()
+    assert session.version == 1
+
+
+async def test_engine_cycle_key_moves_data_and_timeline(Store: Engine):
+    session = await new_session(Store, a=1)
+    await session.aset("b", 2)
+    await session.asave()
+    old_key, old_digest, version = session.session_key, session.digest or "", session.version
+    listener = await listen(old_digest)
+    await session.aset("c", 3)
+    await session.acycle_key()
+    assert session.session_key != old_key
+    assert await next_event(listener) == {"type": broadcasting.ROTATED, "next": session.digest}
+    assert await Store.aread(old_digest) is None
+    moved = await Store.aread(session.digest or "")
+    assert moved is not None
+    assert moved.data == {"a": 1, "b": 2, "c": 3} and moved.version == version + 1
+    history = await Store.ahistory(session.digest or "")
+    assert [entry["version"] for entry in history] == [version + 1, version]
+    assert history[0]["changes"][-1] == {"op": "cycle", "key": ""}
+    assert await Store.aentry(session.digest or "", version) == history[1]
+
+
+async def test_engine_flush_ends_the_session_and_starts_an_empty_one(Store: Engine):
+    session = await new_session(Store, a=1)
+    await session.aset("b", 2)
+    await session.asave()
+    old_digest, version = session.digest or "", session.version
+    listener = await listen(old_digest)
+    await session.aflush()
+    assert await next_event(listener) == {"type": broadcasting.ENDED, "next": session.digest}
+    assert await Store.aread(old_digest) is None
+    successor = await Store.aread(session.digest or "")
+    assert successor is not None
+    # Versions only grow, across the move too; the new session has no past.
+    assert successor.data == {} and successor.version == version + 1
+    assert await Store.ahistory(session.digest or "") == []
+
+
+async def test_engine_expiry_follows_set_expiry(Store: Engine):
+    session = await new_session(Store, a=1)
+    await session.aset_expiry(300)
+    await session.asave()
+    snapshot = await Store.aread(session.digest or "")
+    assert snapshot is not None
+    assert snapshot.expires_at == pytest.approx(time.time() + 300, abs=5)
+    await session.aset_expiry(datetime.now(UTC) - timedelta(seconds=1))
+    await session.asave()
+    # Expired at once: gone for readers, and a new request starts afresh.
+    assert await Store.aread(session.digest or "") is None
+    assert not await Store().aexists(session.session_key or "")
+    assert dict(await (await loaded(Store, session.session_key)).aitems()) == {}
+
+
+async def test_engine_expiry_set_by_another_request_is_kept(Store: Engine):
+    session = await new_session(Store, a=1)
+    mine = await loaded(Store, session.session_key)
+    theirs = await loaded(Store, session.session_key)
+    await theirs.aset_expiry(120)
+    await theirs.asave()
+    await mine.aset("b", 2)
+    await mine.asave()
+    snapshot = await Store.aread(session.digest or "")
+    assert snapshot is not None and snapshot.data["_session_expiry"] == 120
+    # Not the two-week default: the merge computed the expiry from their setting.
+    assert snapshot.expires_at == pytest.approx(time.time() + 120, abs=5)
+
+
+async def test_engine_aread_of_an_unknown_digest_is_none(Store: Engine):
+    assert await Store.aread(digest("no-such-session-key-0123456789ab")) is None
+
+
+def test_engine_sync_methods_match_the_async_ones(Store: Engine):
+    session = Store()
+    session["a"] = 1
+    session.create()
+    assert Store().exists(session.session_key or "")
+    other = Store(session.session_key)
+    other["b"] = 2
+    other.save()
+    session["c"] = 3
+    session.save()
+    assert dict(Store(session.session_key).load()) == {"a": 1, "b": 2, "c": 3}
+    old = session.session_key
+    session.cycle_key()
+    assert not Store().exists(old or "") and Store(session.session_key).load()["b"] == 2
+    session.flush()
+    assert Store(session.session_key).load() == {}
+    session.delete()
+    assert not Store().exists(session.session_key or "")
+
+
+# --- Redis only ----------------------------------------------------------------------
+
+
+async def test_redis_engine_stores_one_field_per_key_under_the_digest(
+    redis_url: str, settings: Any, monkeypatch: pytest.MonkeyPatch
+):
+    settings.REDIS_URL = redis_url
+    monkeypatch.setattr(redis_engine, "PREFIX", PREFIX)
+    session = await new_session(redis_engine.SessionStore, a=1, b={"x": [2]})
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    # Data, per-key versions and meta; the timeline appears with the first change.
+    assert len(client.keys(f"*{session.digest}*")) == 3
+    assert not client.keys(f"*{session.session_key}*")
+    data_key = redis_engine.session_keys(session.digest or "")[0]
+    assert client.hgetall(data_key) == {"a": "1", "b": '{"x":[2]}'}
+    assert 0 < client.pttl(data_key) <= 1209600 * 1000
+
+
+async def test_redis_engine_fails_fast_when_redis_is_down(settings):
+    settings.REDIS_URL = f"redis://127.0.0.1:{free_port()}/0"
+    session = redis_engine.SessionStore()
+    await session.aset("a", 1)
+    started = time.monotonic()
+    with pytest.raises(store.Unavailable) as down:
+        await session.asave()
+    with pytest.raises(store.Unavailable):
+        await redis_engine.SessionStore("some-session-key-123").aload()
+    assert time.monotonic() - started < 3
+    assert str(down.value).endswith(".") and "Redis" in str(down.value)
