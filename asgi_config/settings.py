@@ -138,9 +138,7 @@ if REDIS_URL:
             # refuses at once): the push is skipped, the write goes on, and
             # tabs resync once pushes flow again (see live.presence).
             "CONFIG": {
-                "hosts": [
-                    {"address": REDIS_URL, "socket_connect_timeout": 2, "socket_timeout": 2}
-                ]
+                "hosts": [{"address": REDIS_URL, "socket_connect_timeout": 2, "socket_timeout": 2}]
             },
         }
     }
