@@ -38,5 +38,10 @@ bench: $(BIN)/activate
 screenshot: $(BIN)/activate
 	$(BIN)/python scripts/screenshot.py docs/screenshot.png
 
+PROCESSES ?= 2
+serve-many: $(BIN)/activate
+	$(BIN)/python manage.py migrate --verbosity 0
+	$(BIN)/python manage.py serve_many --processes $(PROCESSES) --host $(HOST) --port $(PORT)
+
 clean:
 	rm -rf $(VENV) db.sqlite3* test-db.sqlite3*

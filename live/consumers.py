@@ -242,6 +242,10 @@ class SessionConsumer(AsyncWebsocketConsumer):
         await self._send_ended(followed=bool(event.get("next")))
         await self._move_to(event.get("next"))
 
+    async def session_stale(self, event: dict[str, Any]) -> None:
+        # Pushes may have been lost while the channel layer was down: fetch the truth.
+        await self._resync()
+
     async def session_presence(self, event: dict[str, Any]) -> None:
         self.tabs = event["tabs"]
         if not self.json_mode and self.snapshot is not None:

@@ -1,0 +1,382 @@
+"""The live session engine on Redis, async-native: SESSION_ENGINE = "live.redis_engine".
+
+Same interface and semantics as live.engine (diff-merge, versions, If-Match
+conflicts, timeline, events), with the storage in Redis (see
+redis_engine.lua): a session is a hash under the digest of its key with one
+field per session key, its version a counter, its expiry a TTL. Each operation
+is one Lua script call, atomic in Redis, so concurrent writers never lose each
+other's keys and async code awaits redis-py's asyncio client on the event loop,
+with no thread hop. Sync code (a command, the shell) uses redis-py's sync
+client for the same scripts. When Redis cannot be reached, every operation
+raises store.Unavailable (the middleware answers 503): at once when Redis is
+stopped, within live.redis_client's bounded timeouts when it hangs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import weakref
+from collections.abc import Generator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from django.contrib.sessions.backends.base import CreateError, SessionBase, UpdateError
+from redis import TimeoutError as RedisTimeout
+
+from live import broadcasting, engine, metrics, redis_client, store
+from live.conf import setting
+from live.keys import digest
+
+logger = logging.getLogger(__name__)
+
+PREFIX = "live:session:"
+EXPIRY_KEY = "_session_expiry"
+_SCRIPT = Path(__file__).with_name("redis_engine.lua").read_text()
+
+T = TypeVar("T")
+
+
+def session_keys(session_digest: str) -> list[str]:
+    # One hash tag per session keeps its keys in one slot (Redis Cluster).
+    base = f"{PREFIX}{{{session_digest}}}:"
+    return [base + "data", base + "versions", base + "meta", base + "log"]
+
+
+@dataclass
+class _Call:
+    """One script call: the keys, the operation and its JSON arguments."""
+
+    keys: list[str]
+    op: str
+    args: dict[str, Any]
+
+
+# An operation is written once, as a generator that yields script calls and
+# receives their replies; _call_sync and _call_async drive it with either client.
+Operation = Generator[_Call, Any, T]
+_scripts: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+
+
+def _script(client: Any) -> Any:
+    # A registered script runs by its SHA and loads itself again after a restart.
+    if client not in _scripts:
+        _scripts[client] = client.register_script(_SCRIPT)
+    return _scripts[client]
+
+
+def _unavailable(exc: Exception) -> store.Unavailable:
+    logger.warning("Session store unavailable: %s", exc)
+    if isinstance(exc, RedisTimeout | TimeoutError):
+        message = "The session store (Redis) did not answer in time; the change may not be saved."
+    else:
+        message = "The session store (Redis) cannot be reached right now; try again in a moment."
+    return store.Unavailable(message)
+
+
+def _call_sync(operation: Operation[T]) -> T:
+    reply = None
+    try:
+        while True:
+            call = operation.send(reply)
+            try:
+                script = _script(redis_client.sync_client())
+                reply = script(call.keys, [call.op, json.dumps(call.args)])
+            except redis_client.DOWN as exc:
+                raise _unavailable(exc) from exc
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+
+
+async def _call_async(operation: Operation[T]) -> T:
+    reply = None
+    try:
+        while True:
+            call = operation.send(reply)
+            try:
+                script = _script(redis_client.async_client())
+                reply = await script(call.keys, [call.op, json.dumps(call.args)])
+            except redis_client.DOWN as exc:
+                raise _unavailable(exc) from exc
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+
+
+def _snapshot(session_digest: str, state: list[Any]) -> store.Snapshot:
+    version, masked, expires, text, versions = state[:5]
+    return store.Snapshot(
+        digest=session_digest,
+        version=int(version),
+        data=json.loads(text),
+        masked_key=masked,
+        expires_at=float(expires),
+        key_versions=json.loads(versions),
+        text=text,
+    )
+
+
+def _applied(raw: list[list[Any]]) -> store.Applied:
+    applied: store.Applied = []
+    for op, key, value, old in raw:
+        change: dict[str, Any] = {"op": op, "key": key}
+        if op == "set":
+            change["value"] = json.loads(value)
+        if old is not None:
+            change["old"] = json.loads(old)
+        applied.append(change)
+    return applied
+
+
+def _reading(session_digest: str) -> Operation[store.Snapshot | None]:
+    state = yield _Call(session_keys(session_digest), "read", {})
+    return _snapshot(session_digest, state) if state else None
+
+
+def _deleting(session_digest: str) -> Operation[bool]:
+    found = yield _Call(session_keys(session_digest), "delete", {})
+    return bool(found)
+
+
+def _existing(session_digest: str) -> Operation[bool]:
+    found = yield _Call(session_keys(session_digest), "exists", {})
+    return bool(found)
+
+
+class SessionStore(engine.SessionStore):
+    def __init__(self, session_key: str | None = None) -> None:
+        super().__init__(session_key)
+        # The stored "_session_expiry" as JSON text ("" when absent), as loaded.
+        self._expiry_text = ""
+
+    # --- what the merge needs besides the diff ----------------------------------
+
+    def _loaded(self, snapshot: store.Snapshot | None) -> dict[str, Any]:
+        self._remember_expiry(snapshot)
+        return super()._loaded(snapshot)
+
+    def _written(self, snapshot: store.Snapshot) -> None:
+        self._remember_expiry(snapshot)
+        super()._written(snapshot)
+
+    def _remember_expiry(self, snapshot: store.Snapshot | None) -> None:
+        found = snapshot is not None and EXPIRY_KEY in snapshot.data
+        self._expiry_text = store.dumps(snapshot.data[EXPIRY_KEY]) if found else ""  # type: ignore[union-attr]
+
+    def _write_args(self, changes: store.Changes, expiry_text: str) -> dict[str, Any]:
+        """The script's arguments for a diff, with the expiry computed from `expiry_text`."""
+        own = EXPIRY_KEY in changes.sets or EXPIRY_KEY in changes.deletes or changes.wipe
+        if EXPIRY_KEY in changes.sets:
+            value = changes.sets[EXPIRY_KEY]
+        else:
+            value = json.loads(expiry_text) if expiry_text and not own else None
+        expires = self._expiry(value).timestamp()
+        return {
+            "sets": [[k, store.dumps(v)] for k, v in changes.sets.items()],
+            "deletes": changes.deletes,
+            "wipe": changes.wipe,
+            "expect": [[k, v] for k, v in changes.expect.items()],
+            "expiry_own": own,
+            "expiry_assumed": expiry_text,
+            "expires": repr(expires),
+            "expires_ms": int(expires * 1000),
+            "masked": self.masked_key,
+            "now": repr(time.time()),
+            "source": store.dumps(self.source[:200]),
+            "history": setting("HISTORY_LENGTH"),
+            "max_tombstones": setting("MAX_TOMBSTONES"),
+        }
+
+    # --- operations, each written once for both clients ---------------------------
+
+    def _inserting(self) -> Operation[None]:
+        changes = store.Changes(sets=self._data())
+        for _ in range(10):
+            self._session_key = self._new_key()
+            args = self._write_args(changes, "")
+            reply = yield _Call(session_keys(self.digest or ""), "insert", args)
+            if reply[0] == "ok":
+                data = changes.sets
+                self._written(
+                    store.Snapshot(
+                        digest=self.digest or "",
+                        version=0,
+                        data=data,
+                        masked_key=self.masked_key,
+                        expires_at=float(args["expires"]),
+                        key_versions=dict.fromkeys(data, 0),
+                        text=store.dumps(data),
+                    )
+                )
+                return
+        raise CreateError
+
+    def _saving(self, must_create: bool) -> Operation[tuple[store.Snapshot, store.Applied] | None]:
+        if must_create or self.session_key is None:
+            yield from self._inserting()
+            return None
+        changes = self._changes()
+        if not changes and self._in_sync:
+            return None
+        expiry_text = self._expiry_text
+        while True:
+            args = self._write_args(changes, expiry_text)
+            reply = yield _Call(session_keys(self.digest or ""), "merge", args)
+            if reply[0] == "missing":
+                raise UpdateError
+            if reply[0] == "conflict":
+                self._conflicted()
+                key, current = reply[1], reply[2]
+                raise store.Conflict(
+                    key, json.loads(current) if current is not None else None, changes.expect[key]
+                )
+            if reply[0] == "expiry":
+                # Someone changed "_session_expiry" meanwhile: recompute from theirs.
+                expiry_text = reply[1]
+                continue
+            snapshot = _snapshot(self.digest or "", reply[1:6])
+            applied = _applied(reply[6])
+            self._written(snapshot)
+            return (snapshot, applied) if applied else None
+
+    def _moving(self, keep_data: bool) -> Operation[tuple[str | None, str]]:
+        old = self.digest
+        changes = self._changes() if keep_data else store.Changes()
+        expiry_text = self._expiry_text if keep_data else ""
+        attempts = 0
+        self._session_key = self._new_key()
+        while attempts < 10:
+            args = self._write_args(changes, expiry_text)
+            args.update(has_old=old is not None, keep=keep_data)
+            keys = session_keys(old or "") + session_keys(self.digest or "")
+            reply = yield _Call(keys, "rotate", args)
+            if reply[0] == "taken":
+                attempts += 1
+                self._session_key = self._new_key()
+                continue
+            if reply[0] == "expiry":
+                expiry_text = reply[1]
+                continue
+            self._written(_snapshot(self.digest or "", reply[1:6]))
+            self.modified = True
+            return old, self.digest or ""
+        raise CreateError
+
+    # --- loading --------------------------------------------------------------------
+
+    def load(self) -> dict[str, Any]:
+        key = self.digest
+        return self._loaded(_call_sync(_reading(key)) if key else None)
+
+    async def aload(self) -> dict[str, Any]:
+        key = self.digest
+        return self._loaded(await _call_async(_reading(key)) if key else None)
+
+    def exists(self, session_key: str) -> bool:
+        return _call_sync(_existing(digest(session_key)))
+
+    async def aexists(self, session_key: str) -> bool:
+        return await _call_async(_existing(digest(session_key)))
+
+    # --- saving ---------------------------------------------------------------------
+
+    def save(self, must_create: bool = False) -> None:
+        self._data()
+        result = _call_sync(self._saving(must_create))
+        if result:
+            metrics.wrote()
+            broadcasting.publish_from_sync(
+                broadcasting.publish_changed, result[0].digest, self._event(*result)
+            )
+
+    async def asave(self, must_create: bool = False) -> None:
+        await self._adata()
+        result = await _call_async(self._saving(must_create))
+        if result:
+            metrics.wrote()
+            await broadcasting.publish_changed(result[0].digest, self._event(*result))
+
+    def create(self) -> None:
+        self._session_key = None
+        self.save(must_create=True)
+        self.modified = True
+
+    # acreate() is the parent's: it awaits asave(must_create=True).
+
+    # --- ending and moving ----------------------------------------------------------
+
+    def delete(self, session_key: str | None = None) -> None:
+        key = session_key or self.session_key
+        if key and _call_sync(_deleting(digest(key))):
+            broadcasting.publish_from_sync(broadcasting.publish_ended, digest(key))
+
+    async def adelete(self, session_key: str | None = None) -> None:
+        key = session_key or self.session_key
+        if not key:
+            return
+        deleted = await _call_async(_deleting(digest(key)))
+        if deleted:
+            await broadcasting.publish_ended(digest(key))
+
+    def cycle_key(self) -> None:
+        self._data()
+        old, new = _call_sync(self._moving(keep_data=True))
+        if old:
+            broadcasting.publish_from_sync(broadcasting.publish_rotated, old, new)
+
+    async def acycle_key(self) -> None:
+        await self._adata()
+        old, new = await _call_async(self._moving(keep_data=True))
+        if old:
+            await broadcasting.publish_rotated(old, new)
+
+    def flush(self) -> None:
+        if self.session_key is None:
+            SessionBase.clear(self)
+            return
+        self._session_cache = {}
+        old, new = _call_sync(self._moving(keep_data=False))
+        if old:
+            broadcasting.publish_from_sync(broadcasting.publish_ended, old, new)
+
+    async def aflush(self) -> None:
+        if self.session_key is None:
+            SessionBase.clear(self)
+            return
+        self._session_cache = {}
+        old, new = await _call_async(self._moving(keep_data=False))
+        if old:
+            await broadcasting.publish_ended(old, new)
+
+    # --- the outside view -----------------------------------------------------------
+
+    @classmethod
+    async def aread(cls, session_digest: str) -> store.Snapshot | None:
+        return await _call_async(_reading(session_digest))
+
+    @classmethod
+    async def ahistory(cls, session_digest: str) -> list[dict[str, Any]]:
+        return await _timeline(session_digest)
+
+    @classmethod
+    async def aentry(cls, session_digest: str, version: int) -> dict[str, Any] | None:
+        return next((e for e in await _timeline(session_digest) if e["version"] == version), None)
+
+    @classmethod
+    def clear_expired(cls) -> None:
+        """Nothing to do: Redis drops a session when its TTL runs out."""
+
+    @classmethod
+    async def aclear_expired(cls) -> None:
+        """Nothing to do: Redis drops a session when its TTL runs out."""
+
+
+async def _timeline(session_digest: str) -> list[dict[str, Any]]:
+    client = redis_client.async_client()
+    try:
+        log = session_keys(session_digest)[3]
+        entries = await client.lrange(log, 0, setting("HISTORY_LENGTH") - 1)
+    except redis_client.DOWN as exc:
+        raise _unavailable(exc) from exc
+    return [json.loads(entry) for entry in entries]
