@@ -25,6 +25,7 @@ from live.engine import SessionStore as LiveStore
 from live.keys import digest
 
 # Close codes: htmx reconnects only after 1006, 1011, 1012 and 1013, so these stay closed.
+RESYNC_BURST, RESYNC_RATE = 50, 5.0
 CLOSE_NO_SESSION = 4404
 CLOSE_FORBIDDEN = 4403
 CLOSE_TOO_MANY_TABS = 4429
@@ -74,7 +75,8 @@ class SessionConsumer(AsyncWebsocketConsumer):
     tabs = 0
     # Staff watchers follow a session without showing up as one of its tabs.
     counts_as_tab = True
-    _last_resync = 0.0
+    _resync_tokens = float(RESYNC_BURST)
+    _resync_at = 0.0
     history: list[dict[str, Any]]
 
     async def connect(self) -> None:
@@ -125,12 +127,16 @@ class SessionConsumer(AsyncWebsocketConsumer):
             # thousand brackets fit in a message): either way not a request.
             return
         if isinstance(message, dict) and message.get("type") == broadcasting.RESYNC:
-            # One database read per second at most: a client asking in a loop
-            # gets its snapshot and nothing more.
+            # A bucket of RESYNC_BURST reads refilled at RESYNC_RATE a second:
+            # a client asking in a loop cannot turn the socket into a database load.
             now = time.monotonic()
-            if now - self._last_resync >= 1.0:
-                self._last_resync = now
+            tokens = min(RESYNC_BURST, self._resync_tokens + (now - self._resync_at) * RESYNC_RATE)
+            self._resync_at = now
+            if tokens >= 1:
+                self._resync_tokens = tokens - 1
                 await self._resync()
+            else:
+                self._resync_tokens = tokens
 
     # --- following a session ----------------------------------------------------
 

@@ -1,0 +1,282 @@
+"""The benchmark suite of the performance issue: throughput, push latency, idle tabs, lost writes.
+
+    python scripts/bench/run.py [--rounds 3] [--duration 5] [--connections 32]
+                                [--quick] [--json PATH] [--profile DIR] [--strict]
+
+It starts its own daphne processes (each with a throwaway migrated SQLite
+file) pinned to core 0, and runs wrk and its WebSocket clients on core 1.
+Throughput runs alternate: each round runs every configuration once, in
+order; the table shows medians, as ratios to the bare async Django view of
+this same run. See BENCHMARKS.md for the method.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import load
+import machine
+import pyspy
+import report
+import server
+import tabs
+
+DJANGO_APP = "scripts.bench.asgi:application"
+PROBE = 64  # concurrent writes of distinct keys to one session, after each write run
+SESSIONS = 100  # sessions that the idle tabs and the 1,000-tab push run spread over
+
+
+@dataclass(frozen=True)
+class Config:
+    what: str
+    stack: str
+    path: str
+    write: bool = False
+    connections: int | None = None  # None: --connections
+
+
+CONFIGS = [
+    Config("raw ASGI hello on daphne (the ceiling)", "raw", "/"),
+    Config("bare async Django view, no middleware", "bare", "/bench/hello"),
+    Config("stock db engine (SQLite): aget", "db", "/bench/read"),
+    Config("stock db engine (SQLite): aget+aset", "db", "/bench/write", write=True),
+    Config("stock cache engine (locmem): aget+aset", "cache", "/bench/write", write=True),
+    Config("live engine: read (aget)", "live", "/bench/read"),
+    Config("live engine: write (aget+aset+save+publish)", "live", "/bench/write", write=True),
+    Config(
+        "live engine: write, 64 connections", "live", "/bench/write", write=True, connections=64
+    ),
+]
+BASELINE = CONFIGS[1].what
+
+
+def options() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--duration", type=int, default=5, help="seconds per wrk run")
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--tabs", type=int, default=1000, help="idle tabs, over 100 sessions")
+    parser.add_argument("--idle", type=float, default=10.0, help="seconds of idle CPU measure")
+    parser.add_argument("--quick", action="store_true", help="1 round of 2 s, fewer writes")
+    parser.add_argument("--json", type=Path, help="write every figure here")
+    parser.add_argument("--profile", type=Path, help="py-spy a live write run into this folder")
+    parser.add_argument(
+        "--wait-quiet",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="before each measure, wait up to S s for other processes to calm down",
+    )
+    parser.add_argument("--label", default="", help="what code is measured (default: git)")
+    parser.add_argument("--strict", action="store_true", help="exit 1 when a goal fails")
+    opts = parser.parse_args()
+    if opts.quick:
+        opts.rounds, opts.duration, opts.idle = 1, 2, 3.0
+    opts.writes_one, opts.writes_many = (30, 100) if opts.quick else (100, 300)
+    return opts
+
+
+def start_servers(tmp: Path) -> dict[str, server.Daphne]:
+    template = tmp / "template.sqlite3"
+    server.migrate(template)
+    servers = {}
+    for stack in ("raw", "bare", "db", "cache", "live", "project"):
+        db = tmp / f"{stack}.sqlite3"
+        shutil.copy(template, db)
+        if stack == "project":
+            env = server.environment(db, "asgi_config.settings")
+            app = "asgi_config.asgi:application"
+        else:
+            env = server.environment(db, "scripts.bench.settings", BENCH_STACK=stack)
+            app = "scripts.bench.hello:application" if stack == "raw" else DJANGO_APP
+        servers[stack] = server.Daphne(stack, app, env, tmp / f"{stack}.log")
+        servers[stack].start()
+    return servers
+
+
+async def one_run(
+    http: aiohttp.ClientSession,
+    srv: server.Daphne,
+    config: Config,
+    opts: argparse.Namespace,
+    seconds: int,
+    wait: float = 0.0,
+) -> dict[str, Any]:
+    """One wrk run; a write run is followed by its lost-write check."""
+    live = config.stack == "live"
+    session = config.stack in ("db", "cache", "live")
+    cookie = await load.new_session(http, srv.url) if session else None
+    acked = version = 0
+    if config.write and cookie:
+        acked = await load.acked(http, srv.url)
+        version = (await load.stored(http, srv.url, cookie, live)).get("version") or 0
+    connections = config.connections or opts.connections
+    await machine.quiet(wait)
+    busy, own, cpu, t0 = machine.busy_cpu(), machine.own_cpu(), srv.cpu_seconds(), time.time()
+    result: dict[str, Any] = asdict(
+        await load.wrk(srv.url + config.path, cookie, connections, seconds)
+    )
+    wall, cpu = time.time() - t0, srv.cpu_seconds() - cpu
+    # Whatever else ran on the machine meanwhile (other people's tests) skews the figures.
+    other = machine.busy_cpu() - busy - cpu - (machine.own_cpu() - own)
+    result["server_cpu_pct"], result["other_cpu_pct"] = 100 * cpu / wall, 100 * other / wall
+    if config.write and cookie:
+        result["acked"] = await load.acked(http, srv.url) - acked
+        if live:
+            saved = (await load.stored(http, srv.url, cookie, live))["version"] - version
+            result["saved"], result["lost"] = saved, max(0, result["acked"] - saved)
+        result["probe_acked"], result["probe_kept"] = await load.probe(
+            http, srv.url, cookie, live, PROBE
+        )
+    return result
+
+
+async def throughput(
+    servers: dict[str, server.Daphne], opts: argparse.Namespace
+) -> list[dict[str, Any]]:
+    runs: list[dict[str, Any]] = []
+    async with tabs.client() as http:
+        for stack in ("raw", "bare", "db", "cache", "live"):
+            warm = next(c for c in CONFIGS if c.stack == stack)
+            await one_run(http, servers[stack], warm, opts, 1)
+        for round_ in range(1, opts.rounds + 1):
+            for config in CONFIGS:
+                srv = servers[config.stack]
+                result = await one_run(http, srv, config, opts, opts.duration, opts.wait_quiet)
+                runs.append({"round": round_, "what": config.what, **result})
+                print(report.run_line(runs[-1], config.write), flush=True)
+    return runs
+
+
+async def profile(srv: server.Daphne, opts: argparse.Namespace) -> dict[str, Any]:
+    """Extra live write runs (not in the medians) sampled by py-spy: all threads, then the GIL."""
+    if not pyspy.available():
+        print("--profile: py-spy is not on PATH (pip install py-spy); skipped")
+        return {}
+    opts.profile.mkdir(parents=True, exist_ok=True)
+    found: dict[str, Any] = {}
+    async with tabs.client() as http:
+        for gil in (False, True):
+            out = opts.profile / f"live-write{'-gil' if gil else ''}.txt"
+            await machine.quiet(opts.wait_quiet)
+            spy = pyspy.record(srv.pid, opts.duration, out, gil)
+            await asyncio.sleep(0.5)
+            run = await one_run(http, srv, CONFIGS[-2], opts, opts.duration)
+            if not await pyspy.finish(spy, out):
+                continue
+            top = pyspy.top(out, 20)
+            print(report.profile(run, top, out, gil), flush=True)
+            found["gil" if gil else "all"] = {"run": run, **top, "raw": str(out)}
+    return found
+
+
+async def tabs_phase(srv: server.Daphne, opts: argparse.Namespace) -> dict[str, Any]:
+    """Idle tabs, then push latency, on the project's own server."""
+    async with tabs.client() as http:
+        site = tabs.Site(srv.url, http)
+        await site.start()
+        keys = [await site.new_session() for _ in range(SESSIONS)]
+        warm = tabs.Tabs(site)
+        await warm.open(keys[:1], 1)
+        await warm.close()
+        await asyncio.sleep(1)
+        rss_before = srv.rss_kib()
+        many = tabs.Tabs(site)
+        started = time.perf_counter()
+        await many.open(keys, opts.tabs // SESSIONS)
+        connect_s = time.perf_counter() - started
+        await machine.settle(srv.cpu_seconds)
+        await machine.quiet(opts.wait_quiet)
+        cpu_before, busy, t0 = srv.cpu_seconds(), machine.busy_cpu(), time.monotonic()
+        await asyncio.sleep(opts.idle)
+        wall = time.monotonic() - t0
+        cpu = (srv.cpu_seconds() - cpu_before) / wall * 100
+        other = (machine.busy_cpu() - busy) / wall * 100 - cpu
+        opened, rss_after = len(many.sockets), srv.rss_kib()
+        idle = {
+            "tabs": opened,
+            "failed": many.failed,
+            "connect_s": connect_s,
+            "cpu_pct": cpu,
+            "other_cpu_pct": other,
+            "rss_before_kib": rss_before,
+            "rss_after_kib": rss_after,
+            "kib_per_tab": (rss_after - rss_before) / max(opened, 1),
+        }
+        print(report.idle_line(idle), flush=True)
+        await machine.quiet(opts.wait_quiet)
+        push_many = await tabs.push_latency(site, many, keys, opts.writes_many, 50)
+        print(report.push_line(f"{opened} tabs over {SESSIONS} sessions", push_many), flush=True)
+        await many.close()
+        one = await site.new_session()
+        hundred = tabs.Tabs(site)
+        await hundred.open([one], 100)
+        await machine.settle(srv.cpu_seconds)
+        await machine.quiet(opts.wait_quiet)
+        push_one = await tabs.push_latency(site, hundred, [one], opts.writes_one, 20)
+        print(report.push_line(f"{len(hundred.sockets)} tabs on one session", push_one))
+        spied = await profile_push(srv, site, hundred, one, opts) if opts.profile else {}
+        await hundred.close()
+    phase = {"idle": idle, "push_one": asdict(push_one), "push_many": asdict(push_many)}
+    return phase | ({"push_profile": spied} if spied else {})
+
+
+async def profile_push(
+    srv: server.Daphne, site: tabs.Site, hundred: tabs.Tabs, key: str, opts: argparse.Namespace
+) -> dict[str, Any]:
+    """An extra push run on 100 tabs (not in the figures) sampled by py-spy: the fan-out."""
+    if not pyspy.available():
+        return {}
+    out = opts.profile / "push-100-tabs.txt"
+    seconds = opts.writes_one / 20
+    spy = pyspy.record(srv.pid, seconds, out, gil=False)
+    await asyncio.sleep(0.5)
+    run = asdict(await tabs.push_latency(site, hundred, [key], opts.writes_one, 20))
+    if not await pyspy.finish(spy, out):
+        return {}
+    top = pyspy.top(out, 20)
+    print(report.profile(run, top, out, gil=False, what="a 100-tab push run"), flush=True)
+    return {"run": run, **top, "raw": str(out)}
+
+
+async def main(opts: argparse.Namespace) -> int:
+    machine.pin_self()
+    env = machine.environment(opts.label)
+    env["busy_before_pct"] = await machine.quiet(0)
+    print(report.header(env, opts), flush=True)
+    with tempfile.TemporaryDirectory(prefix="live-bench-") as tmp:
+        servers = start_servers(Path(tmp))
+        try:
+            runs = await throughput(servers, opts)
+            spied = await profile(servers["live"], opts) if opts.profile else {}
+            for name in ("raw", "bare", "db", "cache", "live"):
+                servers[name].stop()
+            phase = await tabs_phase(servers["project"], opts)
+        finally:
+            for srv in servers.values():
+                srv.stop()
+    rows = report.rows(runs, [c.what for c in CONFIGS], BASELINE)
+    goals = report.goals(runs, phase)
+    print(report.table(rows))
+    print(report.goal_table(goals))
+    if opts.json:
+        figures: dict[str, Any] = {
+            "environment": env,
+            "options": {k: str(v) for k, v in vars(opts).items()},
+        }
+        figures |= {"runs": runs, "rows": rows, **phase, "goals": goals, "profile": spied}
+        opts.json.write_text(json.dumps(figures, indent=2, default=str))
+    return 1 if opts.strict and not all(goal["pass"] for goal in goals) else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(asyncio.run(main(options())))
