@@ -49,6 +49,9 @@ async def _send(digest: str, event: dict[str, Any]) -> None:
     if layer is None:
         return
     try:
+        # The digest travels with the event: each process's hub listens on one
+        # channel for all the sessions its tabs follow.
+        event = {**event, "digest": digest}
         await asyncio.wait_for(layer.group_send(group_name(digest), event), PUBLISH_TIMEOUT)
         if event["type"] != PRESENCE:
             # The staff list refreshes on any session's change; no data goes with it.

@@ -12,16 +12,17 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from importlib import import_module
 from typing import Any
 
+from channels.consumer import get_handler_name
 from channels.generic.websocket import AsyncWebsocketConsumer
+from channels.layers import get_channel_layer
 from django.conf import settings
 from django.utils.module_loading import import_string
 
 from live import broadcasting, db, metrics, presence, store
 from live.conf import setting
-from live.engine import SessionStore as LiveStore
+from live.hub import Hub, Mirror, hub_for
 from live.keys import digest
 
 # Close codes: htmx reconnects only after 1006, 1011, 1012 and 1013, so these stay closed.
@@ -35,11 +36,6 @@ CLOSE_MOVED = 4307
 # 1009 ("message too big") is the protocol layer's code: daphne's autobahn lets an
 # application close only with 1000 or 3000-4999, and turns 1009 into a crash (1011).
 CLOSE_TOO_BIG = 4009
-
-
-def _engine() -> type[LiveStore]:
-    # Any engine with the live engine's interface (aread, versions, events) will do.
-    return import_module(settings.SESSION_ENGINE).SessionStore  # type: ignore[no-any-return]
 
 
 _encoded: dict[tuple[str, int], str] = {}
@@ -70,48 +66,64 @@ def _visible(data: dict[str, Any]) -> dict[str, Any]:
 
 
 class SessionConsumer(AsyncWebsocketConsumer):
-    digest: str | None = None
-    snapshot: store.Snapshot | None = None
-    tabs = 0
+    # Tabs hold no channel of their own: the process's hub listens for them all.
+    channel_layer_alias = "live.tabs-have-no-channel"
     # Staff watchers follow a session without showing up as one of its tabs.
     counts_as_tab = True
+    json_mode = False
+    mirror: Mirror | None = None
     _resync_tokens = float(RESYNC_BURST)
     _resync_at = 0.0
-    history: list[dict[str, Any]]
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        # channels closes old Django connections before every handler, a thread
+        # hop per message; these handlers never touch Django's connections (the
+        # store keeps its own), so messages go straight through.
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
+
+    @property
+    def hub(self) -> Hub:
+        return hub_for(get_channel_layer())
 
     async def connect(self) -> None:
         self.json_mode = broadcasting.JSON_SUBPROTOCOL in self.scope.get("subprotocols", [])
         await self.accept(broadcasting.JSON_SUBPROTOCOL if self.json_mode else None)
         cookie = self.scope.get("cookies", {}).get(settings.SESSION_COOKIE_NAME)
-        snapshot = await self._read_listening(digest(cookie)) if cookie else None
-        if snapshot is None:
-            await self._send_ended(followed=False)
+        await self._follow(digest(cookie) if cookie else None)
+
+    async def _follow(self, session_digest: str | None) -> None:
+        full = session_digest and await presence.count(session_digest) >= setting("MAX_TABS")
+        if full and self.counts_as_tab:
+            await self.close(code=CLOSE_TOO_MANY_TABS)
+            return
+        mirror = await self.hub.attach(self, session_digest) if session_digest else None
+        if mirror is None:
+            await self.show_ended(followed=False)
             await self.close(code=CLOSE_NO_SESSION)
             return
-        await self._follow(snapshot)
+        await self.attached(mirror)
+        if self.counts_as_tab:
+            mirror.tabs = await presence.join(mirror.digest)
+        await self.show_snapshot(mirror)
+        if self.counts_as_tab:
+            await broadcasting.publish_presence(mirror.digest, mirror.tabs)
+
+    async def attached(self, mirror: Mirror) -> None:
+        if self.mirror is None:
+            metrics.counters.sockets += 1
+        self.mirror = mirror
 
     async def disconnect(self, code: int) -> None:
-        self._cancel_expiry()
-        await self._unfollow()
-
-    # --- expiry: nobody writes when a session dies of age, so the socket watches ----
-
-    _expiry_timer: asyncio.TimerHandle | None = None
-
-    def _cancel_expiry(self) -> None:
-        if self._expiry_timer is not None:
-            self._expiry_timer.cancel()
-            self._expiry_timer = None
-
-    def _watch_expiry(self) -> None:
-        self._cancel_expiry()
-        if self.snapshot is None:
+        mirror, self.mirror = self.mirror, None
+        if mirror is None:
             return
-        delay = self.snapshot.expires_at - time.time()
-        # Check just after the moment; a write meanwhile re-arms the timer.
-        self._expiry_timer = asyncio.get_running_loop().call_later(
-            max(delay, 0) + 0.25, lambda: asyncio.ensure_future(self._resync())
-        )
+        metrics.counters.sockets -= 1
+        await self.hub.detach(self, mirror)
+        if self.counts_as_tab:
+            await broadcasting.publish_presence(mirror.digest, await presence.leave(mirror.digest))
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         # Measured in bytes: 4096 characters of emoji are 16 KiB.
@@ -132,159 +144,65 @@ class SessionConsumer(AsyncWebsocketConsumer):
             now = time.monotonic()
             tokens = min(RESYNC_BURST, self._resync_tokens + (now - self._resync_at) * RESYNC_RATE)
             self._resync_at = now
-            if tokens >= 1:
+            if tokens >= 1 and self.mirror is not None:
                 self._resync_tokens = tokens - 1
-                await self._resync()
+                await self.hub.resync(self.mirror, only=self)
             else:
                 self._resync_tokens = tokens
 
-    # --- following a session ----------------------------------------------------
+    # --- what the hub shows this tab ------------------------------------------------
 
-    async def _read_listening(self, session_digest: str) -> store.Snapshot | None:
-        """Join the session's group, then read it: nothing published in between is lost.
-
-        Events the snapshot already holds are skipped by their version. Reading
-        first would drop a rotation or flush made meanwhile, and the socket would
-        follow a session that nobody writes to any more.
-        """
-        group = broadcasting.group_name(session_digest)
-        await self.channel_layer.group_add(group, self.channel_name)
-        snapshot = await _engine().aread(session_digest)
-        if snapshot is None:
-            await self.channel_layer.group_discard(group, self.channel_name)
-        return snapshot
-
-    async def _follow(self, snapshot: store.Snapshot) -> None:
-        if self.counts_as_tab and await presence.count(snapshot.digest) >= setting("MAX_TABS"):
-            group = broadcasting.group_name(snapshot.digest)
-            await self.channel_layer.group_discard(group, self.channel_name)
-            await self.close(code=CLOSE_TOO_MANY_TABS)
-            return
-        self.digest, self.snapshot = snapshot.digest, snapshot
-        metrics.counters.sockets += 1
-        self.history = await _engine().ahistory(snapshot.digest) if not self.json_mode else []
-        await self.channel_layer.group_add(broadcasting.group_name(self.digest), self.channel_name)
-        if self.counts_as_tab:
-            self.tabs = await presence.join(self.digest)
-        else:
-            self.tabs = await presence.count(self.digest)
-        self._watch_expiry()
-        await self._send_snapshot()
-        if self.counts_as_tab:
-            await broadcasting.publish_presence(self.digest, self.tabs)
-
-    async def _unfollow(self) -> None:
-        if self.digest is None:
-            return
-        gone, self.digest, self.snapshot = self.digest, None, None
-        metrics.counters.sockets -= 1
-        await self.channel_layer.group_discard(broadcasting.group_name(gone), self.channel_name)
-        if self.counts_as_tab:
-            await broadcasting.publish_presence(gone, await presence.leave(gone))
-
-    async def _resync(self) -> None:
-        if self.digest is None:
-            return
-        snapshot = await _engine().aread(self.digest)
-        if snapshot is None:
-            await self._unfollow()
-            await self._send_ended(followed=False)
-            return
-        self.snapshot = snapshot
-        if not self.json_mode:
-            self.history = await _engine().ahistory(snapshot.digest)
-        self._watch_expiry()
-        await self._send_snapshot()
-
-    async def _move_to(self, new_digest: str | None) -> None:
-        await self._unfollow()
-        if new_digest is None:
-            return
-        snapshot = await self._read_listening(new_digest)
-        if snapshot is None:
-            # The successor moved on again before this socket caught up (a Redis
-            # round trip is enough), and where it went was announced before the
-            # socket listened. Following nothing in silence would leave the tab
-            # deaf; a reconnect finds the session by the cookie.
-            await self.close(code=CLOSE_MOVED)
-            return
-        await self._follow(snapshot)
-
-    # --- channel layer events, one handler per type -------------------------------
-
-    async def session_changed(self, event: dict[str, Any]) -> None:
-        snapshot = self.snapshot
-        if snapshot is None or event["version"] <= snapshot.version:
-            return
-        if event["version"] != snapshot.version + 1:
-            # A push was dropped (a full channel, a restart): fetch the truth.
-            await self._resync()
-            return
-        for change in event["changes"]:
-            if change["op"] == "set":
-                snapshot.data[change["key"]] = change["value"]
-            else:
-                snapshot.data.pop(change["key"], None)
-        snapshot.version = event["version"]
-        snapshot.expires_at = event["expires_at"]
-        self._watch_expiry()
-        self.history.insert(
-            0,
-            {k: event[k] for k in ("version", "ts", "source", "changes")},
-        )
-        del self.history[setting("HISTORY_LENGTH") :]
-        if self.json_mode:
-            await self.send(text_data=_changed_text(snapshot.digest, event))
-        else:
-            await self._send_html()
-        metrics.pushed(event["ts"])
-
-    async def session_rotated(self, event: dict[str, Any]) -> None:
-        if self.json_mode:
-            await self._send_json({"type": broadcasting.ROTATED})
-        await self._move_to(event["next"])
-
-    async def session_ended(self, event: dict[str, Any]) -> None:
-        await self._send_ended(followed=bool(event.get("next")))
-        await self._move_to(event.get("next"))
-
-    async def session_stale(self, event: dict[str, Any]) -> None:
-        # Pushes may have been lost while the channel layer was down: fetch the truth.
-        await self._resync()
-
-    async def session_presence(self, event: dict[str, Any]) -> None:
-        self.tabs = event["tabs"]
-        if not self.json_mode and self.snapshot is not None:
-            await self._send_html(only="tabs")
-
-    # --- sending --------------------------------------------------------------------
-
-    async def _send_json(self, message: dict[str, Any]) -> None:
-        await self.send(text_data=json.dumps(message, separators=(",", ":")))
-
-    async def _send_snapshot(self) -> None:
-        assert self.snapshot is not None
+    async def show_snapshot(self, mirror: Mirror) -> None:
         if self.json_mode:
             await self._send_json(
                 {
                     "type": broadcasting.SNAPSHOT,
-                    "version": self.snapshot.version,
-                    "data": _visible(self.snapshot.data),
+                    "version": mirror.snapshot.version,
+                    "data": _visible(mirror.snapshot.data),
                 }
             )
         else:
-            await self._send_html()
+            await self._send_html(mirror)
 
-    async def _send_ended(self, followed: bool) -> None:
+    async def show_change(self, mirror: Mirror, event: dict[str, Any]) -> None:
+        if self.json_mode:
+            await self.send(text_data=_changed_text(mirror.digest, event))
+        else:
+            await self._send_html(mirror)
+
+    async def show_tabs(self, mirror: Mirror) -> None:
+        if not self.json_mode:
+            await self._send_html(mirror, only="tabs")
+
+    async def show_ended(self, followed: bool) -> None:
+        if self.mirror is not None and not followed:
+            self.mirror = None
+            metrics.counters.sockets -= 1
         if self.json_mode:
             await self._send_json({"type": broadcasting.ENDED})
         else:
-            await self._send_html(only="followed" if followed else "final")
+            await self._send_html(None, only="followed" if followed else "final")
 
-    async def _send_html(self, only: str | None = None) -> None:
+    async def show_rotated(self) -> None:
+        if self.json_mode:
+            await self._send_json({"type": broadcasting.ROTATED})
+
+    async def lost_track(self) -> None:
+        self.mirror = None
+        metrics.counters.sockets -= 1
+        await self.close(code=CLOSE_MOVED)
+
+    async def _send_json(self, message: dict[str, Any]) -> None:
+        await self.send(text_data=json.dumps(message, separators=(",", ":")))
+
+    async def _send_html(self, mirror: Mirror | None, only: str | None = None) -> None:
         render = import_string(setting("RENDERER"))
-        # Rendering does no I/O, so it runs here rather than paying a thread hop.
-        await self.send(text_data=render(self.snapshot, self.tabs, self.scope, only, self.history))
+        snapshot = mirror.snapshot if mirror else None
+        history = mirror.history if mirror else None
+        tabs = mirror.tabs if mirror else 0
+        # Rendering does no I/O, so it runs here rather than paying a thread hop;
+        # the renderer caches by version, so a change is rendered once per process.
+        await self.send(text_data=render(snapshot, tabs, self.scope, only, history))
 
 
 class StaffWatchConsumer(SessionConsumer):
@@ -297,15 +215,9 @@ class StaffWatchConsumer(SessionConsumer):
         if user is None or not user.is_staff:
             await self.close(code=CLOSE_FORBIDDEN)
             return
-        self.json_mode = False
         self.scope["live_read_only"] = True
         await self.accept()
-        snapshot = await self._read_listening(self.scope["url_route"]["kwargs"]["digest"])
-        if snapshot is None:
-            await self._send_ended(followed=False)
-            await self.close(code=CLOSE_NO_SESSION)
-            return
-        await self._follow(snapshot)
+        await self._follow(self.scope["url_route"]["kwargs"]["digest"])
 
 
 class StaffListConsumer(AsyncWebsocketConsumer):

@@ -49,8 +49,9 @@ def wrote() -> None:
     counters.writes += 1
 
 
-def pushed(sent_at: float) -> None:
-    counters.pushes += 1
+def pushed(sent_at: float, tabs: int = 1) -> None:
+    """One change sent to `tabs` tabs; the lag is until the last of them."""
+    counters.pushes += tabs
     if counters.watchers:
         counters.lags.append(time.time() - sent_at)
 

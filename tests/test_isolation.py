@@ -32,7 +32,7 @@ from django.urls import URLPattern
 
 from asgi_config.asgi import application
 from dashboard.urls import urlpatterns
-from live import presence
+from live import broadcasting, presence
 from live.consumers import CLOSE_MOVED
 from live.keys import digest
 from tests.conftest import ROOT, RedisServer, Server, free_port, migrate, server_env
@@ -586,9 +586,7 @@ async def test_socket_whose_successor_moved_on_closes_to_reconnect_instead_of_go
     await receive(comm)
     layer = get_channel_layer()
     gone = digest("no-such-session-key-0123456789abcdef")
-    await layer.group_send(
-        f"session.{digest(key_of(client))}", {"type": "session.rotated", "next": gone}
-    )
+    await broadcasting.publish_rotated(digest(key_of(client)), gone)
     assert await receive(comm) == {"type": "session.rotated"}
     # Closed with a code the page reconnects on; nothing more is sent or heard.
     assert await comm.receive_output(timeout=3) == {"type": "websocket.close", "code": CLOSE_MOVED}

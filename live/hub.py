@@ -1,0 +1,249 @@
+"""One subscription per session per process, fanned out to the tabs of that process.
+
+Every tab used to hold its own channel, its own copy of the session and its
+own group membership, so a change to a session with a hundred tabs was copied,
+queued, woken, applied and encoded a hundred times. The hub listens on one
+channel per process, keeps one mirror of each session that has tabs here
+(snapshot, timeline, tab count, expiry timer), applies each event once and
+hands the result to the tabs, which only encode (cached) and send.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import weakref
+from dataclasses import dataclass, field
+from importlib import import_module
+from typing import Any, Protocol
+
+from django.conf import settings
+
+from live import broadcasting, metrics, presence, store
+from live.conf import setting
+
+logger = logging.getLogger(__name__)
+
+
+class Tab(Protocol):
+    """What the hub needs of a socket (live.consumers.SessionConsumer)."""
+
+    counts_as_tab: bool
+
+    async def show_snapshot(self, mirror: Mirror) -> None: ...
+
+    async def show_change(self, mirror: Mirror, event: dict[str, Any]) -> None: ...
+
+    async def show_tabs(self, mirror: Mirror) -> None: ...
+
+    async def show_ended(self, followed: bool) -> None: ...
+
+    async def show_rotated(self) -> None: ...
+
+    async def lost_track(self) -> None: ...
+
+    async def attached(self, mirror: Mirror) -> None: ...
+
+
+@dataclass(eq=False)
+class Mirror:
+    """This process's copy of one session, shared by all its tabs here."""
+
+    snapshot: store.Snapshot
+    history: list[dict[str, Any]]
+    tabs: int = 0
+    listeners: set[Tab] = field(default_factory=set)
+    timer: asyncio.TimerHandle | None = None
+
+    @property
+    def digest(self) -> str:
+        return self.snapshot.digest
+
+
+def _engine() -> Any:
+    # Any engine with the live engine's interface (aread, ahistory) will do.
+    return import_module(settings.SESSION_ENGINE).SessionStore
+
+
+class Hub:
+    def __init__(self, layer: Any) -> None:
+        self.layer = layer
+        self.channel: str | None = None
+        self.mirrors: dict[str, Mirror] = {}
+        self._opening: dict[str, asyncio.Future[None]] = {}
+        self._listener: asyncio.Task[None] | None = None
+
+    # --- tabs come and go -----------------------------------------------------------
+
+    async def attach(self, tab: Tab, digest: str) -> Mirror | None:
+        """Follow a session for this tab; None if it does not exist (any more)."""
+        while digest in self._opening:
+            await self._opening[digest]
+        mirror = self.mirrors.get(digest) or await self._open(digest)
+        if mirror is not None:
+            mirror.listeners.add(tab)
+        return mirror
+
+    async def detach(self, tab: Tab, mirror: Mirror) -> None:
+        mirror.listeners.discard(tab)
+        if not mirror.listeners and self.mirrors.get(mirror.digest) is mirror:
+            await self._close(mirror)
+
+    async def _open(self, digest: str) -> Mirror | None:
+        opened: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._opening[digest] = opened
+        try:
+            await self._listen()
+            assert self.channel is not None
+            # Join, then read: an event published in between is either in the
+            # snapshot (and skipped by its version) or arrives after it.
+            await self.layer.group_add(broadcasting.group_name(digest), self.channel)
+            snapshot = await _engine().aread(digest)
+            if snapshot is None:
+                await self.layer.group_discard(broadcasting.group_name(digest), self.channel)
+                return None
+            history = await _engine().ahistory(digest)
+            mirror = Mirror(snapshot, history, await presence.count(digest))
+            self.mirrors[digest] = mirror
+            self._watch_expiry(mirror)
+            return mirror
+        finally:
+            del self._opening[digest]
+            opened.set_result(None)
+
+    async def _close(self, mirror: Mirror) -> None:
+        self.mirrors.pop(mirror.digest, None)
+        if mirror.timer is not None:
+            mirror.timer.cancel()
+        if self.channel is not None:
+            await self.layer.group_discard(broadcasting.group_name(mirror.digest), self.channel)
+
+    # --- the one listener of this process -----------------------------------------------
+
+    async def _listen(self) -> None:
+        if self._listener is None or self._listener.done():
+            self.channel = await self.layer.new_channel(prefix="live-hub")
+            self._listener = asyncio.ensure_future(self._run())
+
+    async def _run(self) -> None:
+        assert self.channel is not None
+        while True:
+            event = await self.layer.receive(self.channel)
+            try:
+                await self._handle(event)
+            except Exception:
+                # One bad event must not deafen every tab of the process.
+                logger.exception("Could not relay a %s event", event.get("type"))
+
+    async def _handle(self, event: dict[str, Any]) -> None:
+        mirror = self.mirrors.get(event.get("digest", ""))
+        if mirror is None:
+            return
+        kind = event["type"]
+        if kind == broadcasting.CHANGED:
+            await self._changed(mirror, event)
+        elif kind == broadcasting.PRESENCE:
+            mirror.tabs = event["tabs"]
+            await self._each(mirror, lambda tab: tab.show_tabs(mirror))
+        elif kind == broadcasting.ROTATED:
+            await self._each(mirror, lambda tab: tab.show_rotated())
+            await self._move(mirror, event["next"])
+        elif kind == broadcasting.ENDED:
+            await self._each(mirror, lambda tab: tab.show_ended(bool(event.get("next"))))
+            await self._move(mirror, event.get("next"))
+        elif kind == broadcasting.STALE:
+            await self.resync(mirror)
+
+    async def _each(self, mirror: Mirror, show: Any) -> None:
+        for tab in list(mirror.listeners):
+            try:
+                await show(tab)
+            except Exception:
+                logger.exception("Could not push to a tab")
+
+    async def _changed(self, mirror: Mirror, event: dict[str, Any]) -> None:
+        snapshot = mirror.snapshot
+        if event["version"] <= snapshot.version:
+            return
+        if event["version"] != snapshot.version + 1:
+            # A push was dropped (a full channel, an outage): fetch the truth.
+            await self.resync(mirror)
+            return
+        for change in event["changes"]:
+            if change["op"] == "set":
+                snapshot.data[change["key"]] = change["value"]
+            else:
+                snapshot.data.pop(change["key"], None)
+        snapshot.version = event["version"]
+        snapshot.expires_at = event["expires_at"]
+        mirror.history.insert(0, {k: event[k] for k in ("version", "ts", "source", "changes")})
+        del mirror.history[setting("HISTORY_LENGTH") :]
+        self._watch_expiry(mirror)
+        await self._each(mirror, lambda tab: tab.show_change(mirror, event))
+        metrics.pushed(event["ts"], len(mirror.listeners))
+
+    async def resync(self, mirror: Mirror, only: Tab | None = None) -> None:
+        """Read the session again; show it to one tab, or to all of them."""
+        snapshot = await _engine().aread(mirror.digest)
+        if snapshot is None:
+            await self._each(mirror, lambda tab: tab.show_ended(False))
+            await self._drop(mirror)
+            return
+        changed = snapshot.version != mirror.snapshot.version
+        mirror.snapshot = snapshot
+        if changed:
+            mirror.history = await _engine().ahistory(mirror.digest)
+        self._watch_expiry(mirror)
+        if only is not None and not changed:
+            await only.show_snapshot(mirror)
+        else:
+            await self._each(mirror, lambda tab: tab.show_snapshot(mirror))
+
+    async def _drop(self, mirror: Mirror) -> None:
+        """The session is gone and has no successor: its tabs follow nothing."""
+        tabs = [tab for tab in mirror.listeners if tab.counts_as_tab]
+        mirror.listeners.clear()
+        await self._close(mirror)
+        for _ in tabs:
+            await presence.leave(mirror.digest)
+
+    async def _move(self, mirror: Mirror, new_digest: str | None) -> None:
+        """Follow a session to its successor (a cycled key or a flush)."""
+        listeners = list(mirror.listeners)
+        await self._drop(mirror)
+        if new_digest is None:
+            return
+        for tab in listeners:
+            successor = await self.attach(tab, new_digest)
+            if successor is None:
+                # It moved on again before this process caught up; the tab
+                # reconnects and the cookie leads it to the current session.
+                await tab.lost_track()
+                continue
+            if tab.counts_as_tab:
+                successor.tabs = await presence.join(new_digest)
+            await tab.show_snapshot(successor)
+            await tab.attached(successor)
+        if new_digest in self.mirrors:
+            await broadcasting.publish_presence(new_digest, self.mirrors[new_digest].tabs)
+
+    # --- expiry: nobody writes when a session dies of age, so the hub watches -----------
+
+    def _watch_expiry(self, mirror: Mirror) -> None:
+        if mirror.timer is not None:
+            mirror.timer.cancel()
+        delay = max(mirror.snapshot.expires_at - time.time(), 0) + 0.25
+        mirror.timer = asyncio.get_running_loop().call_later(
+            delay, lambda: asyncio.ensure_future(self.resync(mirror))
+        )
+
+
+_hubs: weakref.WeakKeyDictionary[Any, Hub] = weakref.WeakKeyDictionary()
+
+
+def hub_for(layer: Any) -> Hub:
+    """The hub of this process for a channel layer (tests make a new layer each)."""
+    if layer not in _hubs:
+        _hubs[layer] = Hub(layer)
+    return _hubs[layer]
