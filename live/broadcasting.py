@@ -13,7 +13,7 @@ import time
 from typing import Any
 
 from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
+from channels.layers import InMemoryChannelLayer, get_channel_layer
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +44,15 @@ def group_name(digest: str) -> str:
     return f"{GROUP_PREFIX}{digest}"
 
 
+async def _bounded(layer: Any, sending: Any) -> None:
+    # The in-memory layer never waits, so it skips the timer (a task per
+    # send, on every write); a network layer gets PUBLISH_TIMEOUT.
+    if isinstance(layer, InMemoryChannelLayer):
+        await sending
+    else:
+        await asyncio.wait_for(sending, PUBLISH_TIMEOUT)
+
+
 async def _send(digest: str, event: dict[str, Any]) -> None:
     layer = get_channel_layer()
     if layer is None:
@@ -52,12 +61,10 @@ async def _send(digest: str, event: dict[str, Any]) -> None:
         # The digest travels with the event: each process's hub listens on one
         # channel for all the sessions its tabs follow.
         event = {**event, "digest": digest}
-        await asyncio.wait_for(layer.group_send(group_name(digest), event), PUBLISH_TIMEOUT)
+        await _bounded(layer, layer.group_send(group_name(digest), event))
         if event["type"] != PRESENCE:
             # The staff list refreshes on any session's change; no data goes with it.
-            await asyncio.wait_for(
-                layer.group_send(STAFF_GROUP, {"type": TOUCHED}), PUBLISH_TIMEOUT
-            )
+            await _bounded(layer, layer.group_send(STAFF_GROUP, {"type": TOUCHED}))
     except Exception as exc:  # the write already succeeded; losing a push only costs a resync
         logger.warning("Skipped a %s push: %s", event["type"], exc.__class__.__name__)
 
