@@ -22,9 +22,7 @@ from playwright.sync_api import (
     Dialog,
     Locator,
     Page,
-    Playwright,
     expect,
-    sync_playwright,
 )
 
 from tests.conftest import Server
@@ -34,15 +32,6 @@ pytestmark = pytest.mark.browser
 # How long a push may take to show before a check fails. Pushes take tens of
 # milliseconds; the margin is for slow, shared CI machines.
 WAIT_MS = 5_000
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 # Stamps the time of every click (capture phase, so before htmx sees it) and
 # of the moment a watched key's row appears, on the browser's one clock.
 TIMING_SCRIPT = """
@@ -156,21 +145,6 @@ class Tab:
 def assert_no_reload(*tabs: Tab) -> None:
     for n, tab in enumerate(tabs):
         assert tab.same_document(), f"tab {n} was reloaded or navigated (now at {tab.page.url})"
-
-
-@pytest.fixture(scope="module")
-def playwright_driver() -> Iterator[Playwright]:
-    with sync_playwright() as driver:
-        yield driver
-
-
-@pytest.fixture(scope="module")
-def browser(playwright_driver: Playwright, chromium_path: str) -> Iterator[Browser]:
-    browser = playwright_driver.chromium.launch(
-        executable_path=chromium_path, headless=True, args=CHROMIUM_ARGS
-    )
-    yield browser
-    browser.close()
 
 
 @pytest.fixture

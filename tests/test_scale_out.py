@@ -12,6 +12,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from playwright.sync_api import Browser, expect
 from redis import Redis
 from yarl import URL
 
@@ -295,3 +296,24 @@ def test_scale_out_tab_count_spans_processes_and_forgets_dead_ones(
             await visitor.close()
 
     asyncio.run(run())
+
+
+@pytest.mark.browser
+def test_scale_out_browser_tab_on_one_process_sees_an_edit_through_the_other(
+    fresh_postgres: str, redis_url: str, cluster: Start, browser: Browser
+):
+    first, second = cluster(2, DATABASE_URL=fresh_postgres, REDIS_URL=redis_url)
+    context = browser.new_context()
+    try:
+        # Cookies belong to the host, not the port: both tabs share one session.
+        editor, watcher = context.new_page(), context.new_page()
+        editor.goto(first.url + "/")
+        watcher.goto(second.url + "/")
+        expect(watcher.locator("#live-status")).to_have_attribute("data-state", "open")
+        editor.fill("#editor input[name=key]", "color")
+        editor.fill("#editor input[name=value]", "green")
+        editor.click("#editor button[type=submit]")
+        row = watcher.locator('[data-session-key="color"] [data-session-value]')
+        expect(row).to_have_text('"green"', timeout=5000)
+    finally:
+        context.close()
