@@ -294,3 +294,25 @@ async def test_consumer_limits_resync_requests():
     # The burst, plus what the rate refilled while the requests were read.
     assert 50 <= answers < 60
     await comm.disconnect()
+
+
+def plain_renderer(
+    snapshot: Any, tabs: int, scope: dict[str, Any], only: str | None = None, history: Any = None
+) -> str:
+    """What another project might render instead of the dashboard's partials."""
+    version = snapshot.version if snapshot else "-"
+    return f'<p id="mine">{version} {tabs} {only} {sorted(snapshot.data) if snapshot else []}</p>'
+
+
+async def test_consumer_renders_with_the_configured_renderer(settings):
+    # Another project plugs its own HTML in by configuration alone.
+    settings.LIVE_SESSIONS = {"RENDERER": "tests.test_consumers.plain_renderer"}
+    store = await new_session(a=1)
+    comm = communicator(store.session_key, json_mode=False)
+    await comm.connect()
+    assert await comm.receive_from(timeout=3) == f"<p id=\"mine\">{store.version} 1 None ['a']</p>"
+    assert await comm.receive_from(timeout=3) == f"<p id=\"mine\">{store.version} 1 tabs ['a']</p>"
+    await client_for(store.session_key).get("/color/")
+    changed = await comm.receive_from(timeout=3)
+    assert changed == f"<p id=\"mine\">{store.version + 1} 1 None ['a', 'favorite_color']</p>"
+    await comm.disconnect()
