@@ -152,11 +152,13 @@ def render_live_fragments(
     scope: dict[str, Any],
     only: str | None = None,
     history: list[dict[str, Any]] | None = None,
+    labels: tuple[str, ...] = (),
 ) -> str:
     """Render the fragments pushed over the WebSocket: the page's own partials.
 
     `only` picks a subset: "tabs" (the tab count), "followed" or "final" (the
     session ended, and the socket did or did not follow its successor).
+    `labels` are the short names of the tabs open on this session here.
 
     A change reaches every tab of a session in this process one after the
     other, each holding the same state at the same version, so the HTML is
@@ -170,6 +172,7 @@ def render_live_fragments(
         only,
         read_only,
         history[0]["version"] if history else None,
+        labels,
     )
     html = _rendered.get(key)
     if html is None:
@@ -178,6 +181,7 @@ def render_live_fragments(
         )
         if only in ("followed", "final"):
             context["ended"] = only
+        context["tab_labels"] = labels
         context["read_only"] = read_only
         html = "".join(render_to_string(f"{PAGE}#{name}", context) for name in _FRAGMENTS[only])
         if len(_rendered) >= _RENDERED_MAX:

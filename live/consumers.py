@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from typing import Any
+from urllib.parse import parse_qs
 
 from channels.consumer import get_handler_name
 from channels.generic.websocket import AsyncWebsocketConsumer
@@ -65,12 +67,22 @@ def _visible(data: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in data.items() if not k.startswith("_")}
 
 
+_LABEL = re.compile(r"^[A-Za-z0-9-]{1,16}$")
+
+
+def _tab_label(query_string: bytes) -> str:
+    """The short name a tab gives itself (?tab=x1wq), if it is a plain one."""
+    label = parse_qs(query_string.decode("latin-1")).get("tab", [""])[0]
+    return label if _LABEL.match(label) else ""
+
+
 class SessionConsumer(AsyncWebsocketConsumer):
     # Tabs hold no channel of their own: the process's hub listens for them all.
     channel_layer_alias = "live.tabs-have-no-channel"
     # Staff watchers follow a session without showing up as one of its tabs.
     counts_as_tab = True
     json_mode = False
+    label = ""
     mirror: Mirror | None = None
     _resync_tokens = float(RESYNC_BURST)
     _resync_at = 0.0
@@ -89,6 +101,7 @@ class SessionConsumer(AsyncWebsocketConsumer):
         return hub_for(get_channel_layer())
 
     async def connect(self) -> None:
+        self.label = _tab_label(self.scope.get("query_string", b""))
         self.json_mode = broadcasting.JSON_SUBPROTOCOL in self.scope.get("subprotocols", [])
         await self.accept(broadcasting.JSON_SUBPROTOCOL if self.json_mode else None)
         cookie = self.scope.get("cookies", {}).get(settings.SESSION_COOKIE_NAME)
@@ -200,9 +213,10 @@ class SessionConsumer(AsyncWebsocketConsumer):
         snapshot = mirror.snapshot if mirror else None
         history = mirror.history if mirror else None
         tabs = mirror.tabs if mirror else 0
+        labels = mirror.labels() if mirror else ()
         # Rendering does no I/O, so it runs here rather than paying a thread hop;
         # the renderer caches by version, so a change is rendered once per process.
-        await self.send(text_data=render(snapshot, tabs, self.scope, only, history))
+        await self.send(text_data=render(snapshot, tabs, self.scope, only, history, labels=labels))
 
 
 class StaffWatchConsumer(SessionConsumer):

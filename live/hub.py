@@ -30,6 +30,7 @@ class Tab(Protocol):
     """What the hub needs of a socket (live.consumers.SessionConsumer)."""
 
     counts_as_tab: bool
+    label: str
 
     async def show_snapshot(self, mirror: Mirror) -> None: ...
 
@@ -59,6 +60,10 @@ class Mirror:
     @property
     def digest(self) -> str:
         return self.snapshot.digest
+
+    def labels(self) -> tuple[str, ...]:
+        """The labels of this session's tabs in this process, for the tab list."""
+        return tuple(sorted(t.label for t in self.listeners if t.counts_as_tab and t.label))
 
 
 def _engine() -> Any:

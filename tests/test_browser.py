@@ -298,6 +298,8 @@ def test_tab_count_follows_tabs_opening_and_closing(
     c = open_tab(context)
     for tab in (a, b, c):
         expect(tab.tabs).to_have_text("3", timeout=WAIT_MS)
+    # Each tab names itself; the list shows the three names the timeline uses.
+    expect(a.page.locator(".tab-labels code")).to_have_count(3, timeout=WAIT_MS)
     c.page.close()
     b.page.close()
     expect(a.tabs).to_have_text("1", timeout=WAIT_MS)

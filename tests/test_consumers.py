@@ -297,7 +297,12 @@ async def test_consumer_limits_resync_requests():
 
 
 def plain_renderer(
-    snapshot: Any, tabs: int, scope: dict[str, Any], only: str | None = None, history: Any = None
+    snapshot: Any,
+    tabs: int,
+    scope: dict[str, Any],
+    only: str | None = None,
+    history: Any = None,
+    **more: Any,
 ) -> str:
     """What another project might render instead of the dashboard's partials."""
     version = snapshot.version if snapshot else "-"
@@ -316,3 +321,35 @@ async def test_consumer_renders_with_the_configured_renderer(settings):
     changed = await comm.receive_from(timeout=3)
     assert changed == f"<p id=\"mine\">{store.version + 1} 1 None ['a', 'favorite_color']</p>"
     await comm.disconnect()
+
+
+async def test_consumer_lists_the_labels_of_open_tabs():
+    store = await new_session()
+    first = WebsocketCommunicator(
+        application,
+        "/ws/session/?tab=x1wq",
+        headers=[
+            (b"host", b"127.0.0.1:8000"),
+            ORIGIN,
+            (b"cookie", f"{settings.SESSION_COOKIE_NAME}={store.session_key}".encode()),
+        ],
+    )
+    await first.connect()
+    await first.receive_from(timeout=3)  # snapshot
+    assert "<code>x1wq</code>" in await first.receive_from(timeout=3)
+    # A label that is not plain is not shown at all.
+    second = WebsocketCommunicator(
+        application,
+        "/ws/session/?tab=%3Cb%3E",
+        headers=[
+            (b"host", b"127.0.0.1:8000"),
+            ORIGIN,
+            (b"cookie", f"{settings.SESSION_COOKIE_NAME}={store.session_key}".encode()),
+        ],
+    )
+    await second.connect()
+    tabs = await first.receive_from(timeout=3)
+    assert "<span data-live-tabs>2</span>" in tabs and "&lt;b" not in tabs and "<b>" not in tabs
+    await second.disconnect()
+    assert "<span data-live-tabs>1</span>" in await first.receive_from(timeout=3)
+    await first.disconnect()

@@ -19,6 +19,12 @@
   document.addEventListener("htmx:configRequest", function (evt) {
     evt.detail.headers["X-Live-Tab"] = label;
   });
+  // The socket carries the label too, for the page's list of open tabs. This
+  // runs before htmx processes the page (deferred scripts precede DOMContentLoaded).
+  document.querySelectorAll("[ws-connect]").forEach(function (el) {
+    var url = el.getAttribute("ws-connect");
+    el.setAttribute("ws-connect", url + (url.indexOf("?") < 0 ? "?" : "&") + "tab=" + label);
+  });
 
   function versionOf(el) {
     var v = el && el.getAttribute && el.getAttribute("data-session-version");
