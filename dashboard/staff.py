@@ -31,10 +31,12 @@ async def sessions(request: HttpRequest) -> HttpResponse:
 @never_cache
 async def watch(request: HttpRequest, digest: str) -> HttpResponse:
     await _require_staff(request)
-    snapshot = await db.run(store.read, digest)
+    # Through the configured engine, as the watching socket reads it.
+    engine = type(request.session)
+    snapshot = await engine.aread(digest)  # type: ignore[attr-defined]
     if snapshot is None:
         raise Http404("No live session has that id.")
-    history = await db.run(store.history, digest)
+    history = await engine.ahistory(digest)  # type: ignore[attr-defined]
     context = session_context(snapshot, await presence.count(digest), history)
     context.update(read_only=True, ws_url=f"/ws/staff/sessions/{digest}/")
     return render(request, PAGE, context)

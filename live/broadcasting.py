@@ -29,6 +29,9 @@ PRESENCE = "session.presence"
 STALE = "session.stale"
 TOUCHED = "sessions.touched"
 METRICS_GROUP = "metrics.watchers"
+# Channels of this process: its hub's (one per process) and its presence probe's.
+HUB_CHANNEL = "live-hub"
+PROBE = "live.probe"
 TICK = "metrics.tick"
 RESYNC = "resync"
 

@@ -1,10 +1,9 @@
 """The WebSocket side: follow one session and push its changes to a tab.
 
-The consumer authenticates from the session cookie on connect, joins the
-session's group, sends a snapshot and then relays events, as HTML fragments
-for htmx or, with the `session.json` subprotocol, as JSON. It keeps its own
-copy of the session (snapshot plus changes) so that it renders without a
-database read, and it resyncs from the database when it sees a version gap.
+The consumer authenticates from the session cookie on connect, attaches to
+its process's hub (live.hub), which follows the session's group and keeps the
+one copy of it, sends a snapshot and then shows what the hub hands it: HTML
+fragments for htmx or, with the `session.json` subprotocol, JSON events.
 """
 
 from __future__ import annotations
@@ -12,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import time
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -26,6 +24,7 @@ from live import broadcasting, db, metrics, presence, store
 from live.conf import setting
 from live.hub import Hub, Mirror, hub_for
 from live.keys import digest
+from live.limits import Bucket
 
 # Close codes: htmx reconnects only after 1006, 1011, 1012 and 1013, so these stay closed.
 RESYNC_BURST, RESYNC_RATE = 50, 5.0
@@ -84,8 +83,6 @@ class SessionConsumer(AsyncWebsocketConsumer):
     json_mode = False
     label = ""
     mirror: Mirror | None = None
-    _resync_tokens = float(RESYNC_BURST)
-    _resync_at = 0.0
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         # channels closes old Django connections before every handler, a thread
@@ -99,6 +96,10 @@ class SessionConsumer(AsyncWebsocketConsumer):
     @property
     def hub(self) -> Hub:
         return hub_for(get_channel_layer())
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.resyncs = Bucket(RESYNC_RATE, RESYNC_BURST)
 
     async def connect(self) -> None:
         self.label = _tab_label(self.scope.get("query_string", b""))
@@ -151,17 +152,10 @@ class SessionConsumer(AsyncWebsocketConsumer):
             # Not JSON, or nested deeper than the parser recurses (a few
             # thousand brackets fit in a message): either way not a request.
             return
-        if isinstance(message, dict) and message.get("type") == broadcasting.RESYNC:
-            # A bucket of RESYNC_BURST reads refilled at RESYNC_RATE a second:
-            # a client asking in a loop cannot turn the socket into a database load.
-            now = time.monotonic()
-            tokens = min(RESYNC_BURST, self._resync_tokens + (now - self._resync_at) * RESYNC_RATE)
-            self._resync_at = now
-            if tokens >= 1 and self.mirror is not None:
-                self._resync_tokens = tokens - 1
-                await self.hub.resync(self.mirror, only=self)
-            else:
-                self._resync_tokens = tokens
+        wants_resync = isinstance(message, dict) and message.get("type") == broadcasting.RESYNC
+        # A client asking in a loop cannot turn the socket into a database load.
+        if wants_resync and self.mirror is not None and self.resyncs.take():
+            await self.hub.resync(self.mirror, only=self)
 
     # --- what the hub shows this tab ------------------------------------------------
 

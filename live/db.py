@@ -170,16 +170,5 @@ async def run(fn: Callable[..., T], *args: Any) -> T:
     return await threaded(*args)  # type: ignore[no-any-return]
 
 
-def close_connections() -> None:
-    """Close the store's own connections (tests, before dropping a database)."""
-    for executor in _executors.values():
-        for _ in range(executor._max_workers):
-            executor.submit(connections.close_all).result()
-    db: LoopSqlite | None = getattr(_local, "sqlite", None)
-    if db is not None:
-        db.raw.close()
-        _local.sqlite = None
-
-
 # A digest already taken: Django's error from a thread, sqlite3's from the loop.
 INTEGRITY_ERRORS = (IntegrityError, sqlite3.IntegrityError)

@@ -279,18 +279,8 @@ class SessionStore(SessionBase):
 
     # --- the outside view -------------------------------------------------------
 
-    def snapshot(self) -> store.Snapshot:
-        """This request's view of the session, shaped like a stored snapshot."""
-        return store.Snapshot(
-            digest=self.digest or "",
-            version=self.version,
-            data=self._data(),
-            masked_key=self.masked_key,
-            expires_at=self._stored_expiry or self.get_expiry_date().timestamp(),
-            key_versions=self.key_versions,
-        )
-
     async def asnapshot(self) -> store.Snapshot:
+        """This request's view of the session, shaped like a stored snapshot."""
         data = await self._adata()
         return store.Snapshot(
             digest=self.digest or "",

@@ -128,7 +128,7 @@ class Hub:
 
     async def _listen(self) -> None:
         if self._listener is None or self._listener.done():
-            self.channel = await self.layer.new_channel(prefix="live-hub")
+            self.channel = await self.layer.new_channel(prefix=broadcasting.HUB_CHANNEL)
             self._listener = asyncio.ensure_future(self._run())
 
     async def _run(self) -> None:

@@ -1,35 +1,53 @@
-"""Limits that keep one client from hurting the others: write rate per session.
+"""Limits that keep one client from hurting the others: token buckets.
 
-A token bucket per session digest, in this process: each write takes a token,
-tokens come back at WRITE_RATE per second up to WRITE_BURST. With several
-processes each enforces its own share, which bounds the total just the same.
+Each bucket holds up to `burst` tokens and gets `rate` back a second; an
+action takes one token or is refused. Writes are limited per session digest,
+in this process (with several processes each enforces its own share, which
+bounds the total just the same); each socket keeps a bucket for its resyncs.
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field
 
 from live.conf import setting
 
-_buckets: dict[str, tuple[float, float]] = {}
+
+@dataclass
+class Bucket:
+    rate: float
+    burst: float
+    tokens: float = -1.0
+    at: float = field(default_factory=time.monotonic)
+
+    def take(self) -> bool:
+        """Take a token; False means "slow down"."""
+        now = time.monotonic()
+        full = self.burst if self.tokens < 0 else self.tokens
+        self.tokens = min(self.burst, full + (now - self.at) * self.rate)
+        self.at = now
+        if self.tokens < 1:
+            return False
+        self.tokens -= 1
+        return True
+
+
+_writes: dict[str, Bucket] = {}
 # Forget idle sessions' buckets so the dict cannot grow without bound.
 _MAX_BUCKETS = 100_000
 
 
 def allow_write(digest: str) -> bool:
     """Take a token for one write to this session; False means "slow down"."""
-    rate, burst = float(setting("WRITE_RATE")), float(setting("WRITE_BURST"))
-    now = time.monotonic()
-    tokens, last = _buckets.get(digest, (burst, now))
-    tokens = min(burst, tokens + (now - last) * rate)
-    if tokens < 1:
-        _buckets[digest] = (tokens, now)
-        return False
-    if len(_buckets) >= _MAX_BUCKETS and digest not in _buckets:
-        _buckets.clear()
-    _buckets[digest] = (tokens - 1, now)
-    return True
+    bucket = _writes.get(digest)
+    if bucket is None:
+        if len(_writes) >= _MAX_BUCKETS:
+            _writes.clear()
+        rate, burst = float(setting("WRITE_RATE")), float(setting("WRITE_BURST"))
+        bucket = _writes[digest] = Bucket(rate, burst)
+    return bucket.take()
 
 
 def reset() -> None:
-    _buckets.clear()
+    _writes.clear()

@@ -43,7 +43,6 @@ BEAT_SECONDS = 1.0
 ALIVE_MS = 5000
 # A session's counts outlive it by a day at most, if every process forgot them.
 COUNTS_MS = 24 * 3600 * 1000
-PROBE = "live.probe"
 
 # KEYS[1]: the session's counts. ARGV: alive prefix, process, its count ("" to
 # only read), alive TTL, counts TTL. Fields of dead processes are dropped.
@@ -179,11 +178,13 @@ async def _probe(beat: _Beat) -> bool:
     layer: Any = get_channel_layer()
     try:
         if beat.probe is None:
-            probe = await asyncio.wait_for(layer.new_channel(PROBE + "."), BEAT_SECONDS)
+            probe = await asyncio.wait_for(
+                layer.new_channel(broadcasting.PROBE + "."), BEAT_SECONDS
+            )
             beat.receiver = asyncio.ensure_future(_receive_probes(layer, probe, beat))
             beat.probe = probe
         beat.echoed.clear()
-        await asyncio.wait_for(layer.send(beat.probe, {"type": PROBE}), BEAT_SECONDS)
+        await asyncio.wait_for(layer.send(beat.probe, {"type": broadcasting.PROBE}), BEAT_SECONDS)
         await asyncio.wait_for(beat.echoed.wait(), BEAT_SECONDS)
     except Exception:  # any failure means the same: pushes may not arrive
         return False

@@ -29,7 +29,9 @@ async def new_session(**data: Any) -> SessionStore:
     return store
 
 
-def communicator(session_key: str | None, json_mode: bool = True, origin=ORIGIN):
+def communicator(
+    session_key: str | None, json_mode: bool = True, origin=ORIGIN, path: str = "/ws/session/"
+):
     headers = [(b"host", b"127.0.0.1:8000")]
     if origin:
         headers.append(origin)
@@ -37,7 +39,7 @@ def communicator(session_key: str | None, json_mode: bool = True, origin=ORIGIN)
         headers.append((b"cookie", f"{settings.SESSION_COOKIE_NAME}={session_key}".encode()))
     return WebsocketCommunicator(
         application,
-        "/ws/session/",
+        path,
         headers=headers,
         subprotocols=["session.json"] if json_mode else None,
     )
@@ -325,28 +327,12 @@ async def test_consumer_renders_with_the_configured_renderer(settings):
 
 async def test_consumer_lists_the_labels_of_open_tabs():
     store = await new_session()
-    first = WebsocketCommunicator(
-        application,
-        "/ws/session/?tab=x1wq",
-        headers=[
-            (b"host", b"127.0.0.1:8000"),
-            ORIGIN,
-            (b"cookie", f"{settings.SESSION_COOKIE_NAME}={store.session_key}".encode()),
-        ],
-    )
+    first = communicator(store.session_key, json_mode=False, path="/ws/session/?tab=x1wq")
     await first.connect()
     await first.receive_from(timeout=3)  # snapshot
     assert "<code>x1wq</code>" in await first.receive_from(timeout=3)
     # A label that is not plain is not shown at all.
-    second = WebsocketCommunicator(
-        application,
-        "/ws/session/?tab=%3Cb%3E",
-        headers=[
-            (b"host", b"127.0.0.1:8000"),
-            ORIGIN,
-            (b"cookie", f"{settings.SESSION_COOKIE_NAME}={store.session_key}".encode()),
-        ],
-    )
+    second = communicator(store.session_key, json_mode=False, path="/ws/session/?tab=%3Cb%3E")
     await second.connect()
     tabs = await first.receive_from(timeout=3)
     assert "<span data-live-tabs>2</span>" in tabs and "&lt;b" not in tabs and "<b>" not in tabs
