@@ -145,7 +145,7 @@ if REDIS_URL:
 else:
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels.layers.InMemoryChannelLayer",
+            "BACKEND": "live.layers.LocalChannelLayer",
             # 100 per channel drops pushes when a hundred tabs share a session
             # and one is slow; a dropped push costs that tab a resync.
             "CONFIG": {"capacity": 1000, "expiry": 60},

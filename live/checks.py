@@ -55,7 +55,7 @@ def check_configuration(app_configs: Any = None, **kwargs: Any) -> list[Error]:
         problems.append(
             Error(
                 "CHANNEL_LAYERS has no 'default' layer, so changes cannot be pushed.",
-                hint="Set REDIS_URL, or configure channels.layers.InMemoryChannelLayer.",
+                hint="Set REDIS_URL, or configure live.layers.LocalChannelLayer.",
                 id="live.E003",
             )
         )

@@ -157,13 +157,25 @@ def call(fn: Callable[..., T], *args: Any) -> T:
     return fn(DjangoDb(alias()), *args)
 
 
+_vendors: dict[str, str] = {}
+
+
+def _vendor(name: str) -> str:
+    # connections[name] is a context-local lookup, too dear for every request;
+    # a database's vendor never changes while the process runs.
+    if name not in _vendors:
+        _vendors[name] = connections[name].vendor
+    return _vendors[name]
+
+
 async def run(fn: Callable[..., T], *args: Any) -> T:
     """Run store work from async code: on the loop for SQLite when it can, else in a thread."""
     name = alias()
-    connection = connections[name]
-    if connection.vendor == "sqlite" and setting("SQLITE_ON_LOOP"):
+    if _vendor(name) == "sqlite" and setting("SQLITE_ON_LOOP"):
         try:
-            return fn(_loop_db(str(connection.settings_dict["NAME"])), *args)
+            # The same dict as the connection's settings_dict, which the test
+            # runner points at its test database.
+            return fn(_loop_db(str(connections.settings[name]["NAME"])), *args)
         except Busy:
             pass
     threaded = sync_to_async(_in_thread(fn, name), thread_sensitive=False, executor=_executor(name))

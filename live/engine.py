@@ -45,6 +45,7 @@ class SessionStore(SessionBase):
         self._stored_expiry: float | None = None
         # Who is writing, for the change events: the middleware sets "POST /path".
         self.source = "code"
+        self._digest: tuple[str, str] | None = None
 
     # The base class's loaders are private and untyped in the stubs; one typed door each.
     def _data(self) -> dict[str, Any]:
@@ -57,7 +58,13 @@ class SessionStore(SessionBase):
 
     @property
     def digest(self) -> str | None:
-        return digest(self.session_key) if self.session_key else None
+        key = self.session_key
+        if not key:
+            return None
+        # Asked for several times per request; the key changes only on a cycle or flush.
+        if self._digest is None or self._digest[0] != key:
+            self._digest = (key, digest(key))
+        return self._digest[1]
 
     @property
     def masked_key(self) -> str:

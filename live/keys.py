@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from django.utils.crypto import salted_hmac
+import hashlib
+import hmac
+from functools import lru_cache
+
+from django.conf import settings
 
 # The key is a bearer credential. Everything outside the cookie (rows, channel
 # groups, logs, pages) names a session by this keyed digest instead, so that a
@@ -10,9 +14,19 @@ from django.utils.crypto import salted_hmac
 _SALT = "live.keys.digest"
 
 
+@lru_cache(maxsize=4)
+def _hmac_key(secret: str) -> bytes:
+    # What django.utils.crypto.salted_hmac derives on every call, derived once.
+    return hashlib.sha256((_SALT + secret).encode()).digest()
+
+
 def digest(session_key: str) -> str:
-    """Return the hex HMAC-SHA256 of a session key (64 characters)."""
-    return salted_hmac(_SALT, session_key, algorithm="sha256").hexdigest()
+    """Return the hex HMAC-SHA256 of a session key (64 characters).
+
+    The same value as salted_hmac(_SALT, session_key, algorithm="sha256"),
+    at a fraction of the cost: this runs on every request.
+    """
+    return hmac.digest(_hmac_key(settings.SECRET_KEY), session_key.encode(), "sha256").hex()
 
 
 def mask(session_key: str) -> str:

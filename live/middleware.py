@@ -20,13 +20,15 @@ from live import metrics, store
 
 # Tabs name themselves in this header so that changes can say which tab made them.
 TAB_HEADER = "X-Live-Tab"
+TAB_META = "HTTP_" + TAB_HEADER.upper().replace("-", "_")
 _TAB_LABEL = re.compile(r"^[A-Za-z0-9-]{1,16}$")
 
 
 def describe(request: HttpRequest) -> str:
     """Say where a change comes from: method, path and, when known, the tab."""
     source = f"{request.method} {request.path}"
-    tab = request.headers.get(TAB_HEADER, "")
+    # META, not request.headers, which would copy every header of every request.
+    tab = request.META.get(TAB_META, "")
     return f"{source} (tab {tab})" if _TAB_LABEL.match(tab) else source
 
 

@@ -53,7 +53,7 @@ MIDDLEWARE = [] if os.environ["BENCH_VIEW"] == "bare" else ["live.middleware.Liv
 ROOT_URLCONF = "bench_urls"
 if os.environ.get("BENCH_LAYER") == "memory":
     CHANNEL_LAYERS = {
-        "default": {"BACKEND": "channels.layers.InMemoryChannelLayer", "CONFIG": {"capacity": 1000}}
+        "default": {"BACKEND": "live.layers.LocalChannelLayer", "CONFIG": {"capacity": 1000}}
     }
 LOGGING = {"version": 1, "disable_existing_loggers": False}
 """
