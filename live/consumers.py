@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from channels.consumer import get_handler_name
+from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.layers import get_channel_layer
 from django.conf import settings
@@ -83,6 +84,19 @@ class SessionConsumer(AsyncWebsocketConsumer):
     json_mode = False
     label = ""
     mirror: Mirror | None = None
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        # With no channel, the socket is the only source of messages, so it is
+        # read in place: channels' loop would keep a task and an asyncio.wait
+        # per idle tab for a second source that never comes (a kilobyte each).
+        self.scope = scope
+        self.channel_layer = None
+        self.base_send = send
+        try:
+            while True:
+                await self.dispatch(await receive())
+        except StopConsumer:
+            pass
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         # channels closes old Django connections before every handler, a thread

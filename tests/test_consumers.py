@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -339,3 +340,24 @@ async def test_consumer_lists_the_labels_of_open_tabs():
     await second.disconnect()
     assert "<span data-live-tabs>1</span>" in await first.receive_from(timeout=3)
     await first.disconnect()
+
+
+async def test_idle_tabs_hold_one_task_each_and_still_receive_and_close():
+    # Idle tabs are the product's memory bill: each is one task reading its
+    # socket, not channels' extra task per pending read.
+    store = await new_session(a=1)
+    comms = [communicator(store.session_key) for _ in range(5)]
+    for comm in comms:
+        await comm.connect()
+        await receive(comm)
+    before = len(asyncio.all_tasks())
+    more = [communicator(store.session_key) for _ in range(5)]
+    for comm in more:
+        await comm.connect()
+        await receive(comm)
+    # The communicator runs each application in one task; nothing else per tab.
+    assert len(asyncio.all_tasks()) - before == len(more)
+    await comms[0].send_to(text_data=json.dumps({"type": "resync"}))
+    assert (await receive(comms[0]))["type"] == "session.snapshot"
+    for comm in comms + more:
+        await comm.disconnect()
