@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint bench screenshot serve-many clean
+.PHONY: run test lint bench bench-engines screenshot serve-many clean
 
 $(BIN)/activate: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,10 @@ lint: $(BIN)/activate
 # The performance suite (BENCHMARKS.md); e.g. make bench BENCH_ARGS="--quick --json bench.json"
 bench: $(BIN)/activate
 	$(BIN)/python scripts/bench/run.py $(BENCH_ARGS)
+
+# Each engine and channel layer, one and two processes (needs PostgreSQL and Redis; BENCHMARKS.md)
+bench-engines: $(BIN)/activate
+	$(BIN)/python scripts/bench_engines.py $(BENCH_ARGS)
 
 screenshot: $(BIN)/activate
 	$(BIN)/python scripts/screenshot.py docs/screenshot.png
