@@ -18,6 +18,7 @@ import json
 import shutil
 import tempfile
 import time
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -28,9 +29,11 @@ import machine
 import pyspy
 import report
 import server
+import services
 import tabs
 
 DJANGO_APP = "scripts.bench.asgi:application"
+BENCH_SETTINGS = "scripts.bench.settings"
 PROBE = 64  # concurrent writes of distinct keys to one session, after each write run
 SESSIONS = 100  # sessions that the idle tabs and the 1,000-tab push run spread over
 
@@ -55,8 +58,12 @@ CONFIGS = [
     Config(
         "live engine: write, 64 connections", "live", "/bench/write", write=True, connections=64
     ),
+    # The scale-out engines, when this machine runs PostgreSQL and Redis.
+    Config("live engine on PostgreSQL: write", "live-pg", "/bench/write", write=True),
+    Config("live Redis engine, Redis layer: write", "live-redis", "/bench/write", write=True),
 ]
 BASELINE = CONFIGS[1].what
+LIVE_STACKS = ("live", "live-pg", "live-redis")
 
 
 def options() -> argparse.Namespace:
@@ -85,21 +92,39 @@ def options() -> argparse.Namespace:
     return opts
 
 
-def start_servers(tmp: Path) -> dict[str, server.Daphne]:
+def start_servers(tmp: Path, services_at: ExitStack) -> dict[str, server.Daphne]:
+    """One daphne per stack; the scale-out stacks only where their services answer."""
     template = tmp / "template.sqlite3"
-    server.migrate(template)
+    server.migrate(server.sqlite_url(template))
     servers = {}
     for stack in ("raw", "bare", "db", "cache", "live", "project"):
         db = tmp / f"{stack}.sqlite3"
         shutil.copy(template, db)
         if stack == "project":
-            env = server.environment(db, "asgi_config.settings")
+            env = server.environment(server.sqlite_url(db), "asgi_config.settings")
             app = "asgi_config.asgi:application"
         else:
-            env = server.environment(db, "scripts.bench.settings", BENCH_STACK=stack)
+            env = server.environment(server.sqlite_url(db), BENCH_SETTINGS, BENCH_STACK=stack)
             app = "scripts.bench.hello:application" if stack == "raw" else DJANGO_APP
         servers[stack] = server.Daphne(stack, app, env, tmp / f"{stack}.log")
-        servers[stack].start()
+    postgres = services_at.enter_context(services.postgres())
+    if postgres:
+        server.migrate(postgres)
+        env = server.environment(postgres, BENCH_SETTINGS, BENCH_STACK="live")
+        servers["live-pg"] = server.Daphne("live-pg", DJANGO_APP, env, tmp / "live-pg.log")
+    else:
+        print(f"skipped the PostgreSQL row: no server at {services.ADMIN_URL}", flush=True)
+    redis = services_at.enter_context(services.redis_url())
+    if redis:
+        # Sessions live in Redis; the database holds only Django's own tables.
+        shutil.copy(template, tmp / "live-redis.sqlite3")
+        own = server.sqlite_url(tmp / "live-redis.sqlite3")
+        env = server.environment(own, BENCH_SETTINGS, BENCH_STACK="live-redis", REDIS_URL=redis)
+        servers["live-redis"] = server.Daphne("live-redis", DJANGO_APP, env, tmp / "redis.log")
+    else:
+        print(f"skipped the Redis row: no server at {services.REDIS_URL}", flush=True)
+    for srv in servers.values():
+        srv.start()
     return servers
 
 
@@ -112,8 +137,8 @@ async def one_run(
     wait: float = 0.0,
 ) -> dict[str, Any]:
     """One wrk run; a write run is followed by its lost-write check."""
-    live = config.stack == "live"
-    session = config.stack in ("db", "cache", "live")
+    live = config.stack in LIVE_STACKS
+    session = live or config.stack in ("db", "cache")
     cookie = await load.new_session(http, srv.url) if session else None
     acked = version = 0
     if config.write and cookie:
@@ -140,16 +165,21 @@ async def one_run(
     return result
 
 
+def measured(servers: dict[str, server.Daphne]) -> list[Config]:
+    return [config for config in CONFIGS if config.stack in servers]
+
+
 async def throughput(
     servers: dict[str, server.Daphne], opts: argparse.Namespace
 ) -> list[dict[str, Any]]:
     runs: list[dict[str, Any]] = []
+    configs = measured(servers)
     async with tabs.client() as http:
-        for stack in ("raw", "bare", "db", "cache", "live"):
-            warm = next(c for c in CONFIGS if c.stack == stack)
+        for stack in dict.fromkeys(config.stack for config in configs):
+            warm = next(c for c in configs if c.stack == stack)
             await one_run(http, servers[stack], warm, opts, 1)
         for round_ in range(1, opts.rounds + 1):
-            for config in CONFIGS:
+            for config in configs:
                 srv = servers[config.stack]
                 result = await one_run(http, srv, config, opts, opts.duration, opts.wait_quiet)
                 runs.append({"round": round_, "what": config.what, **result})
@@ -253,18 +283,20 @@ async def main(opts: argparse.Namespace) -> int:
     env = machine.environment(opts.label)
     env["busy_before_pct"] = await machine.quiet(0)
     print(report.header(env, opts), flush=True)
-    with tempfile.TemporaryDirectory(prefix="live-bench-") as tmp:
-        servers = start_servers(Path(tmp))
+    with tempfile.TemporaryDirectory(prefix="live-bench-") as tmp, ExitStack() as services_at:
+        servers: dict[str, server.Daphne] = {}
         try:
+            servers = start_servers(Path(tmp), services_at)
             runs = await throughput(servers, opts)
             spied = await profile(servers["live"], opts) if opts.profile else {}
-            for name in ("raw", "bare", "db", "cache", "live"):
-                servers[name].stop()
+            for name, srv in servers.items():
+                if name != "project":
+                    srv.stop()
             phase = await tabs_phase(servers["project"], opts)
         finally:
             for srv in servers.values():
                 srv.stop()
-    rows = report.rows(runs, [c.what for c in CONFIGS], BASELINE)
+    rows = report.rows(runs, [c.what for c in measured(servers)], BASELINE)
     goals = report.goals(runs, phase)
     print(report.table(rows))
     print(report.goal_table(goals))

@@ -20,24 +20,30 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def environment(db: Path, settings: str, **extra: str) -> dict[str, str]:
-    """Production-like: DEBUG off (no query log), plain HTTP, a throwaway database."""
+def environment(database_url: str, settings: str, **extra: str) -> dict[str, str]:
+    """Production-like: DEBUG off (no query log), plain HTTP, a throwaway database.
+
+    REDIS_URL is dropped unless `extra` sets it: only the Redis engine's row uses Redis.
+    """
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": settings,
-        "DATABASE_URL": f"sqlite:///{db}",
+        "DATABASE_URL": database_url,
         "DJANGO_DEBUG": "0",
         "DJANGO_SSL_REDIRECT": "0",
         "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
         "PYTHONPATH": str(ROOT),
-        **extra,
     }
     env.pop("REDIS_URL", None)
-    return env
+    return env | extra
 
 
-def migrate(db: Path) -> None:
-    env = environment(db, "asgi_config.settings")
+def sqlite_url(db: Path) -> str:
+    return f"sqlite:///{db}"
+
+
+def migrate(database_url: str) -> None:
+    env = environment(database_url, "asgi_config.settings")
     cmd = [sys.executable, "manage.py", "migrate", "--verbosity", "0"]
     subprocess.run(cmd, cwd=ROOT, env=env, check=True)
 

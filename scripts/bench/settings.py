@@ -1,7 +1,8 @@
 """Benchmark settings: the project's own, with the session stack chosen by BENCH_STACK.
 
 bare: no middleware at all; db and cache: Django's engine with its (sync)
-SessionMiddleware; live: this project's engine with LiveSessionMiddleware only.
+SessionMiddleware; live: this project's engine with LiveSessionMiddleware only
+(on SQLite, or on PostgreSQL by DATABASE_URL); live-redis: the Redis engine.
 Every stack serves scripts.bench.urls, so the views are the same in each.
 """
 
@@ -17,6 +18,8 @@ STACKS: dict[str, tuple[list[str], str]] = {
     "db": (_STOCK, "django.contrib.sessions.backends.db"),
     "cache": (_STOCK, "django.contrib.sessions.backends.cache"),
     "live": (["live.middleware.LiveSessionMiddleware"], "live.engine"),
+    # With REDIS_URL set, the project's settings also choose the Redis channel layer.
+    "live-redis": (["live.middleware.LiveSessionMiddleware"], "live.redis_engine"),
 }
 BENCH_STACK = os.environ.get("BENCH_STACK", "bare")
 MIDDLEWARE, SESSION_ENGINE = STACKS[BENCH_STACK]
