@@ -9,7 +9,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 
 from dashboard.rendering import PAGE, STAFF_PAGE, session_context, staff_rows
-from live import db, presence, store
+from live import presence
 
 
 async def _require_staff(request: HttpRequest) -> None:
@@ -22,7 +22,7 @@ async def _require_staff(request: HttpRequest) -> None:
 @never_cache
 async def sessions(request: HttpRequest) -> HttpResponse:
     await _require_staff(request)
-    rows = await db.run(store.summaries)
+    rows = await type(request.session).asummaries()  # type: ignore[attr-defined]
     tabs = {row.digest: await presence.count(row.digest) for row in rows}
     return render(request, STAFF_PAGE, {"sessions": staff_rows(rows, tabs)})
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from importlib import import_module
 from typing import Any
 
 from django.conf import settings
@@ -42,3 +43,12 @@ def setting(name: str) -> Any:
     """Return LIVE_SESSIONS[name] from the project settings, or its default."""
     overrides = getattr(settings, "LIVE_SESSIONS", {}) or {}
     return overrides.get(name, DEFAULTS[name])
+
+
+def session_store() -> Any:
+    """The configured engine's SessionStore class: live.engine, live.redis_engine or alike.
+
+    Code that holds no request (the hub, the staff list, the metrics sampler)
+    reads sessions through it, so it sees what requests see.
+    """
+    return import_module(settings.SESSION_ENGINE).SessionStore

@@ -21,8 +21,8 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 from django.utils.module_loading import import_string
 
-from live import broadcasting, db, metrics, presence, store
-from live.conf import setting
+from live import broadcasting, metrics, presence
+from live.conf import session_store, setting
 from live.hub import Hub, Mirror, hub_for
 from live.keys import digest
 from live.limits import Bucket
@@ -270,7 +270,7 @@ class StaffListConsumer(AsyncWebsocketConsumer):
 
     async def _refresh(self) -> None:
         self._pending = None
-        rows = await db.run(store.summaries)
+        rows = await session_store().asummaries()
         tabs = {row.digest: await presence.count(row.digest) for row in rows}
         render = import_string(setting("STAFF_RENDERER"))
         await self.send(text_data=render(rows, tabs))

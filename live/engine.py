@@ -313,6 +313,16 @@ class SessionStore(SessionBase):
         return await db.run(store.entry, session_digest, version)
 
     @classmethod
+    async def asummaries(cls, limit: int = 200) -> list[store.Summary]:
+        """The most recently changed live sessions, for the staff list."""
+        return await db.run(store.summaries, limit)
+
+    @classmethod
+    async def acount_active(cls, since: float) -> int:
+        """How many live sessions changed since this moment."""
+        return await db.run(store.count_active, since)
+
+    @classmethod
     def clear_expired(cls) -> None:
         for gone in db.call(store.delete_expired):
             broadcasting.publish_from_sync(broadcasting.publish_ended, gone)

@@ -15,13 +15,10 @@ import logging
 import time
 import weakref
 from dataclasses import dataclass, field
-from importlib import import_module
 from typing import Any, Protocol
 
-from django.conf import settings
-
 from live import broadcasting, metrics, presence, store
-from live.conf import setting
+from live.conf import session_store, setting
 
 logger = logging.getLogger(__name__)
 
@@ -66,11 +63,6 @@ class Mirror:
         return tuple(sorted(t.label for t in self.listeners if t.counts_as_tab and t.label))
 
 
-def _engine() -> Any:
-    # Any engine with the live engine's interface (aread, ahistory) will do.
-    return import_module(settings.SESSION_ENGINE).SessionStore
-
-
 class Hub:
     def __init__(self, layer: Any) -> None:
         self.layer = layer
@@ -104,11 +96,11 @@ class Hub:
             # Join, then read: an event published in between is either in the
             # snapshot (and skipped by its version) or arrives after it.
             await self.layer.group_add(broadcasting.group_name(digest), self.channel)
-            snapshot = await _engine().aread(digest)
+            snapshot = await session_store().aread(digest)
             if snapshot is None:
                 await self.layer.group_discard(broadcasting.group_name(digest), self.channel)
                 return None
-            history = await _engine().ahistory(digest)
+            history = await session_store().ahistory(digest)
             mirror = Mirror(snapshot, history, await presence.count(digest))
             self.mirrors[digest] = mirror
             self._watch_expiry(mirror)
@@ -190,7 +182,7 @@ class Hub:
 
     async def resync(self, mirror: Mirror, only: Tab | None = None) -> None:
         """Read the session again; show it to one tab, or to all of them."""
-        snapshot = await _engine().aread(mirror.digest)
+        snapshot = await session_store().aread(mirror.digest)
         if snapshot is None:
             await self._each(mirror, lambda tab: tab.show_ended(False))
             await self._drop(mirror)
@@ -198,7 +190,7 @@ class Hub:
         changed = snapshot.version != mirror.snapshot.version
         mirror.snapshot = snapshot
         if changed:
-            mirror.history = await _engine().ahistory(mirror.digest)
+            mirror.history = await session_store().ahistory(mirror.digest)
         self._watch_expiry(mirror)
         if only is not None and not changed:
             await only.show_snapshot(mirror)

@@ -11,8 +11,8 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.layers import get_channel_layer
 from django.utils.module_loading import import_string
 
-from live import broadcasting, db, metrics, store
-from live.conf import setting
+from live import broadcasting, metrics
+from live.conf import session_store, setting
 
 ACTIVE_WINDOW = 300.0
 _sampler: asyncio.Task[None] | None = None
@@ -23,7 +23,7 @@ async def _sample_forever() -> None:
     while metrics.counters.watchers > 0:
         # A periodic clock, not a wait for a message: the sample is the rate over this second.
         await asyncio.sleep(1.0)
-        sessions = await db.run(store.count_active, time.time() - ACTIVE_WINDOW)
+        sessions = await session_store().acount_active(time.time() - ACTIVE_WINDOW)
         metrics.sample(sessions)
         if layer is not None:
             await layer.group_send(broadcasting.METRICS_GROUP, {"type": broadcasting.TICK})

@@ -364,12 +364,60 @@ class SessionStore(engine.SessionStore):
         return next((e for e in await _timeline(session_digest) if e["version"] == version), None)
 
     @classmethod
+    async def asummaries(cls, limit: int = 200) -> list[store.Summary]:
+        """The most recently changed sessions, for the staff list.
+
+        Redis keeps no index of sessions, so this SCANs their meta keys: fine
+        for a staff page refreshed at most twice a second, not for a hot path.
+        """
+        recent = sorted(await _updated(), key=lambda pair: pair[1], reverse=True)
+        rows = []
+        for session_digest, updated in recent[:limit]:
+            snapshot = await cls.aread(session_digest)
+            if snapshot is not None:  # it expired or moved in the meantime
+                size = len(snapshot.text.encode())
+                rows.append(
+                    store.Summary(
+                        session_digest,
+                        snapshot.masked_key,
+                        len(snapshot.data),
+                        size,
+                        snapshot.version,
+                        snapshot.expires_at,
+                        updated,
+                    )
+                )
+        return rows
+
+    @classmethod
+    async def acount_active(cls, since: float) -> int:
+        """How many sessions changed since this moment (a SCAN, as for the staff list)."""
+        return sum(1 for _, updated in await _updated() if updated > since)
+
+    @classmethod
     def clear_expired(cls) -> None:
         """Nothing to do: Redis drops a session when its TTL runs out."""
 
     @classmethod
     async def aclear_expired(cls) -> None:
         """Nothing to do: Redis drops a session when its TTL runs out."""
+
+
+async def _updated() -> list[tuple[str, float]]:
+    """(digest, time of its last change) of every session in Redis."""
+    client = redis_client.async_client()
+    # session_keys() names a meta key PREFIX + "{digest}:meta".
+    start, end = len(PREFIX) + 1, -len("}:meta")
+    try:
+        names = [name async for name in client.scan_iter(match=f"{PREFIX}*:meta", count=1000)]
+        async with client.pipeline(transaction=False) as pipe:
+            for name in names:
+                pipe.hget(name, "updated")
+            stamps = await pipe.execute()
+    except redis_client.DOWN as exc:
+        raise _unavailable(exc) from exc
+    # A key that expired between the SCAN and the HGET answers None.
+    return [(n[start:end], float(u)) for n, u in zip(names, stamps, strict=True) if u is not None]
 
 
 async def _timeline(session_digest: str) -> list[dict[str, Any]]:

@@ -13,6 +13,8 @@ from typing import Any
 import pytest
 import redis
 from channels.layers import get_channel_layer
+from django.contrib.auth import get_user_model
+from django.test import AsyncClient
 
 from live import broadcasting, engine, redis_client, redis_engine, store
 from live.keys import digest
@@ -275,6 +277,44 @@ async def test_engine_expiry_set_by_another_request_is_kept(Store: Engine):
 
 async def test_engine_aread_of_an_unknown_digest_is_none(Store: Engine):
     assert await Store.aread(digest("no-such-session-key-0123456789ab")) is None
+
+
+async def test_engine_summaries_list_sessions_newest_change_first(Store: Engine):
+    first = await new_session(Store, a=1)
+    second = await new_session(Store, b="x")
+    await first.aset("c", [1, 2])
+    await first.asave()
+    mine = (first.digest, second.digest)
+    rows = [row for row in await Store.asummaries() if row.digest in mine]
+    assert [row.digest for row in rows] == [first.digest, second.digest]
+    row = rows[0]
+    assert (row.masked_key, row.keys, row.version) == (first.masked_key, 2, first.version)
+    assert row.size_bytes == len(store.dumps({"a": 1, "c": [1, 2]}).encode())
+    assert row.expires_at > time.time() and row.updated_at <= time.time()
+    # The list shows no values, and a flushed session leaves it.
+    assert "[1, 2]" not in repr(rows)
+    gone = first.digest
+    await first.aflush()
+    assert gone not in {row.digest for row in await Store.asummaries()}
+
+
+async def test_engine_counts_sessions_changed_since_a_moment(Store: Engine):
+    await new_session(Store, old=1)
+    since = time.time()
+    await new_session(Store, a=1)
+    await new_session(Store, b=2)
+    assert await Store.acount_active(since) == 2
+    assert await Store.acount_active(time.time()) == 0
+
+
+async def test_staff_list_shows_the_sessions_of_the_configured_engine(Store: Engine, settings: Any):
+    settings.SESSION_ENGINE = Store.__module__
+    await get_user_model().objects.acreate_user("boss", password="boss", is_staff=True)
+    staff = AsyncClient()
+    assert await staff.alogin(username="boss", password="boss")
+    mine = await new_session(Store, favorite_color="blue")
+    listing = (await staff.get("/staff/sessions/")).content.decode()
+    assert mine.masked_key in listing and "blue" not in listing
 
 
 def test_engine_sync_methods_match_the_async_ones(Store: Engine):
