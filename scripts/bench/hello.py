@@ -1,4 +1,8 @@
-"""The ceiling: the smallest ASGI app daphne can serve, with no framework at all."""
+"""The ceiling: the smallest ASGI app daphne can serve, with no framework at all.
+
+It also accepts WebSockets and then only waits for them to close: the idle
+tabs' baseline, what daphne itself spends on open sockets.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +19,9 @@ async def application(
     receive: Callable[[], Awaitable[Message]],
     send: Callable[[Message], Awaitable[None]],
 ) -> None:
+    if scope["type"] == "websocket":
+        await _idle_socket(receive, send)
+        return
     if scope["type"] != "http":
         return
     await send(
@@ -25,3 +32,14 @@ async def application(
         }
     )
     await send({"type": "http.response.body", "body": BODY})
+
+
+async def _idle_socket(
+    receive: Callable[[], Awaitable[Message]], send: Callable[[Message], Awaitable[None]]
+) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "websocket.connect":
+            await send({"type": "websocket.accept"})
+        elif message["type"] == "websocket.disconnect":
+            return

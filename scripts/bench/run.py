@@ -97,7 +97,9 @@ def start_servers(tmp: Path, services_at: ExitStack) -> dict[str, server.Daphne]
     template = tmp / "template.sqlite3"
     server.migrate(server.sqlite_url(template))
     servers = {}
-    for stack in ("raw", "bare", "db", "cache", "live", "project"):
+    # "idle" is a fresh raw app for the idle sockets' baseline: one that served
+    # the wrk runs keeps their memory, and new sockets would seem to cost nothing.
+    for stack in ("raw", "idle", "bare", "db", "cache", "live", "project"):
         db = tmp / f"{stack}.sqlite3"
         shutil.copy(template, db)
         if stack == "project":
@@ -105,7 +107,8 @@ def start_servers(tmp: Path, services_at: ExitStack) -> dict[str, server.Daphne]
             app = "asgi_config.asgi:application"
         else:
             env = server.environment(server.sqlite_url(db), BENCH_SETTINGS, BENCH_STACK=stack)
-            app = "scripts.bench.hello:application" if stack == "raw" else DJANGO_APP
+            raw = stack in ("raw", "idle")
+            app = "scripts.bench.hello:application" if raw else DJANGO_APP
         servers[stack] = server.Daphne(stack, app, env, tmp / f"{stack}.log")
     postgres = services_at.enter_context(services.postgres())
     if postgres:
@@ -209,7 +212,51 @@ async def profile(srv: server.Daphne, opts: argparse.Namespace) -> dict[str, Any
     return found
 
 
-async def tabs_phase(srv: server.Daphne, opts: argparse.Namespace) -> dict[str, Any]:
+async def idle_cost(
+    srv: server.Daphne, opts: argparse.Namespace, open_all: Any
+) -> tuple[dict[str, Any], list[Any]]:
+    """CPU and memory of sockets that `open_all()` opens and then leaves idle."""
+    rss_before = srv.rss_kib()
+    started = time.perf_counter()
+    sockets = await open_all()
+    connect_s = time.perf_counter() - started
+    await machine.settle(srv.cpu_seconds)
+    await machine.quiet(opts.wait_quiet)
+    cpu_before, busy, t0 = srv.cpu_seconds(), machine.busy_cpu(), time.monotonic()
+    await asyncio.sleep(opts.idle)
+    wall = time.monotonic() - t0
+    cpu = (srv.cpu_seconds() - cpu_before) / wall * 100
+    other = (machine.busy_cpu() - busy) / wall * 100 - cpu
+    rss_after = srv.rss_kib()
+    idle = {
+        "tabs": len(sockets),
+        "connect_s": connect_s,
+        "cpu_pct": cpu,
+        "other_cpu_pct": other,
+        "rss_before_kib": rss_before,
+        "rss_after_kib": rss_after,
+        "kib_per_tab": (rss_after - rss_before) / max(len(sockets), 1),
+    }
+    return idle, sockets
+
+
+async def idle_baseline(srv: server.Daphne, opts: argparse.Namespace) -> dict[str, Any]:
+    """The same number of idle sockets on the raw ASGI app: daphne's own share."""
+    async with tabs.client() as http:
+        warm = await tabs.open_plain(http, srv.url, 1)
+        await asyncio.gather(*(ws.close() for ws in warm))
+        await asyncio.sleep(1)
+        idle, sockets = await idle_cost(
+            srv, opts, lambda: tabs.open_plain(http, srv.url, opts.tabs)
+        )
+        await asyncio.gather(*(ws.close() for ws in sockets))
+    print(report.idle_line(idle, "bare daphne (raw ASGI app)"), flush=True)
+    return idle
+
+
+async def tabs_phase(
+    srv: server.Daphne, opts: argparse.Namespace, baseline: dict[str, Any]
+) -> dict[str, Any]:
     """Idle tabs, then push latency, on the project's own server."""
     async with tabs.client() as http:
         site = tabs.Site(srv.url, http)
@@ -219,29 +266,15 @@ async def tabs_phase(srv: server.Daphne, opts: argparse.Namespace) -> dict[str, 
         await warm.open(keys[:1], 1)
         await warm.close()
         await asyncio.sleep(1)
-        rss_before = srv.rss_kib()
         many = tabs.Tabs(site)
-        started = time.perf_counter()
-        await many.open(keys, opts.tabs // SESSIONS)
-        connect_s = time.perf_counter() - started
-        await machine.settle(srv.cpu_seconds)
-        await machine.quiet(opts.wait_quiet)
-        cpu_before, busy, t0 = srv.cpu_seconds(), machine.busy_cpu(), time.monotonic()
-        await asyncio.sleep(opts.idle)
-        wall = time.monotonic() - t0
-        cpu = (srv.cpu_seconds() - cpu_before) / wall * 100
-        other = (machine.busy_cpu() - busy) / wall * 100 - cpu
-        opened, rss_after = len(many.sockets), srv.rss_kib()
-        idle = {
-            "tabs": opened,
-            "failed": many.failed,
-            "connect_s": connect_s,
-            "cpu_pct": cpu,
-            "other_cpu_pct": other,
-            "rss_before_kib": rss_before,
-            "rss_after_kib": rss_after,
-            "kib_per_tab": (rss_after - rss_before) / max(opened, 1),
-        }
+
+        async def open_tabs() -> list[Any]:
+            await many.open(keys, opts.tabs // SESSIONS)
+            return many.sockets
+
+        idle, _ = await idle_cost(srv, opts, open_tabs)
+        idle |= {"failed": many.failed, "baseline": baseline}
+        opened = idle["tabs"]
         print(report.idle_line(idle), flush=True)
         await machine.quiet(opts.wait_quiet)
         push_many = await tabs.push_latency(site, many, keys, opts.writes_many, 50)
@@ -289,10 +322,11 @@ async def main(opts: argparse.Namespace) -> int:
             servers = start_servers(Path(tmp), services_at)
             runs = await throughput(servers, opts)
             spied = await profile(servers["live"], opts) if opts.profile else {}
+            baseline = await idle_baseline(servers["idle"], opts)
             for name, srv in servers.items():
                 if name != "project":
                     srv.stop()
-            phase = await tabs_phase(servers["project"], opts)
+            phase = await tabs_phase(servers["project"], opts, baseline)
         finally:
             for srv in servers.values():
                 srv.stop()

@@ -130,6 +130,20 @@ class Tabs:
         self.sockets, self.listeners = [], []
 
 
+async def open_plain(
+    http: aiohttp.ClientSession, url: str, n: int, concurrency: int = 50
+) -> list[aiohttp.ClientWebSocketResponse]:
+    """n WebSockets that say nothing, for the idle baseline on the raw ASGI app."""
+    gate = asyncio.Semaphore(concurrency)
+    ws_url = url.replace("http", "ws", 1) + "/"
+
+    async def one() -> aiohttp.ClientWebSocketResponse:
+        async with gate:
+            return await http.ws_connect(ws_url, origin=url)
+
+    return list(await asyncio.gather(*(one() for _ in range(n))))
+
+
 @dataclass
 class Latency:
     """How late the pushes of a series of writes reached the tabs, three ways.
