@@ -13,9 +13,9 @@ class LocalChannelLayer(InMemoryChannelLayer):
     Every write publishes to its session's group and to the staff group, and
     most of those groups have no member here: no tab follows the session, no
     staff page is open. The stock group_send still sweeps every channel for
-    expired messages and builds an asyncio queue for the results, which cost
-    a write a tenth of its time. A group nobody joined is skipped outright;
-    a group with members takes the stock path unchanged.
+    expired messages and builds an asyncio queue for the results: about 55 µs
+    of a write's 1.2 ms here. A group nobody joined is skipped outright; a
+    group with members takes the stock path unchanged.
     """
 
     async def group_send(self, group: str, message: dict[str, Any]) -> None:
