@@ -26,7 +26,6 @@ import os
 import re
 import resource
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -37,13 +36,11 @@ from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.conftest import free_port, migrate, server_env, wait_for_port  # noqa: E402
+
 VALUE_SIZE = 64
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def pinned(core: int | None, command: list[str]) -> list[str]:
@@ -53,22 +50,10 @@ def pinned(core: int | None, command: list[str]) -> list[str]:
 @contextmanager
 def daphne(core: int | None) -> Iterator[tuple[str, dict[str, str]]]:
     with tempfile.TemporaryDirectory() as tmp:
-        env = {
-            **os.environ,
-            "DJANGO_SETTINGS_MODULE": "asgi_config.settings",
-            "DATABASE_URL": f"sqlite:///{tmp}/bench.sqlite3",
-            # As deployed, minus TLS: no per-query debug bookkeeping, no redirect to
-            # HTTPS. The tester sends Secure cookies to loopback, as browsers do.
-            "DJANGO_DEBUG": "0",
-            "DJANGO_SSL_REDIRECT": "0",
-        }
-        env.pop("REDIS_URL", None)
-        subprocess.run(
-            [sys.executable, "manage.py", "migrate", "--verbosity", "0"],
-            cwd=ROOT,
-            env=env,
-            check=True,
-        )
+        # As deployed, minus TLS: no per-query debug bookkeeping, no redirect to
+        # HTTPS. The tester sends Secure cookies to loopback, as browsers do.
+        env = server_env(Path(tmp), DJANGO_DEBUG="0", DJANGO_SSL_REDIRECT="0")
+        migrate(env)
         port = free_port()
         server = subprocess.Popen(
             pinned(
@@ -88,15 +73,7 @@ def daphne(core: int | None) -> Iterator[tuple[str, dict[str, str]]]:
             stderr=open(Path(tmp) / "daphne.log", "wb"),  # noqa: SIM115
         )
         try:
-            deadline = time.monotonic() + 20
-            while True:
-                try:
-                    socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                    break
-                except OSError:
-                    if time.monotonic() > deadline or server.poll() is not None:
-                        raise SystemExit("daphne did not start") from None
-                    time.sleep(0.05)
+            wait_for_port(port)
             yield f"http://127.0.0.1:{port}", env
         finally:
             server.terminate()

@@ -12,13 +12,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
-import socket
-import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,16 +22,12 @@ from pathlib import Path
 from playwright.sync_api import Page, expect, sync_playwright
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+# The test suite's daphne launcher and browser flags, so that the two never drift apart.
+from tests.conftest import CHROMIUM_ARGS, Server, free_port, migrate, server_env  # noqa: E402
+
 WIDTH = 1280
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 # What the first tab types into the form, in order: illustrative, not exhaustive.
 KEYS = [
     ("theme", "dark"),
@@ -45,55 +37,19 @@ KEYS = [
 ]
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_for_port(port: int, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise TimeoutError(f"daphne did not listen on port {port}")
-
-
 @contextmanager
 def serve() -> Iterator[str]:
     """Run daphne on a fresh database; yield its base URL."""
     with tempfile.TemporaryDirectory(prefix="live-screenshot-") as tmp:
-        env = {
-            **os.environ,
-            "DJANGO_SETTINGS_MODULE": "asgi_config.settings",
-            "DATABASE_URL": f"sqlite:///{Path(tmp) / 'db.sqlite3'}",
-            # Plain http on 127.0.0.1: without debug the cookies would be Secure-only.
-            "DJANGO_DEBUG": "1",
-        }
-        env.pop("REDIS_URL", None)
-        python = sys.executable
-        subprocess.run(
-            [python, "manage.py", "migrate", "--verbosity", "0"], cwd=ROOT, env=env, check=True
-        )
-        port = free_port()
-        daphne = str(Path(python).parent / "daphne")
-        with (Path(tmp) / "daphne.log").open("wb") as log:
-            process = subprocess.Popen(
-                [daphne, "-b", "127.0.0.1", "-p", str(port), "asgi_config.asgi:application"],
-                cwd=ROOT,
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
+        # Debug on: on plain http at 127.0.0.1 the cookies would otherwise be Secure-only.
+        env = server_env(Path(tmp))
+        migrate(env)
+        server = Server(port=free_port(), env=env, log=Path(tmp) / "daphne.log")
+        server.start()
         try:
-            wait_for_port(port)
-            yield f"http://127.0.0.1:{port}"
+            yield server.url
         finally:
-            process.terminate()
-            process.wait(10)
+            server.stop()
 
 
 def open_dashboard(page: Page, url: str) -> None:

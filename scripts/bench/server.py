@@ -13,11 +13,8 @@ from pathlib import Path
 
 from machine import ROOT, SERVER_CORE, pin
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+sys.path.insert(0, str(ROOT))
+from tests.conftest import free_port
 
 
 def environment(database_url: str, settings: str, **extra: str) -> dict[str, str]:
