@@ -85,10 +85,6 @@ async def test_consumer_pushes_change_from_plain_view():
     await comm.disconnect()
 
 
-async def csrf_client(session_key: str) -> AsyncClient:
-    return client_for(session_key)
-
-
 async def test_consumer_pushes_change_from_api_write():
     store = await new_session()
     comm = communicator(store.session_key)

@@ -768,18 +768,10 @@ def assert_inert(document: str, nonce: str | None = None) -> None:
 async def test_markup_in_keys_and_values_shown_as_text_on_page_and_in_pushes():
     client = await visitor()
     session_key = client.cookies[COOKIE].value
-    tab = WebsocketCommunicator(
-        application,
-        "/ws/session/",
-        headers=[
-            (b"host", b"127.0.0.1:8000"),
-            (b"origin", b"http://127.0.0.1:8000"),
-            (b"cookie", f"{COOKIE}={session_key}".encode()),
-        ],
-    )
-    connected, _ = await tab.connect()
+    socket = tab(session_key, json_mode=False)
+    connected, _ = await socket.connect()
     assert connected
-    await tab.receive_from(timeout=3)  # the snapshot
+    await socket.receive_from(timeout=3)  # the snapshot
     pushed: list[str] = []
     for n, raw in enumerate(XSS.values()):
         response = await put(client, raw, json.dumps(raw))()
@@ -789,10 +781,10 @@ async def test_markup_in_keys_and_values_shown_as_text_on_page_and_in_pushes():
         assert response.status_code == 200, response.content
         assert "pwned</div>" not in response.content.decode()
         while len(pushed) < 2 * (n + 1):
-            fragment = await tab.receive_from(timeout=3)
+            fragment = await socket.receive_from(timeout=3)
             if 'id="session-keys"' in fragment:
                 pushed.append(fragment)
-    await tab.disconnect()
+    await socket.disconnect()
     last = pushed[-1]
     assert_inert(last)
     for raw in XSS.values():

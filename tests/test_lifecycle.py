@@ -5,12 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
-from channels.testing import WebsocketCommunicator
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.test import AsyncClient
 
-from asgi_config.asgi import application
 from tests.test_consumers import client_for, communicator, new_session, receive
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -63,12 +61,14 @@ async def test_logout_flushes_and_tabs_show_new_empty_session():
     key = client.cookies[settings.SESSION_COOKIE_NAME].value
     comm = communicator(key)
     await comm.connect()
-    await receive(comm)
+    before = await receive(comm)
     response = await client.post("/logout/")
     assert response.status_code == 302
     assert await receive(comm) == {"type": "session.ended"}
     successor = await receive(comm)
     assert successor == {"type": "session.snapshot", "version": successor["version"], "data": {}}
+    # Versions never go backwards across a flush.
+    assert successor["version"] > before["version"]
     assert client.cookies[settings.SESSION_COOKIE_NAME].value not in (key, store.session_key)
     await comm.disconnect()
 
@@ -151,11 +151,7 @@ async def test_staff_page_is_refused_to_others():
     store = await new_session(secret="x")
     watch = await (await logged_in_client("demo")).get(f"/staff/sessions/{store.digest}/")
     assert watch.status_code == 403
-    comm = WebsocketCommunicator(
-        application,
-        "/ws/staff/sessions/",
-        headers=[(b"host", b"127.0.0.1:8000"), (b"origin", b"http://127.0.0.1:8000")],
-    )
+    comm = communicator(None, json_mode=False, path="/ws/staff/sessions/")
     connected, code = await comm.connect()
     assert not connected and code == 4403
 
@@ -175,15 +171,7 @@ async def test_staff_list_updates_live():
     await make_staff()
     staff = await logged_in_client("boss")
     cookie = staff.cookies[settings.SESSION_COOKIE_NAME].value
-    comm = WebsocketCommunicator(
-        application,
-        "/ws/staff/sessions/",
-        headers=[
-            (b"host", b"127.0.0.1:8000"),
-            (b"origin", b"http://127.0.0.1:8000"),
-            (b"cookie", f"{settings.SESSION_COOKIE_NAME}={cookie}".encode()),
-        ],
-    )
+    comm = communicator(cookie, json_mode=False, path="/ws/staff/sessions/")
     connected, _ = await comm.connect()
     assert connected
     first = await comm.receive_from(timeout=3)

@@ -6,12 +6,10 @@ import json
 import re
 
 import pytest
-from channels.testing import WebsocketCommunicator
 from django.test import AsyncClient
 
-from asgi_config.asgi import application
 from live import metrics
-from tests.test_consumers import ORIGIN, client_for, communicator, new_session, receive
+from tests.test_consumers import client_for, communicator, new_session, receive
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -38,9 +36,7 @@ async def test_metrics_page_renders_empty_charts():
 
 
 async def test_metrics_counters_move_under_load():
-    watcher = WebsocketCommunicator(
-        application, "/ws/metrics/", headers=[(b"host", b"127.0.0.1:8000"), ORIGIN]
-    )
+    watcher = communicator(None, json_mode=False, path="/ws/metrics/")
     connected, _ = await watcher.connect()
     assert connected
     first = await watcher.receive_from(timeout=3)
