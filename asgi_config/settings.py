@@ -146,8 +146,9 @@ else:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "live.layers.LocalChannelLayer",
-            # 100 per channel drops pushes when a hundred tabs share a session
-            # and one is slow; a dropped push costs that tab a resync.
+            # Each process's hub listens on one channel for every session its
+            # tabs follow; 100 queued events would drop pushes under a burst of
+            # writes, and a dropped push costs that session's tabs a resync.
             "CONFIG": {"capacity": 1000, "expiry": 60},
         }
     }

@@ -12,8 +12,9 @@ from typing import Any
 
 from django.contrib.sessions.backends.base import SessionBase, UpdateError
 
-from dashboard.validation import Invalid, check_key, check_session_size, check_value, is_reserved
+from dashboard.validation import Invalid, check_key, check_session_size, check_value
 from live import limits
+from live.conf import is_reserved
 from live.store import TooLarge
 
 _SHOWN = 120

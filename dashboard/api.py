@@ -14,11 +14,10 @@ from dashboard import actions
 from dashboard.validation import (
     Invalid,
     check_key,
-    is_reserved,
     key_from_raw_path,
     parse_json,
 )
-from live.conf import setting
+from live.conf import is_reserved, setting
 from live.store import Conflict
 
 
@@ -47,7 +46,7 @@ def _path_key(request: HttpRequest, key: str) -> str:
 async def _body(request: HttpRequest) -> Any:
     length = request.headers.get("Content-Length", "")
     if length.isdigit() and int(length) > setting("MAX_VALUE_BYTES"):
-        # Refuse by the stated length before reading a byte of it.
+        # Refuse by the stated length before parsing (daphne has read the body).
         raise Invalid(f"The value is over {setting('MAX_VALUE_BYTES')} bytes as JSON.", 413)
     try:
         body = request.body

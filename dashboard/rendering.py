@@ -12,8 +12,7 @@ from django.conf import settings
 from django.template.loader import render_to_string
 from django.utils import timezone
 
-from dashboard.validation import is_reserved
-from live.conf import setting
+from live.conf import is_reserved, setting
 from live.store import Snapshot, Summary, dumps
 
 PAGE = "dashboard/page.html"

@@ -23,7 +23,7 @@ async def _require_staff(request: HttpRequest) -> None:
 async def sessions(request: HttpRequest) -> HttpResponse:
     await _require_staff(request)
     rows = await type(request.session).asummaries()  # type: ignore[attr-defined]
-    tabs = {row.digest: await presence.count(row.digest) for row in rows}
+    tabs = await presence.counts(row.digest for row in rows)
     return render(request, STAFF_PAGE, {"sessions": staff_rows(rows, tabs)})
 
 

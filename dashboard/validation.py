@@ -12,7 +12,7 @@ import unicodedata
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
-from live.conf import setting
+from live.conf import is_reserved, setting
 from live.store import dumps
 
 # Control, format (zero-width, bidi overrides), surrogate, private-use and
@@ -25,11 +25,6 @@ class Invalid(ValueError):
         super().__init__(message)
         self.message = message
         self.status = status
-
-
-def is_reserved(key: str) -> bool:
-    """Keys starting with an underscore belong to Django (auth, expiry, messages)."""
-    return key.startswith("_")
 
 
 def check_key(key: str, reading: bool = False) -> str:

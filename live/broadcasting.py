@@ -1,8 +1,10 @@
 """The only place that knows group names and event types.
 
 A session's group is named after the digest of its key, never the key. Events
-sent through the channel layer carry the types below; consumers handle each in
-a method named after it (`session.changed` -> `session_changed`).
+sent through the channel layer carry the types below. Session events go to
+each process's hub (live.hub), which handles them by type; the staff list and
+the metrics page handle theirs in methods named after them
+(`sessions.touched` -> `sessions_touched`).
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from typing import Any
 
 from asgiref.sync import async_to_sync
 from channels.layers import InMemoryChannelLayer, get_channel_layer
+
+from live.conf import is_reserved
 
 logger = logging.getLogger(__name__)
 
@@ -93,7 +97,7 @@ def client_changes(applied: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if c["op"] == "set"
         else {"op": c["op"], "key": c["key"]}
         for c in applied
-        if not c["key"].startswith("_")
+        if not is_reserved(c["key"])
     ]
 
 

@@ -29,8 +29,8 @@ DEFAULTS: dict[str, Any] = {
     "SQLITE_ON_LOOP": True,
     # Threads (each with one connection) for async database work; SQLite uses one.
     "DB_THREADS": 8,
-    # Dotted path of a callable(snapshot, tabs, scope) -> str that renders the
-    # HTML fragments pushed to htmx tabs.
+    # Dotted path of a callable(snapshot, tabs, scope, only, history, labels=...)
+    # -> str that renders the HTML fragments pushed to htmx tabs.
     "RENDERER": "dashboard.rendering.render_live_fragments",
     # Dotted path of a callable(samples) -> str for the /metrics/ charts.
     "METRICS_RENDERER": "dashboard.charts.render_metrics",
@@ -52,3 +52,8 @@ def session_store() -> Any:
     reads sessions through it, so it sees what requests see.
     """
     return import_module(settings.SESSION_ENGINE).SessionStore
+
+
+def is_reserved(key: str) -> bool:
+    """Keys starting with an underscore belong to Django (auth, expiry, messages)."""
+    return key.startswith("_")

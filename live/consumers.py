@@ -22,13 +22,13 @@ from django.conf import settings
 from django.utils.module_loading import import_string
 
 from live import broadcasting, metrics, presence
-from live.conf import session_store, setting
+from live.conf import is_reserved, session_store, setting
 from live.hub import Hub, Mirror, hub_for
 from live.keys import digest
 from live.limits import Bucket
 
-# Close codes: htmx reconnects only after 1006, 1011, 1012 and 1013, so these stay closed.
 RESYNC_BURST, RESYNC_RATE = 50, 5.0
+# Close codes: htmx reconnects only after 1006, 1011, 1012 and 1013, so these stay closed.
 CLOSE_NO_SESSION = 4404
 CLOSE_FORBIDDEN = 4403
 CLOSE_TOO_MANY_TABS = 4429
@@ -64,7 +64,7 @@ def _changed_text(session_digest: str, event: dict[str, Any]) -> str:
 
 def _visible(data: dict[str, Any]) -> dict[str, Any]:
     # Keys starting with "_" belong to Django; JSON clients see the user's keys.
-    return {k: v for k, v in data.items() if not k.startswith("_")}
+    return {k: v for k, v in data.items() if not is_reserved(k)}
 
 
 _LABEL = re.compile(r"^[A-Za-z0-9-]{1,16}$")
@@ -271,6 +271,6 @@ class StaffListConsumer(AsyncWebsocketConsumer):
     async def _refresh(self) -> None:
         self._pending = None
         rows = await session_store().asummaries()
-        tabs = {row.digest: await presence.count(row.digest) for row in rows}
+        tabs = await presence.counts(row.digest for row in rows)
         render = import_string(setting("STAFF_RENDERER"))
         await self.send(text_data=render(rows, tabs))

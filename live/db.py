@@ -133,7 +133,7 @@ def _executor(name: str) -> ThreadPoolExecutor:
     # thread and connection per request (Django's thread-sensitive hops). On
     # SQLite a single thread: it has one writer anyway.
     if name not in _executors:
-        workers = 1 if connections[name].vendor == "sqlite" else setting("DB_THREADS")
+        workers = 1 if _vendor(name) == "sqlite" else setting("DB_THREADS")
         _executors[name] = ThreadPoolExecutor(workers, thread_name_prefix=f"live-db-{name}")
     return _executors[name]
 

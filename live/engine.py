@@ -17,19 +17,21 @@ import json
 from datetime import datetime
 from typing import Any
 
-from django.contrib.sessions.backends.base import CreateError, SessionBase, UpdateError
+from django.contrib.sessions.backends.base import (
+    VALID_KEY_CHARS,
+    CreateError,
+    SessionBase,
+    UpdateError,
+)
 from django.utils.crypto import get_random_string
 
 from live import broadcasting, db, metrics, store
 from live.keys import digest, mask
 
-VALID_KEY_CHARS = "abcdefghijklmnopqrstuvwxyz0123456789"
-
 
 class SessionStore(SessionBase):
     def __init__(self, session_key: str | None = None) -> None:
         super().__init__(session_key)
-        # Per-key JSON of what was loaded or last written: the base of the diff.
         # The JSON text of what was loaded or last written: the base of the diff,
         # parsed again only when saving, so read-only requests pay nothing for it.
         self._base_text = "{}"
@@ -196,7 +198,7 @@ class SessionStore(SessionBase):
 
     def create(self) -> None:
         self._session_key = None
-        db.call(self._merge, True)
+        self.save(must_create=True)
         self.modified = True
 
     async def acreate(self) -> None:
@@ -214,16 +216,17 @@ class SessionStore(SessionBase):
 
     def delete(self, session_key: str | None = None) -> None:
         key = session_key or self.session_key
-        if key and db.call(store.delete, digest(key)):
-            broadcasting.publish_from_sync(broadcasting.publish_ended, digest(key))
+        gone = digest(key) if key else None
+        if gone and db.call(store.delete, gone):
+            broadcasting.publish_from_sync(broadcasting.publish_ended, gone)
 
     async def adelete(self, session_key: str | None = None) -> None:
         key = session_key or self.session_key
         if not key:
             return
-        deleted: bool = await db.run(store.delete, digest(key))
-        if deleted:
-            await broadcasting.publish_ended(digest(key))
+        gone = digest(key)
+        if await db.run(store.delete, gone):
+            await broadcasting.publish_ended(gone)
 
     def _move(self, conn: db.Db, keep_data: bool) -> tuple[str | None, str]:
         """Move the row to a new key; return (old digest, new digest)."""

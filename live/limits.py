@@ -18,14 +18,16 @@ from live.conf import setting
 class Bucket:
     rate: float
     burst: float
-    tokens: float = -1.0
+    tokens: float = field(init=False)
     at: float = field(default_factory=time.monotonic)
+
+    def __post_init__(self) -> None:
+        self.tokens = self.burst
 
     def take(self) -> bool:
         """Take a token; False means "slow down"."""
         now = time.monotonic()
-        full = self.burst if self.tokens < 0 else self.tokens
-        self.tokens = min(self.burst, full + (now - self.at) * self.rate)
+        self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)
         self.at = now
         if self.tokens < 1:
             return False

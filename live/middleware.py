@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Awaitable, Callable
-from importlib import import_module
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
@@ -17,6 +16,7 @@ from django.utils.cache import patch_vary_headers
 from django.utils.http import http_date
 
 from live import metrics, store
+from live.conf import session_store
 
 # Tabs name themselves in this header so that changes can say which tab made them.
 TAB_HEADER = "X-Live-Tab"
@@ -51,7 +51,7 @@ class LiveSessionMiddleware(SessionMiddleware):
         if not iscoroutinefunction(get_response):
             raise TypeError("LiveSessionMiddleware needs an async (ASGI) stack.")
         self.get_response = get_response
-        self.SessionStore = import_module(settings.SESSION_ENGINE).SessionStore
+        self.SessionStore = session_store()
         markcoroutinefunction(self)
 
     async def __call__(self, request: HttpRequest) -> HttpResponseBase:  # type: ignore[override]

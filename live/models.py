@@ -36,7 +36,7 @@ class LiveChange(models.Model):
     version = models.BigIntegerField()
     ts = models.FloatField()
     source = models.CharField(max_length=200)
-    # A JSON list of {"op": "set"|"delete"|"cycle", "key", "old"?, "new"?}.
+    # A JSON list of {"op": "set"|"delete"|"cycle", "key", "value"?, "old"?}.
     changes = models.TextField()
 
     class Meta:

@@ -24,6 +24,7 @@ import socket
 import uuid
 import weakref
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -107,6 +108,11 @@ async def count(digest: str) -> int:
     if not _shared():
         return _local.get(digest, 0)
     return await _total(digest, None)
+
+
+async def counts(digests: Iterable[str]) -> dict[str, int]:
+    """The tab counts of several sessions, by digest (the staff list)."""
+    return {digest: await count(digest) for digest in digests}
 
 
 def reset() -> None:

@@ -297,12 +297,7 @@ class SessionStore(engine.SessionStore):
             metrics.wrote()
             await broadcasting.publish_changed(result[0].digest, self._event(*result))
 
-    def create(self) -> None:
-        self._session_key = None
-        self.save(must_create=True)
-        self.modified = True
-
-    # acreate() is the parent's: it awaits asave(must_create=True).
+    # create() and acreate() are the parent's: they call save(must_create=True).
 
     # --- ending and moving ----------------------------------------------------------
 

@@ -326,12 +326,12 @@ def _entry(row: tuple[Any, ...]) -> dict[str, Any]:
     return {"version": version, "ts": ts, "source": source, "changes": json.loads(changes)}
 
 
-def history(db: Db, digest: str, limit: int | None = None) -> list[dict[str, Any]]:
+def history(db: Db, digest: str) -> list[dict[str, Any]]:
     """The newest timeline entries of a session, newest first."""
     rows = db.execute(
         f"SELECT version, ts, source, changes FROM {CHANGES} WHERE digest = %s"
         " ORDER BY version DESC LIMIT %s",
-        (digest, limit or setting("HISTORY_LENGTH")),
+        (digest, setting("HISTORY_LENGTH")),
     )
     return [_entry(row) for row in rows]
 

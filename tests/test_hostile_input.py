@@ -17,7 +17,6 @@ import unicodedata
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from html.parser import HTMLParser
-from importlib import import_module
 from typing import Any
 from urllib.parse import quote_from_bytes
 
@@ -32,6 +31,7 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from asgi_config.asgi import application
+from live.conf import session_store
 from live.consumers import CLOSE_TOO_BIG
 from live.keys import digest
 from live.store import dumps
@@ -85,7 +85,7 @@ def summary() -> Iterator[None]:
 
 
 def engine() -> Any:
-    return import_module(settings.SESSION_ENGINE).SessionStore
+    return session_store()
 
 
 def api_path(key: str) -> str:

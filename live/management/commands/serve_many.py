@@ -10,7 +10,6 @@ load test at all of them. Ctrl-C stops them all; so does any one of them dying.
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -54,11 +53,10 @@ class Command(BaseCommand):
             call_command("migrate", verbosity=0)
         # "asgi_config.asgi.application" -> "asgi_config.asgi:application"
         module, _, name = settings.ASGI_APPLICATION.rpartition(".")
-        env = {**os.environ, "DJANGO_SETTINGS_MODULE": os.environ["DJANGO_SETTINGS_MODULE"]}
         processes = []
         for port in range(first, first + count):
             command = [sys.executable, "-m", "daphne", "-b", host, "-p", str(port)]
-            processes.append(subprocess.Popen([*command, f"{module}:{name}"], env=env))
+            processes.append(subprocess.Popen([*command, f"{module}:{name}"]))
             self.stdout.write(f"http://{host}:{port}/  (pid {processes[-1].pid})")
         self.stdout.write(
             f"sessions: {settings.SESSION_ENGINE}, database: {database}, channel layer: {layer}"
