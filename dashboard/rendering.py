@@ -137,8 +137,12 @@ def session_context(
     }
 
 
+# The partials that show a session's state: pushed on every change, and sent out
+# of band with every write answer so that the acting tab is up to date even
+# before (or without) its WebSocket push.
+LIVE_FRAGMENTS = ("session-meta", "session-keys", "session-reserved", "session-history", "account")
 _FRAGMENTS = {
-    None: ("session-meta", "session-keys", "session-reserved", "session-history", "account"),
+    None: LIVE_FRAGMENTS,
     "tabs": ("live-tabs",),
     "followed": ("session-ended",),
     "final": ("session-ended",),

@@ -13,7 +13,7 @@ from django.views.decorators.http import require_POST, require_safe
 from django_htmx.middleware import HtmxDetails
 
 from dashboard import actions
-from dashboard.rendering import PAGE, session_context
+from dashboard.rendering import LIVE_FRAGMENTS, PAGE, session_context
 from dashboard.validation import Invalid, parse_expiry, parse_form_value
 from live import presence
 from live.store import Conflict
@@ -22,11 +22,6 @@ from live.store import Conflict
 class HtmxHttpRequest(HttpRequest):
     # What django-htmx's middleware adds, for the type checker.
     htmx: HtmxDetails
-
-
-# Partials that every write answer carries out of band, so the acting tab is
-# up to date even before (or without) its WebSocket push.
-_OOB = ("session-meta", "session-keys", "session-reserved", "session-history", "account")
 
 
 async def _context(request: HtmxHttpRequest, **extra: Any) -> dict[str, Any]:
@@ -92,12 +87,8 @@ async def respond(
         if status in (400, 404):
             status = 422
         context["oob"] = True
-        html = "".join(
-            [
-                render(request, f"{PAGE}#editor", context).content.decode(),
-                *(render(request, f"{PAGE}#{name}", context).content.decode() for name in _OOB),
-            ]
-        )
+        parts = ("editor", *LIVE_FRAGMENTS)
+        html = "".join(render(request, f"{PAGE}#{n}", context).content.decode() for n in parts)
         return HttpResponse(html, status=status)
     if error:
         return render(request, PAGE, context, status=status)

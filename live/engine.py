@@ -168,8 +168,6 @@ class SessionStore(SessionBase):
             self._insert(conn)
             return None
         changes = self._changes()
-        if not changes and self._in_sync:
-            return None
         try:
             snapshot, applied = store.merge(
                 conn, self.digest or "", changes, self._expiry, self.source
@@ -182,7 +180,19 @@ class SessionStore(SessionBase):
         self._written(snapshot)
         return (snapshot, applied) if applied else None
 
+    def _nothing_new(self, must_create: bool) -> bool:
+        # The view saved and nothing changed since: the middleware's second
+        # save needs no database call (on PostgreSQL, no thread hop either).
+        return (
+            self._in_sync
+            and not must_create
+            and self.session_key is not None
+            and not self._changes()
+        )
+
     def save(self, must_create: bool = False) -> None:
+        if self._nothing_new(must_create):
+            return
         result = db.call(self._merge, must_create)
         if result:
             metrics.wrote()
@@ -191,6 +201,8 @@ class SessionStore(SessionBase):
             )
 
     async def asave(self, must_create: bool = False) -> None:
+        if self._nothing_new(must_create):
+            return
         result = await db.run(self._merge, must_create)
         if result:
             metrics.wrote()
