@@ -2,9 +2,9 @@
 
 A session's group is named after the digest of its key, never the key. Events
 sent through the channel layer carry the types below. Session events go to
-each process's hub (live.hub), which handles them by type; the staff list and
-the metrics page handle theirs in methods named after them
-(`sessions.touched` -> `sessions_touched`).
+each process's hub (live.hub), which handles them by type; the staff list
+handles its own in a method named after it (`sessions.touched` ->
+`sessions_touched`).
 """
 
 from __future__ import annotations
@@ -32,11 +32,9 @@ PRESENCE = "session.presence"
 # Pushes to the session may have been lost (the layer was down): listeners fetch the truth.
 STALE = "session.stale"
 TOUCHED = "sessions.touched"
-METRICS_GROUP = "metrics.watchers"
 # Channels of this process: its hub's (one per process) and its presence probe's.
 HUB_CHANNEL = "live-hub"
 PROBE = "live.probe"
-TICK = "metrics.tick"
 RESYNC = "resync"
 
 # JSON subprotocol offered to clients that want events instead of HTML.
