@@ -36,7 +36,7 @@ from live.consumers import CLOSE_TOO_BIG
 from live.keys import digest
 from live.store import dumps
 from tests.conftest import Server
-from tests.test_api import DaphneClient
+from tests.test_api import DaphneClient, token
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -100,16 +100,12 @@ def form_body(**fields: str) -> str:
     )
 
 
-def csrf(client: AsyncClient, **headers: str) -> dict[str, str]:
-    return {"X-CSRFToken": client.cookies["csrftoken"].value, **headers}
-
-
 async def visitor() -> AsyncClient:
     """A browser-like client with a stored session, a CSRF cookie and one key."""
     client = DaphneClient(enforce_csrf_checks=True, raise_request_exception=False)
     assert (await client.get("/")).status_code == 200
     response = await client.put(
-        api_path("before"), '"kept"', content_type="application/json", headers=csrf(client)
+        api_path("before"), '"kept"', content_type="application/json", headers=token(client)
     )
     assert response.status_code == 200
     return client
@@ -123,7 +119,7 @@ def request(
 ) -> Send:
     """A request to make later, once the state before it has been read."""
     call = getattr(client, method)
-    headers = csrf(client, **HTMX) if htmx else csrf(client)
+    headers = token(client, **HTMX) if htmx else token(client)
     return lambda: call(path, body, content_type, headers=headers)
 
 
@@ -598,7 +594,7 @@ async def test_api_if_match_hostile_versions_refused_400(header: str):
             api_path("before"),
             "1",
             content_type="application/json",
-            headers=csrf(cases.client, **{"If-Match": header}),
+            headers=token(cases.client, **{"If-Match": header}),
         ),
         400,
     )
@@ -615,7 +611,7 @@ async def test_form_hostile_version_numbers_never_500(field: str, number: str):
         path,
         form_body(key="before", value="kept", version=number),
         content_type="application/x-www-form-urlencoded",
-        headers=csrf(cases.client, **HTMX),
+        headers=token(cases.client, **HTMX),
     )
     if response.status_code >= 500:
         TALLY.server_errors += 1

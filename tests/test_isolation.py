@@ -36,6 +36,7 @@ from live import broadcasting, presence
 from live.consumers import CLOSE_MOVED
 from live.keys import digest
 from tests.conftest import ROOT, RedisServer, Server, free_port, migrate, server_env
+from tests.test_api import csrf_client, token
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -55,13 +56,7 @@ def fast_passwords(settings: Any) -> None:
 
 async def visitor() -> AsyncClient:
     """A client that enforces CSRF, with a stored session and the token cookie."""
-    client = AsyncClient(enforce_csrf_checks=True)
-    assert (await client.get("/")).status_code == 200
-    return client
-
-
-def token(client: AsyncClient, **headers: str) -> dict[str, str]:
-    return {"X-CSRFToken": client.cookies["csrftoken"].value, **headers}
+    return await csrf_client()
 
 
 def key_of(client: AsyncClient) -> str:

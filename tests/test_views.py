@@ -10,6 +10,8 @@ import pytest
 from django.conf import settings
 from django.test import AsyncClient, override_settings
 
+from tests.test_api import csrf_client, token
+
 pytestmark = pytest.mark.django_db(transaction=True)
 
 COOKIE = settings.SESSION_COOKIE_NAME
@@ -19,13 +21,7 @@ XSS = "<img src=x onerror=alert(1)>"
 
 async def browser() -> AsyncClient:
     """A client with its own cookie jar that enforces CSRF, after loading the page once."""
-    client = AsyncClient(enforce_csrf_checks=True)
-    assert (await client.get("/")).status_code == 200
-    return client
-
-
-def token(client: AsyncClient, **headers: str) -> dict[str, str]:
-    return {"X-CSRFToken": client.cookies["csrftoken"].value, **headers}
+    return await csrf_client()
 
 
 async def submit(
