@@ -19,6 +19,7 @@ from yarl import URL
 from live.keys import digest
 from live.redis_engine import session_keys
 from tests.conftest import RedisServer, Server, free_port, migrate, server_env
+from tests.test_browser import WAIT_MS, Tab, shown
 
 pytestmark = pytest.mark.services
 
@@ -306,14 +307,8 @@ def test_scale_out_browser_tab_on_one_process_sees_an_edit_through_the_other(
     context = browser.new_context()
     try:
         # Cookies belong to the host, not the port: both tabs share one session.
-        editor, watcher = context.new_page(), context.new_page()
-        editor.goto(first.url + "/")
-        watcher.goto(second.url + "/")
-        expect(watcher.locator("#live-status")).to_have_attribute("data-state", "open")
-        editor.fill("#editor input[name=key]", "color")
-        editor.fill("#editor input[name=value]", "green")
-        editor.click("#editor button[type=submit]")
-        row = watcher.locator('[data-session-key="color"] [data-session-value]')
-        expect(row).to_have_text('"green"', timeout=5000)
+        editor, watcher = Tab(context.new_page(), first), Tab(context.new_page(), second)
+        editor.add("color", "green")
+        expect(watcher.value("color")).to_have_text(shown("green"), timeout=WAIT_MS)
     finally:
         context.close()
