@@ -12,7 +12,13 @@ from typing import Any
 
 from django.contrib.sessions.backends.base import SessionBase, UpdateError
 
-from dashboard.validation import Invalid, check_key, check_session_size, check_value
+from dashboard.validation import (
+    Invalid,
+    check_key,
+    check_session_size,
+    check_value,
+    missing_key,
+)
 from live import limits
 from live.conf import is_reserved
 from live.store import TooLarge
@@ -76,7 +82,7 @@ async def delete_key(session: SessionBase, key: str, seen: int | None = None) ->
     _throttle(session)
     check_key(key)
     if not await session.ahas_key(key):
-        raise Invalid(f"There is no key {key!r} in this session.", 404)
+        raise missing_key(key)
     if seen is not None:
         session.expect(key, seen)  # type: ignore[attr-defined]
     await session.apop(key)

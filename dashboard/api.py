@@ -15,7 +15,9 @@ from dashboard.validation import (
     Invalid,
     check_key,
     key_from_raw_path,
+    missing_key,
     parse_json,
+    whole_number,
 )
 from live.conf import is_reserved, setting
 from live.store import Conflict
@@ -30,12 +32,10 @@ def _if_match(request: HttpRequest) -> int | None:
     if raw is None or raw.strip() == "*":
         # "*" matches any version: the same as no condition for a key write.
         return None
-    raw = raw.strip().removeprefix("W/").strip('"')
-    # isdigit() alone accepts "²", on which int() fails; versions are 64-bit,
-    # and int() refuses more than 4300 digits with a ValueError (a 500).
-    if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
+    version = whole_number(raw.strip().removeprefix("W/").strip('"'), 18)
+    if version is None:
         raise Invalid("If-Match must be a session version, a whole number.")
-    return int(raw)
+    return version
 
 
 def _path_key(request: HttpRequest, key: str) -> str:
@@ -89,13 +89,7 @@ async def key(request: HttpRequest, key: str) -> JsonResponse:
         key = check_key(_path_key(request, key), reading=request.method == "GET")
         if request.method == "GET":
             if not await session.ahas_key(key):
-                # The version lets a client tell "missing now" from "missing then".
-                return _error(
-                    f"There is no key {key!r} in this session.",
-                    404,
-                    version=session.version,  # type: ignore[attr-defined]
-                )
-            await actions.ensure(session)
+                raise missing_key(key)
             return JsonResponse(
                 {"key": key, "value": await session.aget(key), "version": session.version}  # type: ignore[attr-defined]
             )
@@ -109,6 +103,7 @@ async def key(request: HttpRequest, key: str) -> JsonResponse:
         return JsonResponse({"key": key, "version": session.version})  # type: ignore[attr-defined]
     except Invalid as exc:
         if exc.status == 404:
+            # The version lets a client tell "missing now" from "missing then".
             return _error(exc.message, 404, version=getattr(session, "version", 0))
         return _error(exc.message, exc.status)
     except Conflict as exc:

@@ -27,6 +27,19 @@ class Invalid(ValueError):
         self.status = status
 
 
+def whole_number(text: str, max_digits: int) -> int | None:
+    """The number that a string of ASCII digits spells, or None for anything else.
+
+    isdigit() alone accepts "²", on which int() fails; the length bound keeps
+    versions within 64 bits and int() away from its 4300-digit ValueError.
+    """
+    return int(text) if text.isascii() and text.isdigit() and len(text) <= max_digits else None
+
+
+def missing_key(key: str) -> Invalid:
+    return Invalid(f"There is no key {key!r} in this session.", 404)
+
+
 def check_key(key: str, reading: bool = False) -> str:
     """Return the key if it may be written (or, reading, looked up), else raise Invalid."""
     limit = setting("MAX_KEY_LENGTH")
@@ -176,7 +189,7 @@ def parse_expiry(text: str) -> int | None:
         return None
     if text == "browser":
         return 0
-    # isdigit() alone accepts "²" (int() then fails) and other scripts' digits.
-    if not (text.isascii() and text.isdigit()) or len(text) > 9:
+    seconds = whole_number(text, 9)
+    if seconds is None:
         raise Invalid("The expiry must be a whole number of seconds, 'browser' or empty.")
-    return int(text)
+    return seconds

@@ -14,7 +14,7 @@ from django_htmx.middleware import HtmxDetails
 
 from dashboard import actions
 from dashboard.rendering import LIVE_FRAGMENTS, PAGE, session_context
-from dashboard.validation import Invalid, parse_expiry, parse_form_value
+from dashboard.validation import Invalid, parse_expiry, parse_form_value, whole_number
 from live import presence
 from live.store import Conflict
 
@@ -37,9 +37,7 @@ async def _context(request: HtmxHttpRequest, **extra: Any) -> dict[str, Any]:
 
 
 def _int_or_none(raw: str | None) -> int | None:
-    # isdigit() alone accepts "²", on which int() fails; versions are 64-bit
-    # (a longer number overflows the database, or int() itself past 4300 digits).
-    return int(raw) if raw and raw.isascii() and raw.isdigit() and len(raw) <= 18 else None
+    return whole_number(raw, 18) if raw else None
 
 
 @require_safe

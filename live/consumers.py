@@ -123,8 +123,13 @@ class SessionConsumer(AsyncWebsocketConsumer):
         await self._follow(digest(cookie) if cookie else None)
 
     async def _follow(self, session_digest: str | None) -> None:
-        full = session_digest and await presence.count(session_digest) >= setting("MAX_TABS")
-        if full and self.counts_as_tab:
+        # Staff watchers are not tabs: no cap, and no count to fetch for one.
+        full = (
+            self.counts_as_tab
+            and session_digest
+            and await presence.count(session_digest) >= setting("MAX_TABS")
+        )
+        if full:
             await self.close(code=CLOSE_TOO_MANY_TABS)
             return
         mirror = await self.hub.attach(self, session_digest) if session_digest else None
