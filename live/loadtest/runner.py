@@ -96,15 +96,20 @@ class Display:
         )
 
 
+def _cannot_start(config: Config, exc: BaseException) -> str:
+    """Why the users could not start, in one sentence."""
+    if isinstance(exc, SetupError):
+        return f"Could not set up the users: {exc}"
+    return f"Could not reach {config.url}: {exc}"
+
+
 def run(config: Config, console: Console) -> Outcome:
     with Display(config, console) as display:
         if config.processes == 1:
             try:
                 return asyncio.run(worker.run(config, worker.split(config)[0], display.update))
-            except SetupError as exc:
-                raise LoadTestError(f"Could not set up the users: {exc}") from None
-            except (OSError, aiohttp.ClientError) as exc:
-                raise LoadTestError(f"Could not reach {config.url}: {exc}") from None
+            except (SetupError, OSError, aiohttp.ClientError) as exc:
+                raise LoadTestError(_cannot_start(config, exc)) from None
         return _run_processes(config, display)
 
 
@@ -135,10 +140,8 @@ def _child(
         results.put(("ok", asyncio.run(worker.run(config, part, progress, begin))))
     except KeyboardInterrupt:
         results.put(("error", "Interrupted; no report."))
-    except SetupError as exc:
-        results.put(("error", f"Could not set up the users: {exc}"))
-    except (OSError, aiohttp.ClientError) as exc:
-        results.put(("error", f"Could not reach {config.url}: {exc}"))
+    except (SetupError, OSError, aiohttp.ClientError) as exc:
+        results.put(("error", _cannot_start(config, exc)))
     except BaseException as exc:
         results.put(("error", f"A worker failed: {exc!r}"))
 
