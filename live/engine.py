@@ -113,6 +113,10 @@ class SessionStore(SessionBase):
     # --- saving -----------------------------------------------------------------
 
     def _changes(self) -> store.Changes:
+        return self._diff()[0]
+
+    def _diff(self) -> tuple[store.Changes, dict[str, Any]]:
+        """This request's changes against what it loaded, and a fresh copy of what it loaded."""
         current = self._data()
         base = json.loads(self._base_text)
         sets = {k: v for k, v in current.items() if k not in base or not store.same(v, base[k])}
@@ -121,7 +125,21 @@ class SessionStore(SessionBase):
             # module's own message, as Django's serializer does.
             store.dumps(value)
         deletes = [key for key in base if key not in current]
-        return store.Changes(sets=sets, deletes=deletes, wipe=self._wiped, expect=self._expect)
+        changes = store.Changes(sets=sets, deletes=deletes, wipe=self._wiped, expect=self._expect)
+        return changes, base
+
+    def _base(self, data: dict[str, Any]) -> store.Snapshot:
+        # The stored row as this object last read or wrote it, for the merge to
+        # start from; key_versions is copied because the merge consumes it.
+        return store.Snapshot(
+            digest=self.digest or "",
+            version=self.version,
+            data=data,
+            masked_key="",
+            expires_at=self._stored_expiry or 0.0,
+            key_versions=dict(self.key_versions),
+            text=self._base_text,
+        )
 
     def _expiry(self, value: Any) -> datetime:
         return self.get_expiry_date(expiry=value)
@@ -167,10 +185,10 @@ class SessionStore(SessionBase):
         if must_create or self.session_key is None:
             self._insert(conn)
             return None
-        changes = self._changes()
+        changes, base = self._diff()
         try:
             snapshot, applied = store.merge(
-                conn, self.digest or "", changes, self._expiry, self.source
+                conn, self.digest or "", changes, self._expiry, self.source, self._base(base)
             )
         except store.Missing:
             raise UpdateError from None

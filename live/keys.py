@@ -15,9 +15,11 @@ _SALT = "live.keys.digest"
 
 
 @lru_cache(maxsize=4)
-def _hmac_key(secret: str) -> bytes:
-    # What django.utils.crypto.salted_hmac derives on every call, derived once.
-    return hashlib.sha256((_SALT + secret).encode()).digest()
+def _keyed(secret: str) -> hmac.HMAC:
+    # What django.utils.crypto.salted_hmac derives on every call, derived once,
+    # and an HMAC already keyed with it: copying one skips OpenSSL's set-up.
+    key = hashlib.sha256((_SALT + secret).encode()).digest()
+    return hmac.new(key, digestmod=hashlib.sha256)
 
 
 def digest(session_key: str) -> str:
@@ -26,7 +28,9 @@ def digest(session_key: str) -> str:
     The same value as salted_hmac(_SALT, session_key, algorithm="sha256"),
     at a fraction of the cost: this runs on every request.
     """
-    return hmac.digest(_hmac_key(settings.SECRET_KEY), session_key.encode(), "sha256").hex()
+    mac = _keyed(settings.SECRET_KEY).copy()
+    mac.update(session_key.encode())
+    return mac.hexdigest()
 
 
 def mask(session_key: str) -> str:

@@ -25,9 +25,14 @@ CHANGES = LiveChange._meta.db_table
 _COLUMNS = "digest, data, key_versions, version, masked_key, expires_at"
 
 
+# json.dumps builds a new encoder per call when given options; a write encodes
+# four or five times, so the encoder is built once.
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
 def dumps(value: Any) -> str:
     """Encode like Django's JSONSerializer, strictly (no NaN or Infinity)."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return _ENCODER.encode(value)
 
 
 def same(a: Any, b: Any) -> bool:
@@ -191,21 +196,19 @@ def _record(db: Db, digest: str, version: int, source: str, applied: Applied) ->
         )
 
 
-def _update(db: Db, snap: Snapshot, expiry: ExpiryFn) -> None:
+def _update(db: Db, snap: Snapshot, expiry: ExpiryFn, if_version: int | None) -> bool:
+    """Write the row; with if_version, only if it is still at that version and live."""
     snap.expires_at = expiry(snap.data.get("_session_expiry")).timestamp()
-    snap.text = dumps(snap.data)
-    db.execute(
+    now = time.time()
+    sql = (
         f"UPDATE {SESSIONS} SET data = %s, key_versions = %s, version = %s, expires_at = %s,"
-        " updated_at = %s WHERE digest = %s",
-        (
-            snap.text,
-            dumps(snap.key_versions),
-            snap.version,
-            snap.expires_at,
-            time.time(),
-            snap.digest,
-        ),
+        " updated_at = %s WHERE digest = %s"
     )
+    params = [snap.text, dumps(snap.key_versions), snap.version, snap.expires_at, now, snap.digest]
+    if if_version is None:
+        db.execute(sql, params)
+        return True
+    return db.count(sql + " AND version = %s AND expires_at > %s", [*params, if_version, now]) == 1
 
 
 def _insert(db: Db, snap: Snapshot, expiry: ExpiryFn) -> None:
@@ -233,25 +236,62 @@ def _insert(db: Db, snap: Snapshot, expiry: ExpiryFn) -> None:
 
 
 def merge(
-    db: Db, digest: str, changes: Changes, expiry: ExpiryFn, source: str = "code"
+    db: Db,
+    digest: str,
+    changes: Changes,
+    expiry: ExpiryFn,
+    source: str = "code",
+    base: Snapshot | None = None,
 ) -> tuple[Snapshot, Applied]:
-    """Apply changes onto the stored row under the write lock; a real change bumps the version."""
+    """Apply changes onto the stored row under the write lock; a real change bumps the version.
+
+    `base` is the state the writer loaded, if it has one (its data and
+    key_versions are consumed). Most of the time nobody wrote in between: the
+    merge is then computed from it and written by an UPDATE that holds only
+    while the row is still at that version, with no SELECT and no parse. When
+    someone did write, that UPDATE matches nothing and the merge is redone
+    from the row read under the lock, so the result is the same either way.
+    """
     with db.atomic():
+        if base is not None:
+            try:
+                return _merge_onto(db, base, changes, expiry, source, if_version=base.version)
+            except (_Stale, Conflict, TooLarge):
+                # A refusal counts only when the current row refuses too.
+                pass
         snap = _select(db, digest, lock=True)
         if snap is None:
             raise Missing(digest)
-        _check(snap, changes)
-        before = len(snap.text.encode())
-        applied = _apply(snap.data, snap.key_versions, changes, snap.version + 1)
-        if applied:
-            snap.version += 1
-            _record(db, digest, snap.version, source, applied)
-        _update(db, snap, expiry)
-        # Checked here, under the lock, because concurrent writes that each fit
-        # could together pass the limit; a session already over it may shrink.
-        size, limit = len(snap.text.encode()), setting("MAX_SESSION_BYTES")
-        if size > limit and size > before:
-            raise TooLarge(size, limit)
+        return _merge_onto(db, snap, changes, expiry, source, if_version=None)
+
+
+class _Stale(Exception):
+    """The row moved past the writer's base version."""
+
+
+def _merge_onto(
+    db: Db,
+    snap: Snapshot,
+    changes: Changes,
+    expiry: ExpiryFn,
+    source: str,
+    if_version: int | None,
+) -> tuple[Snapshot, Applied]:
+    _check(snap, changes)
+    before = len(snap.text.encode())
+    applied = _apply(snap.data, snap.key_versions, changes, snap.version + 1)
+    if applied:
+        snap.version += 1
+    snap.text = dumps(snap.data)
+    # Checked here, under the lock, because concurrent writes that each fit
+    # could together pass the limit; a session already over it may shrink.
+    size, limit = len(snap.text.encode()), setting("MAX_SESSION_BYTES")
+    if size > limit and size > before:
+        raise TooLarge(size, limit)
+    if not _update(db, snap, expiry, if_version):
+        raise _Stale
+    if applied:
+        _record(db, snap.digest, snap.version, source, applied)
     return snap, applied
 
 

@@ -73,3 +73,81 @@ def test_tombstones_are_bounded(settings):
     digest = create(**{f"k{n}": n for n in range(6)})
     snap, _ = merge(digest, deletes=[f"k{n}" for n in range(6)])
     assert len(snap.key_versions) == 3
+
+
+class Recording:
+    """A Db that notes the first word of every statement it runs."""
+
+    def __init__(self, inner: db.Db) -> None:
+        self.inner, self.vendor = inner, inner.vendor
+        self.statements: list[str] = []
+
+    def execute(self, sql: str, params: object = ()) -> list[tuple[object, ...]]:
+        self.statements.append(sql.split()[0])
+        return self.inner.execute(sql, params)  # type: ignore[arg-type]
+
+    def count(self, sql: str, params: object = ()) -> int:
+        self.statements.append(sql.split()[0])
+        return self.inner.count(sql, params)  # type: ignore[arg-type]
+
+    def atomic(self) -> object:
+        return self.inner.atomic()
+
+
+def merge_from(base: store.Snapshot, **kwargs: object) -> tuple[store.Snapshot, list[str]]:
+    def run(conn: db.Db) -> store.Snapshot:
+        recording = Recording(conn)
+        changes = store.Changes(**kwargs)  # type: ignore[arg-type]
+        snap, _ = store.merge(recording, base.digest, changes, expiry, base=base)  # type: ignore[arg-type]
+        statements.extend(recording.statements)
+        return snap
+
+    statements: list[str] = []
+    return db.call(run), statements
+
+
+def test_merge_from_a_current_base_writes_without_reading_the_row():
+    digest = create(a=1)
+    snap, statements = merge_from(db.call(store.read, digest), sets={"b": 2})
+    assert statements == ["UPDATE", "INSERT"]
+    assert snap.version == 1
+    assert db.call(store.read, digest).data == {"a": 1, "b": 2}
+
+
+def test_merge_from_a_stale_base_merges_onto_the_current_row():
+    digest = create(a=1)
+    stale = db.call(store.read, digest)
+    merge(digest, sets={"c": 3})
+    snap, statements = merge_from(stale, sets={"b": 2})
+    assert "SELECT" in statements
+    assert snap.data == {"a": 1, "b": 2, "c": 3} and snap.version == 2
+    assert db.call(store.read, digest).key_versions == {"a": 0, "b": 2, "c": 1}
+
+
+def test_merge_from_a_stale_base_refuses_only_what_the_current_row_refuses(settings):
+    settings.LIVE_SESSIONS = {"MAX_SESSION_BYTES": 100}
+    digest = create(a="x" * 60)
+    stale = db.call(store.read, digest)
+    merge(digest, deletes=["a"])
+    # With the stale "a" the session would pass the limit; without it, it fits.
+    snap, _ = merge_from(stale, sets={"b": "y" * 60})
+    assert db.call(store.read, digest).data == {"b": "y" * 60} == snap.data
+    stale = db.call(store.read, digest)
+    merge(digest, sets={"b": "z"})
+    with pytest.raises(store.Conflict):
+        merge_from(stale, sets={"b": "w"}, expect={"b": stale.version})
+    assert db.call(store.read, digest).data == {"b": "z"}
+
+
+def test_loop_connection_leaves_checkpoints_to_a_thread(tmp_path):
+    loop_db = db.LoopSqlite(str(tmp_path / "wal.sqlite3"))
+    loop_db.raw.execute("PRAGMA journal_mode=WAL")
+    loop_db.raw.execute("CREATE TABLE t (n INTEGER)")
+    assert loop_db.raw.execute("PRAGMA wal_autocheckpoint").fetchone() == (0,)
+    for n in range(db.CHECKPOINT_EVERY):
+        assert loop_db.checkpoint is None
+        with loop_db.atomic():
+            loop_db.execute("INSERT INTO t VALUES (%s)", (n,))
+    assert loop_db.checkpoint is not None
+    busy, frames, copied = loop_db.checkpoint.result(timeout=10)
+    assert busy == 0 and frames >= db.CHECKPOINT_EVERY and copied == frames
