@@ -100,21 +100,25 @@ class LiveSessionMiddleware(SessionMiddleware):
     async def _set_cookie(self, request: HttpRequest, response: HttpResponseBase) -> None:
         session = request.session
         if await session.aget_expire_at_browser_close():
-            max_age, expires = None, None
+            max_age = None
         else:
             max_age = await session.aget_expiry_age()
-            expires = http_date(time.time() + max_age)
-        response.set_cookie(
-            settings.SESSION_COOKIE_NAME,
-            session.session_key or "",
-            max_age=max_age,
-            expires=expires,
-            domain=settings.SESSION_COOKIE_DOMAIN,
-            path=settings.SESSION_COOKIE_PATH,
-            secure=settings.SESSION_COOKIE_SECURE,
-            httponly=settings.SESSION_COOKIE_HTTPONLY,
-            samesite=settings.SESSION_COOKIE_SAMESITE,  # type: ignore[arg-type]
-        )
+        set_cookie(response, session.session_key or "", max_age)
+
+
+def set_cookie(response: HttpResponseBase, session_key: str, max_age: int | None) -> None:
+    """Set the session cookie as Django's middleware does; no max_age: until the browser closes."""
+    response.set_cookie(
+        settings.SESSION_COOKIE_NAME,
+        session_key,
+        max_age=max_age,
+        expires=None if max_age is None else http_date(time.time() + max_age),
+        domain=settings.SESSION_COOKIE_DOMAIN,
+        path=settings.SESSION_COOKIE_PATH,
+        secure=settings.SESSION_COOKIE_SECURE,
+        httponly=settings.SESSION_COOKIE_HTTPONLY,
+        samesite=settings.SESSION_COOKIE_SAMESITE,  # type: ignore[arg-type]
+    )
 
 
 def unavailable(exc: store.Unavailable) -> JsonResponse:

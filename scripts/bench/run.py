@@ -50,6 +50,9 @@ class Config:
 CONFIGS = [
     Config("raw ASGI hello on daphne (the ceiling)", "raw", "/"),
     Config("bare async Django view, no middleware", "bare", "/bench/hello"),
+    # What any cookie-based session costs a response before the engine does
+    # anything: the cookie and the Vary header, as the middleware sets them.
+    Config("bare view + session cookie and Vary, no session", "bare", "/bench/cookie"),
     Config("stock db engine (SQLite): aget", "db", "/bench/read"),
     Config("stock db engine (SQLite): aget+aset", "db", "/bench/write", write=True),
     Config("stock cache engine (locmem): aget+aset", "cache", "/bench/write", write=True),
@@ -63,6 +66,7 @@ CONFIGS = [
     Config("live Redis engine, Redis layer: write", "live-redis", "/bench/write", write=True),
 ]
 BASELINE = CONFIGS[1].what
+LIVE_WRITE = next(c for c in CONFIGS if c.stack == "live" and c.write and c.connections is None)
 LIVE_STACKS = ("live", "live-pg", "live-redis")
 
 
@@ -203,7 +207,7 @@ async def profile(srv: server.Daphne, opts: argparse.Namespace) -> dict[str, Any
             await machine.quiet(opts.wait_quiet)
             spy = pyspy.record(srv.pid, opts.duration, out, gil)
             await asyncio.sleep(0.5)
-            run = await one_run(http, srv, CONFIGS[-2], opts, opts.duration)
+            run = await one_run(http, srv, LIVE_WRITE, opts, opts.duration)
             if not await pyspy.finish(spy, out):
                 continue
             top = pyspy.top(out, 20)

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import itertools
 
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import include, path
+from django.utils.cache import patch_vary_headers
+
+from live.middleware import set_cookie
 
 # A write sets one of a few keys to a new number: the session stays small
 # however long the run, and every write really changes something (the live
@@ -16,6 +20,14 @@ _writes = itertools.count()
 
 async def hello(request: HttpRequest) -> HttpResponse:
     return HttpResponse(b"Hello, world", content_type="text/plain")
+
+
+async def cookie(request: HttpRequest) -> HttpResponse:
+    """The bare view plus what every saved session's response carries: its cookie and Vary."""
+    response = await hello(request)
+    set_cookie(response, "x" * 32, settings.SESSION_COOKIE_AGE)
+    patch_vary_headers(response, ("Cookie",))
+    return response
 
 
 async def new(request: HttpRequest) -> HttpResponse:
@@ -45,6 +57,7 @@ async def dump(request: HttpRequest) -> JsonResponse:
 
 urlpatterns = [
     path("bench/hello", hello),
+    path("bench/cookie", cookie),
     path("bench/new", new),
     path("bench/read", read),
     path("bench/write", write),
