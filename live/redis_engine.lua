@@ -70,6 +70,57 @@ local function prune_tombstones(k)
   end
 end
 
+-- The size of one "key":value member of the session's JSON text, in bytes, as
+-- Python's json spells it; cjson also escapes "/", which Python does not.
+local function member_size(key, value)
+  local _, slashes = string.gsub(key, '/', '')
+  return #cjson.encode(key) - slashes + 1 + #value
+end
+
+-- The session's JSON text size now and after the diff, computed before anything
+-- is written, since a script cannot take back what it wrote.
+local function sizes(k)
+  local flat = redis.call('HGETALL', KEYS[k])
+  local members, count = {}, 0
+  for i = 1, #flat, 2 do
+    members[flat[i]] = member_size(flat[i], flat[i + 1])
+    count = count + 1
+  end
+  local function total()
+    local sum = 0
+    for _, size in pairs(members) do
+      sum = sum + size
+    end
+    -- Braces, and a comma between members.
+    return sum + 2 + math.max(count - 1, 0)
+  end
+  local before = total()
+  local sets = {}
+  for _, pair in ipairs(a.sets) do
+    sets[pair[1]] = true
+  end
+  local deletes = a.deletes
+  if a.wipe then
+    deletes = {}
+    for key in pairs(members) do
+      table.insert(deletes, key)
+    end
+  end
+  for _, key in ipairs(deletes) do
+    if members[key] and not sets[key] then
+      members[key] = nil
+      count = count - 1
+    end
+  end
+  for _, pair in ipairs(a.sets) do
+    if not members[pair[1]] then
+      count = count + 1
+    end
+    members[pair[1]] = member_size(pair[1], pair[2])
+  end
+  return before, total()
+end
+
 -- Apply a request's diff at `version`; return {op, key, value, old} per change.
 local function apply(k, version)
   local sets = {}
@@ -177,6 +228,12 @@ elseif op == 'merge' then
   local mismatch = expiry_mismatch(KEYS[1])
   if mismatch then
     return mismatch
+  end
+  -- Checked here, atomically, because concurrent writes that each fit could
+  -- together pass the limit; a session already over it may shrink.
+  local before, after = sizes(1)
+  if after > a.max_bytes and after > before then
+    return {'too_large', after}
   end
   local version = tonumber(redis.call('HGET', KEYS[3], 'version'))
   local applied = apply(1, version + 1)

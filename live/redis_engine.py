@@ -186,6 +186,7 @@ class SessionStore(engine.SessionStore):
             "source": store.dumps(self.source[:200]),
             "history": setting("HISTORY_LENGTH"),
             "max_tombstones": setting("MAX_TOMBSTONES"),
+            "max_bytes": setting("MAX_SESSION_BYTES"),
         }
 
     # --- operations, each written once for both clients ---------------------------
@@ -231,6 +232,9 @@ class SessionStore(engine.SessionStore):
                 raise store.Conflict(
                     key, json.loads(current) if current is not None else None, changes.expect[key]
                 )
+            if reply[0] == "too_large":
+                self._conflicted()
+                raise store.TooLarge(reply[1], args["max_bytes"])
             if reply[0] == "expiry":
                 # Someone changed "_session_expiry" meanwhile: recompute from theirs.
                 expiry_text = reply[1]

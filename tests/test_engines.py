@@ -189,6 +189,36 @@ async def test_engine_expect_sees_deletes_and_allows_unchanged_keys(Store: Engin
     assert fine.version == seen + 2
 
 
+async def test_engine_refuses_growth_past_the_session_limit_under_the_lock(
+    Store: Engine, settings: Any
+):
+    settings.LIVE_SESSIONS = {"MAX_SESSION_BYTES": 120}
+    session = await new_session(Store, a="x" * 40)
+    first = await loaded(Store, session.session_key)
+    second = await loaded(Store, session.session_key)
+    await first.aset("b", "y" * 30)
+    await first.asave()
+    # Each write fits alone; together they pass the limit, so the later one is
+    # refused. The key needs escaping and is not ASCII: its size is the UTF-8
+    # length of its JSON spelling, whichever store counts it.
+    await second.aset('c/é"', "z" * 30)
+    with pytest.raises(store.TooLarge) as refused:
+        await second.asave()
+    together = {"a": "x" * 40, "b": "y" * 30, 'c/é"': "z" * 30}
+    assert f"would be {len(store.dumps(together).encode())} bytes" in str(refused.value)
+    # The refused write stays refused: a later save (the middleware's) writes nothing.
+    await second.asave()
+    snapshot = await Store.aread(session.digest or "")
+    assert snapshot is not None and snapshot.data == {"a": "x" * 40, "b": "y" * 30}
+    # Shrinking is always allowed, even for a session already over a lowered limit.
+    settings.LIVE_SESSIONS = {"MAX_SESSION_BYTES": 10}
+    shrinking = await loaded(Store, session.session_key)
+    await shrinking.apop("a")
+    await shrinking.asave()
+    snapshot = await Store.aread(session.digest or "")
+    assert snapshot is not None and snapshot.data == {"b": "y" * 30}
+
+
 async def test_engine_publishes_each_change_with_old_values(Store: Engine):
     session = await new_session(Store, b=1, c=3)
     session.source = "PUT /api/session/keys/a"
