@@ -77,6 +77,18 @@ local function member_size(key, value)
   return #cjson.encode(key) - slashes + 1 + #value
 end
 
+-- The keys a diff sets (as a set) and the keys it deletes: all of them for a clear.
+local function targets(k)
+  local sets = {}
+  for _, pair in ipairs(a.sets) do
+    sets[pair[1]] = true
+  end
+  if a.wipe then
+    return sets, redis.call('HKEYS', KEYS[k])
+  end
+  return sets, a.deletes
+end
+
 -- The session's JSON text size now and after the diff, computed before anything
 -- is written, since a script cannot take back what it wrote.
 local function sizes(k)
@@ -95,17 +107,7 @@ local function sizes(k)
     return sum + 2 + math.max(count - 1, 0)
   end
   local before = total()
-  local sets = {}
-  for _, pair in ipairs(a.sets) do
-    sets[pair[1]] = true
-  end
-  local deletes = a.deletes
-  if a.wipe then
-    deletes = {}
-    for key in pairs(members) do
-      table.insert(deletes, key)
-    end
-  end
+  local sets, deletes = targets(k)
   for _, key in ipairs(deletes) do
     if members[key] and not sets[key] then
       members[key] = nil
@@ -123,14 +125,7 @@ end
 
 -- Apply a request's diff at `version`; return {op, key, value, old} per change.
 local function apply(k, version)
-  local sets = {}
-  for _, pair in ipairs(a.sets) do
-    sets[pair[1]] = true
-  end
-  local deletes = a.deletes
-  if a.wipe then
-    deletes = redis.call('HKEYS', KEYS[k])
-  end
+  local sets, deletes = targets(k)
   local applied = {}
   for _, key in ipairs(deletes) do
     if not sets[key] then
