@@ -7,14 +7,17 @@ transaction, so concurrent requests never lose each other's keys; each save
 that changes something bumps the session's version and publishes the change.
 Flush and cycle_key move the session to a new key in one transaction and tell
 the old key's listeners where it went. Every sync method has its async twin
-right below it, and the twins take exactly one thread hop for the database,
-or none at all on SQLite (see live.db.run).
+right below it, and each twin takes one thread hop for the database, or none
+at all on SQLite (see live.db.run); a save of a session that nothing read
+first loads it, which takes one more. The Redis engine (live.redis_engine)
+shares these entry points and brings its own work for them.
 """
 
 from __future__ import annotations
 
 import json
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from django.contrib.sessions.backends.base import (
@@ -77,6 +80,33 @@ class SessionStore(SessionBase):
         # primary key on insert, so no exists() round trip is needed first.
         return get_random_string(32, VALID_KEY_CHARS)
 
+    # --- the store's work ------------------------------------------------------
+    # Every entry point below (load, save, delete, cycle_key, flush and their
+    # async twins) is written once for both engines. Each builds its work with
+    # one of the *_op methods and hands it to _run or _arun. Here the work is a
+    # function of a live.db.Db; the Redis engine overrides these with script calls.
+
+    def _run(self, work: Any) -> Any:
+        return db.call(work)
+
+    async def _arun(self, work: Any) -> Any:
+        return await db.run(work)
+
+    def _read_op(self, session_digest: str) -> Any:
+        return partial(store.read, digest=session_digest)
+
+    def _exists_op(self, session_digest: str) -> Any:
+        return partial(store.exists, digest=session_digest)
+
+    def _delete_op(self, session_digest: str) -> Any:
+        return partial(store.delete, digest=session_digest)
+
+    def _save_op(self, must_create: bool) -> Any:
+        return partial(self._merge, must_create=must_create)
+
+    def _move_op(self, keep_data: bool) -> Any:
+        return partial(self._move, keep_data=keep_data)
+
     # --- loading --------------------------------------------------------------
 
     def _loaded(self, snapshot: store.Snapshot | None) -> dict[str, Any]:
@@ -92,17 +122,17 @@ class SessionStore(SessionBase):
 
     def load(self) -> dict[str, Any]:
         key = self.digest
-        return self._loaded(db.call(store.read, key) if key else None)
+        return self._loaded(self._run(self._read_op(key)) if key else None)
 
     async def aload(self) -> dict[str, Any]:
         key = self.digest
-        return self._loaded(await db.run(store.read, key) if key else None)
+        return self._loaded(await self._arun(self._read_op(key)) if key else None)
 
     def exists(self, session_key: str) -> bool:
-        return db.call(store.exists, digest(session_key))
+        return bool(self._run(self._exists_op(digest(session_key))))
 
     async def aexists(self, session_key: str) -> bool:
-        return await db.run(store.exists, digest(session_key))
+        return bool(await self._arun(self._exists_op(digest(session_key))))
 
     # --- conflicts --------------------------------------------------------------
 
@@ -178,10 +208,6 @@ class SessionStore(SessionBase):
 
     def _merge(self, conn: db.Db, must_create: bool) -> tuple[store.Snapshot, store.Applied] | None:
         """Write this request's changes; return what to publish, or None if nothing."""
-        if "_session_cache" not in self.__dict__:
-            # Load through the connection at hand: on the loop a sync load() is not allowed.
-            key = self.digest
-            self._session_cache = self._loaded(store.read(conn, key) if key else None)
         if must_create or self.session_key is None:
             self._insert(conn)
             return None
@@ -211,7 +237,8 @@ class SessionStore(SessionBase):
     def save(self, must_create: bool = False) -> None:
         if self._nothing_new(must_create):
             return
-        result = db.call(self._merge, must_create)
+        self._data()  # the base of the diff
+        result = self._run(self._save_op(must_create))
         if result:
             metrics.wrote()
             broadcasting.publish_from_sync(
@@ -221,7 +248,8 @@ class SessionStore(SessionBase):
     async def asave(self, must_create: bool = False) -> None:
         if self._nothing_new(must_create):
             return
-        result = await db.run(self._merge, must_create)
+        await self._adata()
+        result = await self._arun(self._save_op(must_create))
         if result:
             metrics.wrote()
             await broadcasting.publish_changed(result[0].digest, self._event(*result))
@@ -246,8 +274,10 @@ class SessionStore(SessionBase):
 
     def delete(self, session_key: str | None = None) -> None:
         key = session_key or self.session_key
-        gone = digest(key) if key else None
-        if gone and db.call(store.delete, gone):
+        if not key:
+            return
+        gone = digest(key)
+        if self._run(self._delete_op(gone)):
             broadcasting.publish_from_sync(broadcasting.publish_ended, gone)
 
     async def adelete(self, session_key: str | None = None) -> None:
@@ -255,7 +285,7 @@ class SessionStore(SessionBase):
         if not key:
             return
         gone = digest(key)
-        if await db.run(store.delete, gone):
+        if await self._arun(self._delete_op(gone)):
             await broadcasting.publish_ended(gone)
 
     def _move(self, conn: db.Db, keep_data: bool) -> tuple[str | None, str]:
@@ -284,13 +314,13 @@ class SessionStore(SessionBase):
 
     def cycle_key(self) -> None:
         self._data()
-        old, new = db.call(self._move, True)
+        old, new = self._run(self._move_op(True))
         if old:
             broadcasting.publish_from_sync(broadcasting.publish_rotated, old, new)
 
     async def acycle_key(self) -> None:
         await self._adata()
-        old, new = await db.run(self._move, True)
+        old, new = await self._arun(self._move_op(True))
         if old:
             await broadcasting.publish_rotated(old, new)
 
@@ -301,19 +331,20 @@ class SessionStore(SessionBase):
         that open tabs can follow it instead of being left with no session.
         """
         if self.session_key is None:
-            super().clear()
+            # Not self.clear(), which would mark the next save as a wipe.
+            SessionBase.clear(self)
             return
         self._session_cache = {}
-        old, new = db.call(self._move, False)
+        old, new = self._run(self._move_op(False))
         if old:
             broadcasting.publish_from_sync(broadcasting.publish_ended, old, new)
 
     async def aflush(self) -> None:
         if self.session_key is None:
-            super().clear()
+            SessionBase.clear(self)
             return
         self._session_cache = {}
-        old, new = await db.run(self._move, False)
+        old, new = await self._arun(self._move_op(False))
         if old:
             await broadcasting.publish_ended(old, new)
 

@@ -23,12 +23,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from django.contrib.sessions.backends.base import CreateError, SessionBase, UpdateError
+from django.contrib.sessions.backends.base import CreateError, UpdateError
 from redis import TimeoutError as RedisTimeout
 
-from live import broadcasting, engine, metrics, redis_client, store
+from live import engine, redis_client, store
 from live.conf import setting
-from live.keys import digest
 
 logger = logging.getLogger(__name__)
 
@@ -189,7 +188,19 @@ class SessionStore(engine.SessionStore):
             "max_bytes": setting("MAX_SESSION_BYTES"),
         }
 
-    # --- operations, each written once for both clients ---------------------------
+    # --- the store's work: script calls, each written once for both clients -------
+    # The entry points (load, save, delete, cycle_key, flush and their async
+    # twins) are the database engine's; these give them Redis's work and runners.
+
+    def _run(self, work: Operation[T]) -> T:
+        return _call_sync(work)
+
+    async def _arun(self, work: Operation[T]) -> T:
+        return await _call_async(work)
+
+    _read_op = staticmethod(_reading)
+    _exists_op = staticmethod(_existing)
+    _delete_op = staticmethod(_deleting)
 
     def _inserting(self) -> Operation[None]:
         changes = store.Changes(sets=self._data())
@@ -213,13 +224,11 @@ class SessionStore(engine.SessionStore):
                 return
         raise CreateError
 
-    def _saving(self, must_create: bool) -> Operation[tuple[store.Snapshot, store.Applied] | None]:
+    def _save_op(self, must_create: bool) -> Operation[tuple[store.Snapshot, store.Applied] | None]:
         if must_create or self.session_key is None:
             yield from self._inserting()
             return None
         changes = self._changes()
-        if not changes and self._in_sync:
-            return None
         expiry_text = self._expiry_text
         while True:
             args = self._write_args(changes, expiry_text)
@@ -244,7 +253,7 @@ class SessionStore(engine.SessionStore):
             self._written(snapshot)
             return (snapshot, applied) if applied else None
 
-    def _moving(self, keep_data: bool) -> Operation[tuple[str | None, str]]:
+    def _move_op(self, keep_data: bool) -> Operation[tuple[str | None, str]]:
         old = self.digest
         changes = self._changes() if keep_data else store.Changes()
         expiry_text = self._expiry_text if keep_data else ""
@@ -266,87 +275,6 @@ class SessionStore(engine.SessionStore):
             self.modified = True
             return old, self.digest or ""
         raise CreateError
-
-    # --- loading --------------------------------------------------------------------
-
-    def load(self) -> dict[str, Any]:
-        key = self.digest
-        return self._loaded(_call_sync(_reading(key)) if key else None)
-
-    async def aload(self) -> dict[str, Any]:
-        key = self.digest
-        return self._loaded(await _call_async(_reading(key)) if key else None)
-
-    def exists(self, session_key: str) -> bool:
-        return _call_sync(_existing(digest(session_key)))
-
-    async def aexists(self, session_key: str) -> bool:
-        return await _call_async(_existing(digest(session_key)))
-
-    # --- saving ---------------------------------------------------------------------
-
-    def save(self, must_create: bool = False) -> None:
-        self._data()
-        result = _call_sync(self._saving(must_create))
-        if result:
-            metrics.wrote()
-            broadcasting.publish_from_sync(
-                broadcasting.publish_changed, result[0].digest, self._event(*result)
-            )
-
-    async def asave(self, must_create: bool = False) -> None:
-        await self._adata()
-        result = await _call_async(self._saving(must_create))
-        if result:
-            metrics.wrote()
-            await broadcasting.publish_changed(result[0].digest, self._event(*result))
-
-    # create() and acreate() are the parent's: they call save(must_create=True).
-
-    # --- ending and moving ----------------------------------------------------------
-
-    def delete(self, session_key: str | None = None) -> None:
-        key = session_key or self.session_key
-        if key and _call_sync(_deleting(digest(key))):
-            broadcasting.publish_from_sync(broadcasting.publish_ended, digest(key))
-
-    async def adelete(self, session_key: str | None = None) -> None:
-        key = session_key or self.session_key
-        if not key:
-            return
-        deleted = await _call_async(_deleting(digest(key)))
-        if deleted:
-            await broadcasting.publish_ended(digest(key))
-
-    def cycle_key(self) -> None:
-        self._data()
-        old, new = _call_sync(self._moving(keep_data=True))
-        if old:
-            broadcasting.publish_from_sync(broadcasting.publish_rotated, old, new)
-
-    async def acycle_key(self) -> None:
-        await self._adata()
-        old, new = await _call_async(self._moving(keep_data=True))
-        if old:
-            await broadcasting.publish_rotated(old, new)
-
-    def flush(self) -> None:
-        if self.session_key is None:
-            SessionBase.clear(self)
-            return
-        self._session_cache = {}
-        old, new = _call_sync(self._moving(keep_data=False))
-        if old:
-            broadcasting.publish_from_sync(broadcasting.publish_ended, old, new)
-
-    async def aflush(self) -> None:
-        if self.session_key is None:
-            SessionBase.clear(self)
-            return
-        self._session_cache = {}
-        old, new = await _call_async(self._moving(keep_data=False))
-        if old:
-            await broadcasting.publish_ended(old, new)
 
     # --- the outside view -----------------------------------------------------------
 

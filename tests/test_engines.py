@@ -305,6 +305,26 @@ async def test_engine_expiry_set_by_another_request_is_kept(Store: Engine):
     assert snapshot.expires_at == pytest.approx(time.time() + 120, abs=5)
 
 
+async def test_engine_save_of_a_session_nothing_read_keeps_its_data_and_slides_its_expiry(
+    Store: Engine,
+):
+    # With SESSION_SAVE_EVERY_REQUEST, the middleware saves sessions the view never read.
+    session = await new_session(Store, a=1)
+    await session.aset_expiry(60)
+    await session.asave()
+    before = await Store.aread(session.digest or "")
+    assert before is not None
+    await Store(session.session_key).asave()
+    after = await Store.aread(session.digest or "")
+    assert after is not None and after.data == {"a": 1, "_session_expiry": 60}
+    assert after.expires_at >= before.expires_at
+    assert after.expires_at == pytest.approx(time.time() + 60, abs=5)
+    await asyncio.to_thread(Store(session.session_key).save)
+    again = await Store.aread(session.digest or "")
+    assert again is not None and again.data == after.data
+    assert again.expires_at >= after.expires_at
+
+
 async def test_engine_aread_of_an_unknown_digest_is_none(Store: Engine):
     assert await Store.aread(digest("no-such-session-key-0123456789ab")) is None
 
