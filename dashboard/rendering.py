@@ -161,7 +161,7 @@ def render_live_fragments(
 
     `only` picks a subset: "tabs" (the tab count), "followed" or "final" (the
     session ended, and the socket did or did not follow its successor).
-    `labels` are the short names of the tabs open on this session here.
+    `labels` are the short names of the tabs open on this session, in every process.
 
     A change reaches every tab of a session in this process one after the
     other, each holding the same state at the same version, so the HTML is

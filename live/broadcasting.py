@@ -111,8 +111,8 @@ async def publish_ended(digest: str, new_digest: str | None = None) -> None:
     await _send(digest, {"type": ENDED, "next": new_digest})
 
 
-async def publish_presence(digest: str, tabs: int) -> None:
-    await _send(digest, {"type": PRESENCE, "tabs": tabs})
+async def publish_presence(digest: str, tabs: int, labels: tuple[str, ...] = ()) -> None:
+    await _send(digest, {"type": PRESENCE, "tabs": tabs, "labels": list(labels)})
 
 
 async def publish_stale(digest: str) -> None:

@@ -139,10 +139,10 @@ class SessionConsumer(AsyncWebsocketConsumer):
             return
         await self.attached(mirror)
         if self.counts_as_tab:
-            mirror.tabs = await presence.join(mirror.digest)
+            mirror.present = await presence.join(mirror.digest, self.label)
         await self.show_snapshot(mirror)
         if self.counts_as_tab:
-            await broadcasting.publish_presence(mirror.digest, mirror.tabs)
+            await broadcasting.publish_presence(mirror.digest, *mirror.present)
 
     async def attached(self, mirror: Mirror) -> None:
         if self.mirror is None:
@@ -156,7 +156,8 @@ class SessionConsumer(AsyncWebsocketConsumer):
         metrics.counters.sockets -= 1
         await self.hub.detach(self, mirror)
         if self.counts_as_tab:
-            await broadcasting.publish_presence(mirror.digest, await presence.leave(mirror.digest))
+            left = await presence.leave(mirror.digest, self.label)
+            await broadcasting.publish_presence(mirror.digest, *left)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         # Measured in bytes: 4096 characters of emoji are 16 KiB.
@@ -225,8 +226,7 @@ class SessionConsumer(AsyncWebsocketConsumer):
         render = import_string(setting("RENDERER"))
         snapshot = mirror.snapshot if mirror else None
         history = mirror.history if mirror else None
-        tabs = mirror.tabs if mirror else 0
-        labels = mirror.labels() if mirror else ()
+        tabs, labels = mirror.present if mirror else presence.NOBODY
         # Rendering does no I/O, so it runs here rather than paying a thread hop;
         # the renderer caches by version, so a change is rendered once per process.
         await self.send(text_data=render(snapshot, tabs, self.scope, only, history, labels=labels))

@@ -50,17 +50,14 @@ class Mirror:
 
     snapshot: store.Snapshot
     history: list[dict[str, Any]]
-    tabs: int = 0
+    # The session's tabs in every process, and their labels (live.presence).
+    present: presence.Presence = presence.NOBODY
     listeners: set[Tab] = field(default_factory=set)
     timer: asyncio.TimerHandle | None = None
 
     @property
     def digest(self) -> str:
         return self.snapshot.digest
-
-    def labels(self) -> tuple[str, ...]:
-        """The labels of this session's tabs in this process, for the tab list."""
-        return tuple(sorted(t.label for t in self.listeners if t.counts_as_tab and t.label))
 
 
 class Hub:
@@ -101,7 +98,7 @@ class Hub:
                 await self.layer.group_discard(broadcasting.group_name(digest), self.channel)
                 return None
             history = await session_store().ahistory(digest)
-            mirror = Mirror(snapshot, history, await presence.count(digest))
+            mirror = Mirror(snapshot, history, await presence.current(digest))
             self.mirrors[digest] = mirror
             self._watch_expiry(mirror)
             return mirror
@@ -141,7 +138,7 @@ class Hub:
         if kind == broadcasting.CHANGED:
             await self._changed(mirror, event)
         elif kind == broadcasting.PRESENCE:
-            mirror.tabs = event["tabs"]
+            mirror.present = presence.Presence(event["tabs"], tuple(event.get("labels", ())))
             await self._each(mirror, lambda tab: tab.show_tabs(mirror))
         elif kind == broadcasting.ROTATED:
             await self._each(mirror, lambda tab: tab.show_rotated())
@@ -202,8 +199,8 @@ class Hub:
         tabs = [tab for tab in mirror.listeners if tab.counts_as_tab]
         mirror.listeners.clear()
         await self._close(mirror)
-        for _ in tabs:
-            await presence.leave(mirror.digest)
+        for tab in tabs:
+            await presence.leave(mirror.digest, tab.label)
 
     async def _move(self, mirror: Mirror, new_digest: str | None) -> None:
         """Follow a session to its successor (a cycled key or a flush)."""
@@ -219,11 +216,11 @@ class Hub:
                 await tab.lost_track()
                 continue
             if tab.counts_as_tab:
-                successor.tabs = await presence.join(new_digest)
+                successor.present = await presence.join(new_digest, tab.label)
             await tab.show_snapshot(successor)
             await tab.attached(successor)
         if new_digest in self.mirrors:
-            await broadcasting.publish_presence(new_digest, self.mirrors[new_digest].tabs)
+            await broadcasting.publish_presence(new_digest, *self.mirrors[new_digest].present)
 
     # --- expiry: nobody writes when a session dies of age, so the hub watches -----------
 

@@ -1,11 +1,12 @@
-"""How many tabs are open on each session, counted where the sockets are.
+"""How many tabs are open on each session, and their labels, counted where the sockets are.
 
 In one process a dict is the truth. With several processes (REDIS_URL set)
-each process also writes its own count into the session's Redis hash, under a
-field named after the process, and keeps a short-lived "alive" key fresh from
-a heartbeat; the total is the sum over processes still alive, so the tabs of a
-process that dies stop counting within seconds. Redis trouble never fails a
-socket: the counts fall back to this process's own.
+each process also writes its own count and its tabs' labels into the session's
+Redis hash, under a field named after the process, and keeps a short-lived
+"alive" key fresh from a heartbeat; the total is the sum over processes still
+alive and the labels their union, so the tabs of a process that dies stop
+counting within seconds. Redis trouble never fails a socket: the counts fall
+back to this process's own.
 
 The heartbeat (one per event loop, while this process has tabs) also restores
 the counts after Redis lost them, and checks that pushes reach this process: it
@@ -23,10 +24,10 @@ import os
 import socket
 import uuid
 import weakref
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from channels.layers import get_channel_layer
 from django.conf import settings
@@ -36,6 +37,8 @@ from live import broadcasting, redis_client
 logger = logging.getLogger(__name__)
 
 _local: Counter[str] = Counter()
+# The labels of this process's tabs, per session, each with how many tabs carry it.
+_labels: defaultdict[str, Counter[str]] = defaultdict(Counter)
 # This process's field name in the counts, and the alive key's suffix.
 PROCESS = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 PREFIX = "live:presence:"
@@ -45,69 +48,108 @@ ALIVE_MS = 5000
 # A session's counts outlive it by a day at most, if every process forgot them.
 COUNTS_MS = 24 * 3600 * 1000
 
-# KEYS[1]: the session's counts. ARGV: alive prefix, process, its count ("" to
-# only read), alive TTL, counts TTL. Fields of dead processes are dropped.
+# KEYS[1]: the session's hash. Each process has two fields: its name, holding
+# its tab count, and its name + LABELS, holding its tabs' labels joined by ",".
+# (A field of its own, so that a process of an earlier release, which sums every
+# field as a count, drops it instead of failing.) ARGV: alive prefix, process,
+# its count ("" to only read), its labels, alive TTL, counts TTL, LABELS. Fields
+# of dead processes are dropped. Returns {total, live processes' labels joined by ","}.
+LABELS = "/labels"
 _TOTAL = """
+local suffix = ARGV[7]
 if ARGV[3] ~= '' then
-  redis.call('SET', ARGV[1] .. ARGV[2], '1', 'PX', ARGV[4])
+  redis.call('SET', ARGV[1] .. ARGV[2], '1', 'PX', ARGV[5])
   if tonumber(ARGV[3]) > 0 then
-    redis.call('HSET', KEYS[1], ARGV[2], ARGV[3])
-    redis.call('PEXPIRE', KEYS[1], ARGV[5])
+    redis.call('HSET', KEYS[1], ARGV[2], ARGV[3], ARGV[2] .. suffix, ARGV[4])
+    redis.call('PEXPIRE', KEYS[1], ARGV[6])
   else
-    redis.call('HDEL', KEYS[1], ARGV[2])
+    redis.call('HDEL', KEYS[1], ARGV[2], ARGV[2] .. suffix)
   end
 end
-local total, fields = 0, redis.call('HGETALL', KEYS[1])
+local total, labels, fields = 0, {}, redis.call('HGETALL', KEYS[1])
 for i = 1, #fields, 2 do
-  if redis.call('EXISTS', ARGV[1] .. fields[i]) == 1 then
+  local name = fields[i]
+  local named = #name > #suffix and string.sub(name, -#suffix) == suffix
+  local owner = named and string.sub(name, 1, -#suffix - 1) or name
+  if redis.call('EXISTS', ARGV[1] .. owner) == 0 then
+    redis.call('HDEL', KEYS[1], name)
+  elseif not named then
     total = total + tonumber(fields[i + 1])
-  else
-    redis.call('HDEL', KEYS[1], fields[i])
+  elseif fields[i + 1] ~= '' then
+    table.insert(labels, fields[i + 1])
   end
 end
-return total
+return {total, table.concat(labels, ',')}
 """
+
+
+class Presence(NamedTuple):
+    """The tabs open on a session, and the labels they gave themselves (sorted, once each)."""
+
+    tabs: int
+    labels: tuple[str, ...] = ()
+
+
+NOBODY = Presence(0)
+
+
+def _own(digest: str) -> Presence:
+    return Presence(_local.get(digest, 0), tuple(sorted(_labels.get(digest, ()))))
 
 
 def _shared() -> bool:
     return bool(getattr(settings, "REDIS_URL", None))
 
 
-async def _total(digest: str, mine: int | None) -> int:
-    """The count over live processes, after writing this process's own (unless None)."""
+async def _total(digest: str, write: bool) -> Presence:
+    """The tabs over live processes, after writing this process's own entry (if `write`)."""
     try:
         client = redis_client.async_client()
-        args = [ALIVE, PROCESS, "" if mine is None else mine, ALIVE_MS, COUNTS_MS]
-        return int(await client.eval(_TOTAL, 1, PREFIX + digest, *args))
+        own = _own(digest)
+        mine: list[str | int] = [own.tabs, ",".join(own.labels)] if write else ["", ""]
+        args = [ALIVE, PROCESS, *mine, ALIVE_MS, COUNTS_MS, LABELS]
+        total, named = await client.eval(_TOTAL, 1, PREFIX + digest, *args)
+        return Presence(int(total), tuple(sorted(set(filter(None, named.split(","))))))
     except redis_client.DOWN as exc:
         logger.warning("Tab counts are this process's own: %s", exc.__class__.__name__)
-        return _local.get(digest, 0)
+        return _own(digest)
 
 
-async def join(digest: str) -> int:
-    """Count one more tab on a session and return the new total."""
+async def join(digest: str, label: str = "") -> Presence:
+    """Count one more tab on a session, with its label if it has one; return the new state."""
     _local[digest] += 1
+    if label:
+        _labels[digest][label] += 1
     if not _shared():
-        return _local[digest]
+        return _own(digest)
     _heartbeat()
-    return await _total(digest, _local[digest])
+    return await _total(digest, write=True)
 
 
-async def leave(digest: str) -> int:
-    """Count one tab fewer and return the new total."""
+async def leave(digest: str, label: str = "") -> Presence:
+    """Count one tab fewer (the one that joined with `label`); return the new state."""
     _local[digest] -= 1
-    mine = max(_local[digest], 0)
-    if mine == 0:
+    if _local[digest] <= 0:
         del _local[digest]
+    if label and digest in _labels:
+        _labels[digest][label] -= 1
+        if _labels[digest][label] <= 0:
+            del _labels[digest][label]
+        if not _labels[digest]:
+            del _labels[digest]
     if not _shared():
-        return mine
-    return await _total(digest, mine)
+        return _own(digest)
+    return await _total(digest, write=True)
+
+
+async def current(digest: str) -> Presence:
+    if not _shared():
+        return _own(digest)
+    return await _total(digest, write=False)
 
 
 async def count(digest: str) -> int:
-    if not _shared():
-        return _local.get(digest, 0)
-    return await _total(digest, None)
+    return (await current(digest)).tabs
 
 
 async def counts(digests: Iterable[str]) -> dict[str, int]:
@@ -118,6 +160,7 @@ async def counts(digests: Iterable[str]) -> dict[str, int]:
 def reset() -> None:
     """Forget the local counts (tests, and a fresh process)."""
     _local.clear()
+    _labels.clear()
 
 
 # --- the heartbeat ------------------------------------------------------------------
@@ -168,8 +211,10 @@ async def _announce(beat: _Beat) -> bool | None:
     try:
         pipe = redis_client.async_client().pipeline(transaction=False)
         pipe.set(ALIVE + PROCESS, "1", px=ALIVE_MS)
-        for digest, tabs in list(_local.items()):
-            pipe.hset(PREFIX + digest, PROCESS, tabs)
+        for digest in list(_local):
+            own = _own(digest)
+            pipe.hset(PREFIX + digest, PROCESS, own.tabs)
+            pipe.hset(PREFIX + digest, PROCESS + LABELS, ",".join(own.labels))
             pipe.pexpire(PREFIX + digest, COUNTS_MS)
         pipe.info("server")
         replies = await pipe.execute()

@@ -335,6 +335,13 @@ async def test_consumer_lists_the_labels_of_open_tabs():
     assert "<span data-live-tabs>2</span>" in tabs and "&lt;b" not in tabs and "<b>" not in tabs
     await second.disconnect()
     assert "<span data-live-tabs>1</span>" in await first.receive_from(timeout=3)
+    # A label leaves with its tab.
+    third = communicator(store.session_key, json_mode=False, path="/ws/session/?tab=b2")
+    await third.connect()
+    assert "<code>b2</code>, <code>x1wq</code>" in await first.receive_from(timeout=3)
+    await third.disconnect()
+    alone = await first.receive_from(timeout=3)
+    assert "<span data-live-tabs>1</span>" in alone and "b2" not in alone
     await first.disconnect()
 
 

@@ -85,9 +85,11 @@ class Visitor:
             assert response.status == 200, await response.text()
             return await response.json()  # type: ignore[no-any-return]
 
-    async def tab(self, server: Server, json_mode: bool = True) -> aiohttp.ClientWebSocketResponse:
+    async def tab(
+        self, server: Server, json_mode: bool = True, label: str = ""
+    ) -> aiohttp.ClientWebSocketResponse:
         return await self.http.ws_connect(
-            server.ws_url,
+            server.ws_url + (f"?tab={label}" if label else ""),
             protocols=["session.json"] if json_mode else (),
             headers={"Origin": server.url},
         )
@@ -263,7 +265,7 @@ def test_scale_out_redis_outage_with_sessions_in_redis(
     assert not lost
 
 
-def test_scale_out_tab_count_spans_processes_and_forgets_dead_ones(
+def test_scale_out_tab_count_and_labels_span_processes_and_forget_dead_ones(
     fresh_postgres: str, redis_url: str, cluster: Start
 ):
     first, second = cluster(2, DATABASE_URL=fresh_postgres, REDIS_URL=redis_url)
@@ -281,9 +283,12 @@ def test_scale_out_tab_count_spans_processes_and_forgets_dead_ones(
         visitor = Visitor()
         try:
             await visitor.open(first)
-            here = await visitor.tab(first, json_mode=False)
-            there = await visitor.tab(second, json_mode=False)
-            await until(here, lambda m: "data-live-tabs>2<" in m)
+            here = await visitor.tab(first, json_mode=False, label="here1")
+            there = await visitor.tab(second, json_mode=False, label="there2")
+            # Each process lists the labels of the other's tabs too.
+            both = "<code>here1</code>, <code>there2</code>"
+            await until(here, lambda m: "data-live-tabs>2<" in m and both in m)
+            await until(there, lambda m: "data-live-tabs>2<" in m and both in m)
             assert await page_tabs(visitor, first) == 2
             second.kill()
             # The dead process's tabs stop counting once its heartbeat lapses.
