@@ -188,11 +188,20 @@ async def throughput(
         for stack in dict.fromkeys(config.stack for config in configs):
             warm = next(c for c in configs if c.stack == stack)
             await one_run(http, servers[stack], warm, opts, 1)
+        baseline = next(c for c in configs if c.what == BASELINE)
         for round_ in range(1, opts.rounds + 1):
             for config in configs:
+                paired = {}
+                if config.goal is not None:
+                    # A goal's ratio is also taken against a bare run made just
+                    # before it, which a host that slows down for minutes moves less.
+                    bare = await one_run(
+                        http, servers[baseline.stack], baseline, opts, opts.duration
+                    )
+                    paired = {"paired_base_rps": bare["rps"]}
                 srv = servers[config.stack]
                 result = await one_run(http, srv, config, opts, opts.duration, opts.wait_quiet)
-                runs.append({"round": round_, "what": config.what, **result})
+                runs.append({"round": round_, "what": config.what, **result, **paired})
                 print(report.run_line(runs[-1], config.write), flush=True)
     return runs
 
