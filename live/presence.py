@@ -97,6 +97,12 @@ def _own(digest: str) -> Presence:
     return Presence(_local.get(digest, 0), tuple(sorted(_labels.get(digest, ()))))
 
 
+def _entry(digest: str) -> tuple[int, str]:
+    """This process's two values in the session's hash: its tab count and its labels."""
+    own = _own(digest)
+    return own.tabs, ",".join(own.labels)
+
+
 def _shared() -> bool:
     return bool(getattr(settings, "REDIS_URL", None))
 
@@ -105,8 +111,7 @@ async def _total(digest: str, write: bool) -> Presence:
     """The tabs over live processes, after writing this process's own entry (if `write`)."""
     try:
         client = redis_client.async_client()
-        own = _own(digest)
-        mine: list[str | int] = [own.tabs, ",".join(own.labels)] if write else ["", ""]
+        mine: tuple[str | int, str] = _entry(digest) if write else ("", "")
         args = [ALIVE, PROCESS, *mine, ALIVE_MS, COUNTS_MS, LABELS]
         total, named = await client.eval(_TOTAL, 1, PREFIX + digest, *args)
         return Presence(int(total), tuple(sorted(set(filter(None, named.split(","))))))
@@ -212,9 +217,9 @@ async def _announce(beat: _Beat) -> bool | None:
         pipe = redis_client.async_client().pipeline(transaction=False)
         pipe.set(ALIVE + PROCESS, "1", px=ALIVE_MS)
         for digest in list(_local):
-            own = _own(digest)
-            pipe.hset(PREFIX + digest, PROCESS, own.tabs)
-            pipe.hset(PREFIX + digest, PROCESS + LABELS, ",".join(own.labels))
+            tabs, labels = _entry(digest)
+            pipe.hset(PREFIX + digest, PROCESS, tabs)
+            pipe.hset(PREFIX + digest, PROCESS + LABELS, labels)
             pipe.pexpire(PREFIX + digest, COUNTS_MS)
         pipe.info("server")
         replies = await pipe.execute()

@@ -265,7 +265,7 @@ def test_scale_out_redis_outage_with_sessions_in_redis(
     assert not lost
 
 
-def test_scale_out_tab_count_and_labels_span_processes_and_forget_dead_ones(
+def test_scale_out_tab_count_and_labels_span_processes_and_dead_ones_stop_counting(
     fresh_postgres: str, redis_url: str, cluster: Start
 ):
     first, second = cluster(2, DATABASE_URL=fresh_postgres, REDIS_URL=redis_url)
