@@ -17,8 +17,10 @@ class LiveSession(models.Model):
     version = models.BigIntegerField(default=0)
     masked_key = models.CharField(max_length=16)
     # Epoch seconds, not datetimes: the store compares and writes them in raw
-    # SQL on every request, the same way on SQLite and PostgreSQL.
-    expires_at = models.FloatField(db_index=True)
+    # SQL on every request, the same way on SQLite and PostgreSQL. No index:
+    # every write moves the expiry, and an index page rewritten per commit
+    # costs every write more than the occasional clearsessions scan saves.
+    expires_at = models.FloatField()
     # Epoch seconds of the last write, for the staff list's "last change".
     updated_at = models.FloatField(default=0.0)
 
@@ -32,15 +34,15 @@ class LiveSession(models.Model):
 class LiveChange(models.Model):
     """One entry of a session's timeline: what changed at a version, and who changed it."""
 
+    # One entry per version of a session. The key is also the timeline's order,
+    # so an insert touches one table page and one index page, with no counter.
+    pk = models.CompositePrimaryKey("digest", "version")
     digest = models.CharField(max_length=64)
     version = models.BigIntegerField()
     ts = models.FloatField()
     source = models.CharField(max_length=200)
     # A JSON list of {"op": "set"|"delete"|"cycle", "key", "value"?, "old"?}.
     changes = models.TextField()
-
-    class Meta:
-        indexes = [models.Index(fields=["digest", "-version"], name="live_change_timeline")]
 
     def __str__(self) -> str:
         return f"v{self.version} {self.source}"

@@ -151,3 +151,39 @@ def test_loop_connection_leaves_checkpoints_to_a_thread(tmp_path):
     assert loop_db.checkpoint is not None
     busy, frames, copied = loop_db.checkpoint.result(timeout=10)
     assert busy == 0 and frames >= db.CHECKPOINT_EVERY and copied == frames
+
+
+def test_upgrade_keeps_every_timeline_entry():
+    # The timeline moved to a table keyed by (digest, version) in 0002; the
+    # upgrade copies what the old table held, and the downgrade copies it back.
+    from django.db import connection
+    from django.db.migrations.executor import MigrationExecutor
+
+    def migrate(target: str | None) -> None:
+        executor = MigrationExecutor(connection)
+        executor.loader.build_graph()
+        executor.migrate([("live", target)] if target else executor.loader.graph.leaf_nodes())
+
+    def entries() -> list[tuple[object, ...]]:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT digest, version, source FROM live_livechange ORDER BY digest, version"
+            )
+            return cursor.fetchall()
+
+    old = [("a" * 64, v, f"POST /{v}") for v in range(3)] + [("b" * 64, 7, "code")]
+    migrate("0001_initial")
+    try:
+        with connection.cursor() as cursor:
+            for digest, version, source in old:
+                cursor.execute(
+                    "INSERT INTO live_livechange (digest, version, ts, source, changes)"
+                    " VALUES (%s, %s, 1.0, %s, '[]')",
+                    (digest, version, source),
+                )
+        migrate("0002_leaner_writes")
+        assert entries() == old
+        migrate("0001_initial")
+        assert entries() == old
+    finally:
+        migrate(None)
