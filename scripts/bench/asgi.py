@@ -20,7 +20,7 @@ Send = Callable[[Message], Awaitable[None]]
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "scripts.bench.settings")
 django_app = get_asgi_application()
 
-WRITE_PATH = "/bench/write"
+WRITE_PATHS = frozenset({"/bench/write", "/bench/write-distinct"})
 STATS_PATH = "/bench/stats"
 stats = {"acked": 0}
 
@@ -39,7 +39,7 @@ async def application(
     if path == STATS_PATH:
         await _stats(send)
         return
-    if path != WRITE_PATH:
+    if path not in WRITE_PATHS:
         await django_app(scope, receive, send)
         return
 

@@ -98,7 +98,7 @@ async def probe(
     """Send n concurrent writes of distinct keys to one session: (acknowledged, kept)."""
 
     async def one() -> str:
-        target = f"{url}/bench/write?distinct"
+        target = f"{url}/bench/write-distinct"
         async with http.get(target, headers={"Cookie": f"{COOKIE}={cookie}"}) as resp:
             return (await resp.text()) if resp.status == 200 else ""
 

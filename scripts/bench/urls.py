@@ -7,9 +7,8 @@ import itertools
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import include, path
-from django.utils.cache import patch_vary_headers
 
-from live.middleware import set_cookie
+from live.middleware import set_cookie, vary_on_cookie
 
 # A write sets one of a few keys to a new number: the session stays small
 # however long the run, and every write really changes something (the live
@@ -26,7 +25,7 @@ async def cookie(request: HttpRequest) -> HttpResponse:
     """The bare view plus what every saved session's response carries: its cookie and Vary."""
     response = await hello(request)
     set_cookie(response, "x" * 32, settings.SESSION_COOKIE_AGE)
-    patch_vary_headers(response, ("Cookie",))
+    vary_on_cookie(response)
     return response
 
 
@@ -41,13 +40,22 @@ async def read(request: HttpRequest) -> HttpResponse:
     return HttpResponse(str(value), content_type="text/plain")
 
 
-async def write(request: HttpRequest) -> HttpResponse:
-    """aget + aset; with ?distinct each call writes its own key (the lost-write probe)."""
-    n = next(_writes)
-    key = f"d{n}" if "distinct" in request.GET else f"w{n % SLOTS}"
+async def _write(request: HttpRequest, key: str, n: int) -> HttpResponse:
     await request.session.aget(key)
     await request.session.aset(key, n)
     return HttpResponse(key, content_type="text/plain")
+
+
+async def write(request: HttpRequest) -> HttpResponse:
+    """aget + aset of one of SLOTS keys; nothing else, so the ratio is the session's alone."""
+    n = next(_writes)
+    return await _write(request, f"w{n % SLOTS}", n)
+
+
+async def write_distinct(request: HttpRequest) -> HttpResponse:
+    """aget + aset of a key of its own: the lost-write probe."""
+    n = next(_writes)
+    return await _write(request, f"d{n}", n)
 
 
 async def dump(request: HttpRequest) -> JsonResponse:
@@ -61,6 +69,7 @@ urlpatterns = [
     path("bench/new", new),
     path("bench/read", read),
     path("bench/write", write),
+    path("bench/write-distinct", write_distinct),
     path("bench/dump", dump),
     # The project's own API, for reading a live session back (GET /api/session).
     path("", include("dashboard.urls")),

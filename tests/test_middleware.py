@@ -1,0 +1,103 @@
+"""The session middleware's own cookie and Vary header, against Django's."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.http import HttpRequest, HttpResponse
+from django.test import AsyncRequestFactory
+from django.utils.cache import patch_vary_headers
+from django.utils.http import http_date, parse_http_date
+
+from live.middleware import LiveSessionMiddleware, set_cookie, vary_on_cookie
+
+SETTINGS = [
+    {},
+    {"SESSION_COOKIE_DOMAIN": ".example.com", "SESSION_COOKIE_SECURE": True},
+    {"SESSION_COOKIE_HTTPONLY": False, "SESSION_COOKIE_SAMESITE": None},
+    {"SESSION_COOKIE_SAMESITE": "Strict", "SESSION_COOKIE_PATH": "/app"},
+    {"SESSION_COOKIE_NAME": "sid", "SESSION_COOKIE_AGE": 60},
+    {"SESSION_COOKIE_SAMESITE": "None", "SESSION_COOKIE_SECURE": True},
+]
+
+
+def header(response: HttpResponse) -> list[str]:
+    # What Django's ASGI handler sends for the response's cookies.
+    return [c.output(header="").strip() for c in response.cookies.values()]
+
+
+@pytest.mark.parametrize("overrides", SETTINGS)
+@pytest.mark.parametrize("max_age", [None, 1209600, 5])
+def test_session_cookie_is_the_one_django_would_set(settings, overrides, max_age):
+    for name, value in overrides.items():
+        setattr(settings, name, value)
+    django_way = HttpResponse()
+    django_way.set_cookie(
+        settings.SESSION_COOKIE_NAME,
+        "k3y0f32characters0000000000abcde",
+        max_age=max_age,
+        expires=None if max_age is None else http_date(time.time() + max_age),
+        domain=settings.SESSION_COOKIE_DOMAIN,
+        path=settings.SESSION_COOKIE_PATH,
+        secure=settings.SESSION_COOKIE_SECURE,
+        httponly=settings.SESSION_COOKIE_HTTPONLY,
+        samesite=settings.SESSION_COOKIE_SAMESITE,
+    )
+    ours = HttpResponse()
+    set_cookie(ours, "k3y0f32characters0000000000abcde", max_age)
+    assert header(ours) == header(django_way)
+    assert ours.cookies[settings.SESSION_COOKIE_NAME]["max-age"] == (
+        "" if max_age is None else max_age
+    )
+
+
+def test_session_cookie_refuses_an_unknown_samesite(settings):
+    settings.SESSION_COOKIE_SAMESITE = "Sometimes"
+    response = HttpResponse()
+    with pytest.raises(ValueError, match="samesite"):
+        set_cookie(response, "k3y", 60)
+    assert not response.cookies
+
+
+@pytest.mark.parametrize("vary", [None, "Accept-Encoding", "cookie", "Accept, Cookie", "*"])
+def test_vary_on_cookie_is_django_patch_vary_headers(vary):
+    django_way, ours = HttpResponse(), HttpResponse()
+    if vary is not None:
+        django_way.headers["Vary"] = ours.headers["Vary"] = vary
+    patch_vary_headers(django_way, ("Cookie",))
+    vary_on_cookie(ours)
+    assert ours.headers["Vary"] == django_way.headers["Vary"]
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(
+    "expiry",
+    [None, 0, 300, "in an hour"],
+    ids=["default", "browser", "seconds", "datetime"],
+)
+@pytest.mark.parametrize("at_close", [False, True])
+async def test_cookie_lifetime_follows_the_session_expiry(settings, expiry, at_close):
+    settings.SESSION_EXPIRE_AT_BROWSER_CLOSE = at_close
+    settings.SESSION_COOKIE_AGE = 1000
+    if expiry == "in an hour":
+        expiry = datetime.now(UTC) + timedelta(hours=1)
+
+    async def view(request: HttpRequest) -> HttpResponse:
+        await request.session.aset("a", 1)
+        if expiry is not None:
+            await request.session.aset_expiry(expiry)
+        return HttpResponse()
+
+    request = AsyncRequestFactory().get("/")
+    response = await LiveSessionMiddleware(view)(request)
+    morsel = response.cookies[settings.SESSION_COOKIE_NAME]
+    # What Django's getters say: a cookie for the browser's life, or for the expiry's.
+    if expiry == 0 or (expiry is None and at_close):
+        assert morsel["max-age"] == "" and morsel["expires"] == ""
+    else:
+        expected = 3600 if isinstance(expiry, datetime) else expiry or 1000
+        assert morsel["max-age"] == pytest.approx(expected, abs=2)
+        expires = parse_http_date(morsel["expires"])
+        assert expires == pytest.approx(time.time() + morsel["max-age"], abs=2)
