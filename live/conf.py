@@ -6,6 +6,7 @@ from importlib import import_module
 from typing import Any
 
 from django.conf import settings
+from django.core.signals import setting_changed
 
 DEFAULTS: dict[str, Any] = {
     # Validation limits shared by every write path.
@@ -39,10 +40,27 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
+# Read on every write, several times: reading Django's settings object each
+# time showed up in profiles. Tests that override LIVE_SESSIONS empty it.
+_resolved: dict[str, Any] = {}
+
+
 def setting(name: str) -> Any:
     """Return LIVE_SESSIONS[name] from the project settings, or its default."""
-    overrides = getattr(settings, "LIVE_SESSIONS", {}) or {}
-    return overrides.get(name, DEFAULTS[name])
+    try:
+        return _resolved[name]
+    except KeyError:
+        overrides = getattr(settings, "LIVE_SESSIONS", {}) or {}
+        value = _resolved[name] = overrides.get(name, DEFAULTS[name])
+        return value
+
+
+def _forget(*, setting: str, **kwargs: Any) -> None:
+    if setting == "LIVE_SESSIONS":
+        _resolved.clear()
+
+
+setting_changed.connect(_forget)
 
 
 def session_store() -> Any:

@@ -16,7 +16,7 @@ shares these entry points and brings its own work for them.
 from __future__ import annotations
 
 import json
-from datetime import datetime
+import time
 from functools import partial
 from typing import Any
 
@@ -171,8 +171,12 @@ class SessionStore(SessionBase):
             text=self._base_text,
         )
 
-    def _expiry(self, value: Any) -> datetime:
-        return self.get_expiry_date(expiry=value)
+    def _expiry(self, value: Any) -> float:
+        """Epoch seconds of the expiry that a "_session_expiry" of `value` gives, from now."""
+        if value is None:
+            # Django's get_expiry_date() for the default policy, without its datetimes.
+            return time.time() + self.get_session_cookie_age()
+        return self.get_expiry_date(expiry=value).timestamp()
 
     def _written(self, snapshot: store.Snapshot) -> None:
         self._session_cache = snapshot.data

@@ -170,7 +170,7 @@ class SessionStore(engine.SessionStore):
             value = changes.sets[EXPIRY_KEY]
         else:
             value = json.loads(expiry_text) if expiry_text and not own else None
-        expires = self._expiry(value).timestamp()
+        expires = self._expiry(value)
         return {
             "sets": [[k, store.dumps(v)] for k, v in changes.sets.items()],
             "deletes": changes.deletes,

@@ -110,8 +110,8 @@ class Unavailable(Exception):
 # {"op": "set"|"delete", "key", "value" (sets), "old" (when the key existed)},
 # in the order applied: the timeline keeps them whole, events drop "old".
 Applied = list[dict[str, Any]]
-# Maps the session's "_session_expiry" value to an absolute expiry.
-ExpiryFn = Callable[[Any], datetime]
+# Maps the session's "_session_expiry" value to an absolute expiry, in epoch seconds.
+ExpiryFn = Callable[[Any], float]
 
 
 def _row(row: tuple[Any, ...]) -> Snapshot:
@@ -198,7 +198,7 @@ def _record(db: Db, digest: str, version: int, source: str, applied: Applied) ->
 
 def _update(db: Db, snap: Snapshot, expiry: ExpiryFn, if_version: int | None) -> bool:
     """Write the row; with if_version, only if it is still at that version and live."""
-    snap.expires_at = expiry(snap.data.get("_session_expiry")).timestamp()
+    snap.expires_at = expiry(snap.data.get("_session_expiry"))
     now = time.time()
     sql = (
         f"UPDATE {SESSIONS} SET data = %s, key_versions = %s, version = %s, expires_at = %s,"
@@ -212,7 +212,7 @@ def _update(db: Db, snap: Snapshot, expiry: ExpiryFn, if_version: int | None) ->
 
 
 def _insert(db: Db, snap: Snapshot, expiry: ExpiryFn) -> None:
-    snap.expires_at = expiry(snap.data.get("_session_expiry")).timestamp()
+    snap.expires_at = expiry(snap.data.get("_session_expiry"))
     snap.text = dumps(snap.data)
     # An expired row under this digest is dead weight, not a collision.
     db.execute(

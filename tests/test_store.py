@@ -11,8 +11,8 @@ from live import db, store
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def expiry(_value: object) -> datetime:
-    return datetime.now(UTC) + timedelta(hours=1)
+def expiry(_value: object) -> float:
+    return (datetime.now(UTC) + timedelta(hours=1)).timestamp()
 
 
 def create(**data: object) -> str:
