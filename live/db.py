@@ -15,6 +15,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
+from functools import lru_cache
 from typing import Any, Protocol, TypeVar
 
 from asgiref.sync import sync_to_async
@@ -103,7 +104,7 @@ class LoopSqlite:
 
     def _run(self, sql: str, params: Sequence[Any]) -> sqlite3.Cursor:
         try:
-            return self.raw.execute(sql.replace("%s", "?"), params)
+            return self.raw.execute(_qmark(sql), params)
         except sqlite3.OperationalError as exc:
             if "locked" in str(exc) or "busy" in str(exc):
                 raise Busy from exc
@@ -141,6 +142,13 @@ class LoopSqlite:
         running = self.checkpoint is not None and not self.checkpoint.done()
         if self.commits % CHECKPOINT_EVERY == 0 and not running:
             self.checkpoint = _checkpointer().submit(_checkpoint, self.path)
+
+
+@lru_cache(maxsize=256)
+def _qmark(sql: str) -> str:
+    # The store writes Django's %s placeholders; sqlite3 takes ?. Its few
+    # statements are translated once each rather than on every call.
+    return sql.replace("%s", "?")
 
 
 _checkpointers: list[ThreadPoolExecutor] = []

@@ -20,6 +20,7 @@ import time
 from functools import partial
 from typing import Any
 
+from django.conf import settings
 from django.contrib.sessions.backends.base import (
     VALID_KEY_CHARS,
     CreateError,
@@ -27,6 +28,7 @@ from django.contrib.sessions.backends.base import (
     UpdateError,
 )
 from django.utils.crypto import get_random_string
+from django.utils.module_loading import import_string
 
 from live import broadcasting, db, metrics, store
 from live.keys import digest, mask
@@ -34,7 +36,11 @@ from live.keys import digest, mask
 
 class SessionStore(SessionBase):
     def __init__(self, session_key: str | None = None) -> None:
-        super().__init__(session_key)
+        # SessionBase.__init__, less its import of SESSION_SERIALIZER: it runs
+        # for every request, and this engine stores JSON itself (see serializer).
+        self._session_key = session_key
+        self.accessed = False
+        self.modified = False
         # The JSON text of what was loaded or last written: the base of the diff,
         # parsed again only when saving, so read-only requests pay nothing for it.
         self._base_text = "{}"
@@ -51,6 +57,11 @@ class SessionStore(SessionBase):
         # Who is writing, for the change events: the middleware sets "POST /path".
         self.source = "code"
         self._digest: tuple[str, str] | None = None
+
+    @property
+    def serializer(self) -> Any:
+        """Django's SESSION_SERIALIZER, for SessionBase.encode() and decode() only."""
+        return import_string(settings.SESSION_SERIALIZER)
 
     # The base class's loaders are private and untyped in the stubs; one typed door each.
     def _data(self) -> dict[str, Any]:

@@ -127,8 +127,11 @@ def _row(row: tuple[Any, ...]) -> Snapshot:
     )
 
 
+_SELECT = f"SELECT {_COLUMNS} FROM {SESSIONS} WHERE digest = %s AND expires_at > %s"
+
+
 def _select(db: Db, digest: str, lock: bool = False) -> Snapshot | None:
-    sql = f"SELECT {_COLUMNS} FROM {SESSIONS} WHERE digest = %s AND expires_at > %s"
+    sql = _SELECT
     if lock and db.vendor == "postgresql":
         # SQLite has no FOR UPDATE; its BEGIN IMMEDIATE already holds the lock.
         sql += " FOR UPDATE"
