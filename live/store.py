@@ -185,12 +185,20 @@ def _check(snapshot: Snapshot, changes: Changes) -> None:
             raise Conflict(key, snapshot.data.get(key), seen)
 
 
+# The statements of every write, spelled once.
+_RECORD = (
+    f"INSERT INTO {CHANGES} (digest, version, ts, source, changes) VALUES (%s, %s, %s, %s, %s)"
+)
+_UPDATE = (
+    f"UPDATE {SESSIONS} SET data = %s, key_versions = %s, version = %s, expires_at = %s,"
+    " updated_at = %s WHERE digest = %s"
+)
+_UPDATE_IF_AT = _UPDATE + " AND version = %s AND expires_at > %s"
+
+
 def _record(db: Db, digest: str, version: int, source: str, applied: Applied) -> None:
     """Add a timeline entry; now and then drop the oldest beyond the history length."""
-    db.execute(
-        f"INSERT INTO {CHANGES} (digest, version, ts, source, changes) VALUES (%s, %s, %s, %s, %s)",
-        (digest, version, time.time(), source[:200], dumps(applied)),
-    )
+    db.execute(_RECORD, (digest, version, time.time(), source[:200], dumps(applied)))
     keep = setting("HISTORY_LENGTH")
     # Pruning every 16th version keeps at most keep + 15 entries for one statement in 16.
     if version % 16 == 0 and version > keep:
@@ -203,15 +211,11 @@ def _update(db: Db, snap: Snapshot, expiry: ExpiryFn, if_version: int | None) ->
     """Write the row; with if_version, only if it is still at that version and live."""
     snap.expires_at = expiry(snap.data.get("_session_expiry"))
     now = time.time()
-    sql = (
-        f"UPDATE {SESSIONS} SET data = %s, key_versions = %s, version = %s, expires_at = %s,"
-        " updated_at = %s WHERE digest = %s"
-    )
     params = [snap.text, dumps(snap.key_versions), snap.version, snap.expires_at, now, snap.digest]
     if if_version is None:
-        db.execute(sql, params)
+        db.execute(_UPDATE, params)
         return True
-    return db.count(sql + " AND version = %s AND expires_at > %s", [*params, if_version, now]) == 1
+    return db.count(_UPDATE_IF_AT, [*params, if_version, now]) == 1
 
 
 def _insert(db: Db, snap: Snapshot, expiry: ExpiryFn) -> None:
