@@ -33,6 +33,10 @@ from django.utils.module_loading import import_string
 from live import broadcasting, db, metrics, store
 from live.keys import digest, mask
 
+# JSON's scalar types, exactly: a subclass (a SafeString, an IntEnum) is not
+# what the stored text gives back.
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
 
 class SessionStore(SessionBase):
     def __init__(self, session_key: str | None = None) -> None:
@@ -44,6 +48,9 @@ class SessionStore(SessionBase):
         # The JSON text of what was loaded or last written: the base of the diff,
         # parsed again only when saving, so read-only requests pay nothing for it.
         self._base_text = "{}"
+        # A shallow copy of the same state, which spares that parse when it
+        # holds only scalars (see _base_copy).
+        self._base_values: dict[str, Any] = {}
         self._wiped = False
         self._expect: dict[str, int] = {}
         # True right after this object wrote the row, so a second save of an
@@ -123,11 +130,11 @@ class SessionStore(SessionBase):
     def _loaded(self, snapshot: store.Snapshot | None) -> dict[str, Any]:
         if snapshot is None:
             self._session_key = None
-            self._base_text, self.version, self.key_versions = "{}", 0, {}
+            self._base_text, self._base_values, self.version, self.key_versions = "{}", {}, 0, {}
             return {}
         self.version = snapshot.version
         self.key_versions = snapshot.key_versions
-        self._base_text = snapshot.text
+        self._base_text, self._base_values = snapshot.text, dict(snapshot.data)
         self._stored_expiry = snapshot.expires_at
         return snapshot.data
 
@@ -159,8 +166,12 @@ class SessionStore(SessionBase):
     def _diff(self) -> tuple[store.Changes, dict[str, Any]]:
         """This request's changes against what it loaded, and a fresh copy of what it loaded."""
         current = self._data()
-        base = json.loads(self._base_text)
-        sets = {k: v for k, v in current.items() if k not in base or not store.same(v, base[k])}
+        base = self._base_copy()
+        sets = {
+            k: v
+            for k, v in current.items()
+            if k not in base or (v is not base[k] and not store.same(v, base[k]))
+        }
         for value in sets.values():
             # Raises TypeError for values JSON cannot hold, with the json
             # module's own message, as Django's serializer does.
@@ -168,6 +179,17 @@ class SessionStore(SessionBase):
         deletes = [key for key in base if key not in current]
         changes = store.Changes(sets=sets, deletes=deletes, wipe=self._wiped, expect=self._expect)
         return changes, base
+
+    def _base_copy(self) -> dict[str, Any]:
+        """A fresh copy of what this object last loaded or wrote, for the diff and the merge."""
+        values = self._base_values
+        # A scalar cannot have been changed in place since, so while every value
+        # is one (under a str key, as JSON has them) the shallow copy is exact,
+        # and an unchanged value is the very same object. A list or a dict may
+        # have been changed in place: then the stored text is parsed again.
+        if all(type(k) is str and type(v) in _SCALARS for k, v in values.items()):
+            return dict(values)
+        return json.loads(self._base_text)  # type: ignore[no-any-return]
 
     def _base(self, data: dict[str, Any]) -> store.Snapshot:
         # The stored row as this object last read or wrote it, for the merge to
@@ -192,7 +214,7 @@ class SessionStore(SessionBase):
     def _written(self, snapshot: store.Snapshot) -> None:
         self._session_cache = snapshot.data
         self._stored_expiry = snapshot.expires_at
-        self._base_text = snapshot.text
+        self._base_text, self._base_values = snapshot.text, dict(snapshot.data)
         self.version, self.key_versions = snapshot.version, snapshot.key_versions
         self._wiped, self._expect, self._in_sync = False, {}, True
 

@@ -240,6 +240,43 @@ async def test_engine_publishes_each_change_with_old_values(Store: Engine):
     assert session.version == 1
 
 
+@pytest.mark.parametrize("written", [False, True], ids=["after a load", "after a write"])
+async def test_engine_saves_exactly_the_scalars_that_changed(Store: Engine, written: bool):
+    session = await new_session(Store, same=1, flag=1, ratio=1, name="x")
+    if not written:
+        session = await loaded(Store, session.session_key)
+    listener = await listen(session.digest or "")
+    await session.aset("same", 1)  # an equal value is no change
+    await session.aset("flag", True)  # JSON tells true from 1
+    await session.aset("ratio", 1.0)  # and 1.0 from 1
+    await session.asave()
+    event = await next_event(listener)
+    assert sorted(event["changes"], key=lambda c: c["key"]) == [
+        {"op": "set", "key": "flag", "value": True, "old": 1},
+        {"op": "set", "key": "ratio", "value": 1.0, "old": 1},
+    ]
+    stored = await loaded(Store, session.session_key)
+    assert dict(await stored.aitems()) == {"same": 1, "flag": True, "ratio": 1.0, "name": "x"}
+
+
+@pytest.mark.parametrize("written", [False, True], ids=["after a load", "after a write"])
+async def test_engine_saves_a_list_changed_in_place(Store: Engine, written: bool):
+    session = await new_session(Store, items=[1], n=1)
+    if not written:
+        session = await loaded(Store, session.session_key)
+    listener = await listen(session.digest or "")
+    (await session.aget("items")).append(2)  # never set again
+    await session.asave()
+    assert (await next_event(listener))["changes"] == [
+        {"op": "set", "key": "items", "value": [1, 2], "old": [1]}
+    ]
+    (await session.aget("items")).append(3)
+    await session.asave()
+    assert (await next_event(listener))["changes"] == [
+        {"op": "set", "key": "items", "value": [1, 2, 3], "old": [1, 2]}
+    ]
+
+
 async def test_engine_cycle_key_moves_data_and_timeline(Store: Engine):
     session = await new_session(Store, a=1)
     await session.aset("b", 2)
