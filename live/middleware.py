@@ -6,7 +6,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable
 from functools import lru_cache
-from http.cookies import Morsel, _quote  # type: ignore[attr-defined]
+from http.cookies import Morsel
 from typing import Any
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
@@ -124,7 +124,8 @@ def set_cookie(response: HttpResponseBase, session_key: str, max_age: int | None
     """
     name, samesite = settings.SESSION_COOKIE_NAME, settings.SESSION_COOKIE_SAMESITE
     morsel: Morsel[str] = Morsel()
-    morsel.set(name, session_key, _quote(session_key))
+    # The cookie jar's own encoding of the value, as response.set_cookie() applies it.
+    morsel.set(name, *response.cookies.value_encode(session_key))
     # Morsel's attributes are strings in the stubs; max-age is an int, as Django sets it.
     attributes: dict[str, Any] = {"path": settings.SESSION_COOKIE_PATH}
     if max_age is not None:

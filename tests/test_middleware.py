@@ -30,7 +30,9 @@ def header(response: HttpResponse) -> list[str]:
 
 @pytest.mark.parametrize("overrides", SETTINGS)
 @pytest.mark.parametrize("max_age", [None, 1209600, 5])
-def test_session_cookie_is_the_one_django_would_set(settings, overrides, max_age):
+def test_session_cookie_is_the_one_django_would_set(settings, monkeypatch, overrides, max_age):
+    # One clock for both cookies, so that their expiry dates cannot fall a second apart.
+    monkeypatch.setattr(time, "time", lambda: 1_800_000_000.5)
     for name, value in overrides.items():
         setattr(settings, name, value)
     django_way = HttpResponse()
