@@ -14,6 +14,7 @@ from django.conf import settings
 from django.contrib.sessions.backends.base import UpdateError
 from django.contrib.sessions.exceptions import SessionInterrupted
 from django.contrib.sessions.middleware import SessionMiddleware
+from django.core.signals import setting_changed
 from django.http import HttpRequest, HttpResponseBase, JsonResponse
 from django.utils.cache import patch_vary_headers
 from django.utils.http import http_date
@@ -118,31 +119,61 @@ class LiveSessionMiddleware(SessionMiddleware):
 def set_cookie(response: HttpResponseBase, session_key: str, max_age: int | None) -> None:
     """Set the session cookie as Django's middleware does; no max_age: until the browser closes.
 
-    The same cookie as response.set_cookie() would set, in fewer steps: its
-    attributes go into the Morsel at once instead of one validated assignment
-    each, and the expiry date is formatted once a second. Every write pays it.
+    The same cookie as response.set_cookie() would set, in fewer steps: every
+    attribute but the value is the same for all sessions within one second,
+    so they are worked out once a second (see _attributes) and copied in.
+    Every write pays this.
     """
-    name, samesite = settings.SESSION_COOKIE_NAME, settings.SESSION_COOKIE_SAMESITE
-    morsel: Morsel[str] = Morsel()
+    now = int(time.time())
+    attributes = _attributes(max_age, now)
+    name = settings.SESSION_COOKIE_NAME
     # The cookie jar's own encoding of the value, as response.set_cookie() applies it.
-    morsel.set(name, *response.cookies.value_encode(session_key))
+    response.cookies[name] = SessionCookie(
+        attributes, name, *response.cookies.value_encode(session_key)
+    )
+
+
+class SessionCookie(Morsel[str]):
+    """A Morsel filled from a complete set of attributes at once."""
+
+    def __init__(self, attributes: dict[str, Any], name: str, value: str, coded: str) -> None:
+        # Not Morsel.__init__, which blanks each attribute one by one: the
+        # attributes given are all of them, blank or not.
+        dict.update(self, attributes)
+        self.set(name, value, coded)
+
+
+@lru_cache(maxsize=16)
+def _attributes(max_age: int | None, now: int) -> dict[str, Any]:
+    """Every attribute of the session cookie set at `now` for max_age, as Morsel keeps them."""
+    samesite = settings.SESSION_COOKIE_SAMESITE
     # Morsel's attributes are strings in the stubs; max-age is an int, as Django sets it.
-    attributes: dict[str, Any] = {"path": settings.SESSION_COOKIE_PATH}
+    given: dict[str, Any] = {"path": settings.SESSION_COOKIE_PATH}
     if max_age is not None:
-        attributes["max-age"] = int(max_age)
-        attributes["expires"] = _http_date(int(time.time() + max_age))
+        given["max-age"] = int(max_age)
+        given["expires"] = http_date(now + int(max_age))
     if settings.SESSION_COOKIE_DOMAIN is not None:
-        attributes["domain"] = settings.SESSION_COOKIE_DOMAIN
+        given["domain"] = settings.SESSION_COOKIE_DOMAIN
     if settings.SESSION_COOKIE_SECURE:
-        attributes["secure"] = True
+        given["secure"] = True
     if settings.SESSION_COOKIE_HTTPONLY:
-        attributes["httponly"] = True
+        given["httponly"] = True
     if samesite:
         if samesite.lower() not in ("lax", "none", "strict"):
             raise ValueError('samesite must be "lax", "none", or "strict".')
-        attributes["samesite"] = samesite
-    morsel.update(attributes)
-    response.cookies[name] = morsel
+        given["samesite"] = samesite
+    # Morsel's own validation of the names, and its blanks for the rest.
+    morsel: Morsel[str] = Morsel()
+    morsel.update(given)
+    return dict(morsel)
+
+
+def _forget(*, setting: str, **kwargs: Any) -> None:
+    if setting.startswith("SESSION_COOKIE_"):
+        _attributes.cache_clear()
+
+
+setting_changed.connect(_forget)
 
 
 def vary_on_cookie(response: HttpResponseBase) -> None:
@@ -151,12 +182,6 @@ def vary_on_cookie(response: HttpResponseBase) -> None:
         patch_vary_headers(response, ("Cookie",))
     else:
         response.headers["Vary"] = "Cookie"
-
-
-@lru_cache(maxsize=8)
-def _http_date(epoch_seconds: int) -> str:
-    # Every cookie set within one second expires at the same second.
-    return http_date(epoch_seconds)
 
 
 def unavailable(exc: store.Unavailable) -> JsonResponse:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -53,6 +54,18 @@ def test_session_cookie_is_the_one_django_would_set(settings, monkeypatch, overr
     assert ours.cookies[settings.SESSION_COOKIE_NAME]["max-age"] == (
         "" if max_age is None else max_age
     )
+
+
+def test_session_cookie_is_its_own_and_survives_pickling(settings):
+    # The attributes are shared by every cookie set within a second: changing
+    # one response's cookie must not reach the next, and a cached response
+    # (pickled, as Django's cache middleware stores it) must render the same.
+    first, second = HttpResponse(), HttpResponse()
+    set_cookie(first, "first0000000000000000000000000000", 60)
+    first.cookies[settings.SESSION_COOKIE_NAME]["path"] = "/elsewhere"
+    set_cookie(second, "second000000000000000000000000000", 60)
+    assert second.cookies[settings.SESSION_COOKIE_NAME]["path"] == settings.SESSION_COOKIE_PATH
+    assert header(pickle.loads(pickle.dumps(second))) == header(second)
 
 
 def test_session_cookie_refuses_an_unknown_samesite(settings):
