@@ -49,6 +49,10 @@ class Db(Protocol):
 
     def atomic(self) -> Any: ...
 
+    def kept_rows(self, check: bool = True) -> dict[str, Any] | None:
+        """Rows this connection may answer from memory (see LoopSqlite), or None."""
+        ...
+
 
 class DjangoDb:
     """Django's connection of the current thread; locks wait up to the configured timeout."""
@@ -70,6 +74,9 @@ class DjangoDb:
 
     def atomic(self) -> Any:
         return transaction.atomic(using=self.alias)
+
+    def kept_rows(self, check: bool = True) -> None:
+        return None
 
 
 # Commits on the loop between two checkpoints: at about 6 pages per session
@@ -95,6 +102,9 @@ class LoopSqlite:
         self.depth = 0
         self.commits = 0
         self.checkpoint: Future[tuple[int, int, int]] | None = None
+        # Rows read or written here, by key, for as long as nobody else writes.
+        self.kept: dict[str, Any] = {}
+        self.seen_version: int | None = None
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         return self._run(sql, params).fetchall()
@@ -137,7 +147,35 @@ class LoopSqlite:
         finally:
             self.depth = 0
 
+    def kept_rows(self, check: bool = True) -> dict[str, Any] | None:
+        """Rows read or written on this connection, by digest, while no other connection writes.
+
+        SQLite's data_version changes once this connection's next transaction
+        sees a commit of any other connection (another thread's, another
+        process's), and never for its own. Checking it, a statement but no
+        row lookup and no parse, forgets every row at the first sign of anyone
+        else's write. This connection's own commits forget them too (see
+        _committed); the store then keeps the row it wrote without checking,
+        since a write by anyone else around that moment shows at the next
+        check all the same.
+        """
+        if not check:
+            return self.kept
+        try:
+            version = self.raw.execute("PRAGMA data_version").fetchone()[0]
+        except sqlite3.Error:
+            # Not knowing is as good as a change; the caller reads the row itself.
+            self.kept.clear()
+            self.seen_version = None
+            return None
+        if version != self.seen_version:
+            self.kept.clear()
+            self.seen_version = version
+        return self.kept
+
     def _committed(self) -> None:
+        # Whatever this transaction wrote, the kept rows may no longer say.
+        self.kept.clear()
         self.commits += 1
         running = self.checkpoint is not None and not self.checkpoint.done()
         if self.commits % CHECKPOINT_EVERY == 0 and not running:

@@ -15,7 +15,6 @@ shares these entry points and brings its own work for them.
 
 from __future__ import annotations
 
-import json
 import time
 from functools import partial
 from typing import Any
@@ -32,10 +31,6 @@ from django.utils.module_loading import import_string
 
 from live import broadcasting, db, metrics, store
 from live.keys import digest, mask
-
-# JSON's scalar types, exactly: a subclass (a SafeString, an IntEnum) is not
-# what the stored text gives back.
-_SCALARS = frozenset({str, int, float, bool, type(None)})
 
 
 class SessionStore(SessionBase):
@@ -182,14 +177,7 @@ class SessionStore(SessionBase):
 
     def _base_copy(self) -> dict[str, Any]:
         """A fresh copy of what this object last loaded or wrote, for the diff and the merge."""
-        values = self._base_values
-        # A scalar cannot have been changed in place since, so while every value
-        # is one (under a str key, as JSON has them) the shallow copy is exact,
-        # and an unchanged value is the very same object. A list or a dict may
-        # have been changed in place: then the stored text is parsed again.
-        if all(type(k) is str and type(v) in _SCALARS for k, v in values.items()):
-            return dict(values)
-        return json.loads(self._base_text)  # type: ignore[no-any-return]
+        return store.copy_data(self._base_values, self._base_text)
 
     def _base(self, data: dict[str, Any]) -> store.Snapshot:
         # The stored row as this object last read or wrote it, for the merge to

@@ -46,6 +46,21 @@ def same(a: Any, b: Any) -> bool:
     return bool(a == b)
 
 
+# JSON's scalar types, exactly: a subclass (a SafeString, an IntEnum) is not
+# what the stored text gives back.
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
+def copy_data(data: dict[str, Any], text: str) -> dict[str, Any]:
+    """A fresh copy of a session's data, given the JSON text it was stored as."""
+    # While every value is a scalar under a str key, as JSON has them, a
+    # shallow copy is exact and an unchanged value stays the very same object;
+    # a list or a dict may have been changed in place, so the text is parsed.
+    if all(type(k) is str and type(v) in _SCALARS for k, v in data.items()):
+        return dict(data)
+    return json.loads(text)  # type: ignore[no-any-return]
+
+
 @dataclass
 class Snapshot:
     """A session's state at one version, as stored."""
@@ -58,6 +73,18 @@ class Snapshot:
     key_versions: dict[str, int] = field(default_factory=dict)
     # The stored JSON text of `data`, as read or written.
     text: str = "{}"
+
+    def copy(self) -> Snapshot:
+        """A copy whose data and key_versions can change without changing this one."""
+        return Snapshot(
+            self.digest,
+            self.version,
+            copy_data(self.data, self.text),
+            self.masked_key,
+            self.expires_at,
+            dict(self.key_versions),
+            self.text,
+        )
 
     @property
     def expire_date(self) -> datetime:
@@ -139,9 +166,31 @@ def _select(db: Db, digest: str, lock: bool = False) -> Snapshot | None:
     return _row(rows[0]) if rows else None
 
 
+# Sessions a connection keeps in memory at most (see live.db.LoopSqlite.kept_rows).
+KEPT_ROWS = 1024
+
+
 def read(db: Db, digest: str) -> Snapshot | None:
     """Return the live (unexpired) session with this digest, or None."""
-    return _select(db, digest)
+    kept = db.kept_rows()
+    if kept is not None:
+        snap = kept.get(digest)
+        if snap is not None and snap.expires_at > time.time():
+            return snap.copy()  # type: ignore[no-any-return]
+    snap = _select(db, digest)
+    if kept is not None and snap is not None:
+        # A write by someone else since the look above clears it at the next.
+        _keep(kept, snap)
+    return snap
+
+
+def _keep(kept: dict[str, Any] | None, snap: Snapshot) -> None:
+    if kept is None:
+        return
+    if len(kept) >= KEPT_ROWS and snap.digest not in kept:
+        del kept[next(iter(kept))]
+    # A copy: the caller goes on to change the one it holds.
+    kept[snap.digest] = snap.copy()
 
 
 def exists(db: Db, digest: str) -> bool:
@@ -260,16 +309,30 @@ def merge(
     from the row read under the lock, so the result is the same either way.
     """
     with db.atomic():
-        if base is not None:
-            try:
-                return _merge_onto(db, base, changes, expiry, source, if_version=base.version)
-            except (_Stale, Conflict, TooLarge):
-                # A refusal counts only when the current row refuses too.
-                pass
-        snap = _select(db, digest, lock=True)
-        if snap is None:
-            raise Missing(digest)
-        return _merge_onto(db, snap, changes, expiry, source, if_version=None)
+        result = _merge_from(db, digest, changes, expiry, source, base)
+    # The commit made this connection forget its rows; this one it wrote itself.
+    _keep(db.kept_rows(check=False), result[0])
+    return result
+
+
+def _merge_from(
+    db: Db,
+    digest: str,
+    changes: Changes,
+    expiry: ExpiryFn,
+    source: str,
+    base: Snapshot | None,
+) -> tuple[Snapshot, Applied]:
+    if base is not None:
+        try:
+            return _merge_onto(db, base, changes, expiry, source, if_version=base.version)
+        except (_Stale, Conflict, TooLarge):
+            # A refusal counts only when the current row refuses too.
+            pass
+    snap = _select(db, digest, lock=True)
+    if snap is None:
+        raise Missing(digest)
+    return _merge_onto(db, snap, changes, expiry, source, if_version=None)
 
 
 class _Stale(Exception):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -92,6 +94,9 @@ class Recording:
 
     def atomic(self) -> object:
         return self.inner.atomic()
+
+    def kept_rows(self, check: bool = True) -> dict[str, object] | None:
+        return self.inner.kept_rows(check)
 
 
 def merge_from(base: store.Snapshot, **kwargs: object) -> tuple[store.Snapshot, list[str]]:
@@ -187,3 +192,99 @@ def test_upgrade_keeps_every_timeline_entry():
         assert entries() == old
     finally:
         migrate(None)
+
+
+# --- rows kept in memory by the event loop's connection ------------------------------------
+
+
+def loop_db() -> db.LoopSqlite:
+    """A connection of the kind requests read through, on the test database."""
+    from django.db import connection
+
+    return db.LoopSqlite(str(connection.settings_dict["NAME"]))
+
+
+def read_on(conn: db.Db, digest: str) -> tuple[store.Snapshot | None, list[str]]:
+    recording = Recording(conn)
+    return store.read(recording, digest), recording.statements  # type: ignore[arg-type]
+
+
+def test_a_kept_row_answers_until_another_connection_writes():
+    digest = create(a=1)
+    conn = loop_db()
+    assert read_on(conn, digest) == (db.call(store.read, digest), ["SELECT"])
+    snap, statements = read_on(conn, digest)
+    assert snap is not None and snap.data == {"a": 1} and statements == []
+    # Django's connection stands for any other: another thread, another process.
+    merge(digest, sets={"a": 2})
+    snap, statements = read_on(conn, digest)
+    assert snap is not None and snap.data == {"a": 2} and statements == ["SELECT"]
+
+
+def test_a_row_written_here_is_kept_and_read_back():
+    digest = create(a=1)
+    conn = loop_db()
+    base = store.read(conn, digest)
+    store.merge(conn, digest, store.Changes(sets={"b": 2}), expiry, base=base)
+    snap, statements = read_on(conn, digest)
+    assert snap is not None and statements == []
+    assert (snap.data, snap.version) == ({"a": 1, "b": 2}, 1)
+    assert snap.key_versions == db.call(store.read, digest).key_versions == {"a": 0, "b": 1}
+
+
+class WriteRightAfter(Recording):
+    """A Db on which another connection commits a change right after each commit of its own."""
+
+    def __init__(self, inner: db.Db, digest: str) -> None:
+        super().__init__(inner)
+        self.digest = digest
+
+    @contextmanager
+    def atomic(self) -> Iterator[None]:
+        with self.inner.atomic():
+            yield
+        merge(self.digest, sets={"theirs": True})
+
+
+def test_a_row_written_here_is_not_kept_when_someone_wrote_right_after():
+    digest = create(a=1)
+    conn = loop_db()
+    racing = WriteRightAfter(conn, digest)
+    store.merge(racing, digest, store.Changes(sets={"ours": True}), expiry)  # type: ignore[arg-type]
+    snap, _ = read_on(conn, digest)
+    assert snap is not None and snap.data == {"a": 1, "ours": True, "theirs": True}
+
+
+@pytest.mark.parametrize("value", [1, [1]], ids=["scalar", "list"])
+def test_a_kept_row_is_handed_out_as_a_copy(value):
+    digest = create(a=value)
+    conn = loop_db()
+    for _ in range(2):
+        snap = store.read(conn, digest)
+        assert snap is not None and snap.data == {"a": value}
+        assert snap.key_versions == {"a": 0}
+        if isinstance(snap.data["a"], list):
+            snap.data["a"].append(2)
+        snap.data["b"] = snap.key_versions["b"] = 3
+
+
+def test_a_kept_row_is_not_read_past_its_expiry(monkeypatch):
+    digest = create(a=1)
+    conn = loop_db()
+    snap = store.read(conn, digest)
+    assert snap is not None
+    later = snap.expires_at + 1
+    monkeypatch.setattr(store.time, "time", lambda: later)
+    assert store.read(conn, digest) is None
+
+
+def test_kept_rows_are_bounded(monkeypatch):
+    monkeypatch.setattr(store, "KEPT_ROWS", 2)
+    digests = [f"{n}" * 64 for n in range(3)]
+    for digest in digests:
+        db.call(store.insert, digest, "abcd…wxyz", {"n": digest[0]}, expiry)
+    conn = loop_db()
+    for digest in digests:
+        store.read(conn, digest)
+    assert list(conn.kept) == digests[1:]
+    assert all(store.read(conn, digest).data == {"n": digest[0]} for digest in digests)  # type: ignore[union-attr]
