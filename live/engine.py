@@ -167,10 +167,9 @@ class SessionStore(SessionBase):
             for k, v in current.items()
             if k not in base or (v is not base[k] and not store.same(v, base[k]))
         }
-        for value in sets.values():
-            # Raises TypeError for values JSON cannot hold, with the json
-            # module's own message, as Django's serializer does.
-            store.dumps(value)
+        # A value JSON cannot hold raises TypeError when the merge encodes the
+        # session (the Redis engine: each value), with the json module's own
+        # message, as Django's serializer does; nothing is written then.
         deletes = [key for key in base if key not in current]
         changes = store.Changes(sets=sets, deletes=deletes, wipe=self._wiped, expect=self._expect)
         return changes, base

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import operator
 import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Container
+from dataclasses import dataclass
 from functools import lru_cache
 from http.cookies import Morsel
 from typing import Any
@@ -121,31 +123,55 @@ def set_cookie(response: HttpResponseBase, session_key: str, max_age: int | None
 
     The same cookie as response.set_cookie() would set, in fewer steps: every
     attribute but the value is the same for all sessions within one second,
-    so they are worked out once a second (see _attributes) and copied in.
-    Every write pays this.
+    so they are worked out and rendered once a second (see _template) and
+    copied in. Every write pays this.
     """
-    now = int(time.time())
-    attributes = _attributes(max_age, now)
+    template = _template(max_age, int(time.time()))
     name = settings.SESSION_COOKIE_NAME
     # The cookie jar's own encoding of the value, as response.set_cookie() applies it.
     response.cookies[name] = SessionCookie(
-        attributes, name, *response.cookies.value_encode(session_key)
+        template, name, *response.cookies.value_encode(session_key)
     )
 
 
-class SessionCookie(Morsel[str]):
-    """A Morsel filled from a complete set of attributes at once."""
+@dataclass(frozen=True)
+class Template:
+    """Every attribute of a session cookie, as Morsel keeps them, and how they render."""
 
-    def __init__(self, attributes: dict[str, Any], name: str, value: str, coded: str) -> None:
+    attributes: dict[str, Any]
+    rendered: str
+
+
+class SessionCookie(Morsel[str]):
+    """A Morsel filled from a template at once, and rendered from it while unchanged."""
+
+    template: Template | None = None
+
+    def __init__(self, template: Template, name: str, value: str, coded: str) -> None:
         # Not Morsel.__init__, which blanks each attribute one by one: the
-        # attributes given are all of them, blank or not.
-        dict.update(self, attributes)
+        # template has all of them, blank or not.
+        dict.update(self, template.attributes)
         self.set(name, value, coded)
+        self.template = template
+
+    def OutputString(self, attrs: Container[str] | None = None) -> str:
+        # Rendering sorts and formats each attribute; while every attribute is
+        # still the very object the template gave, the template's rendering holds.
+        # A changed cookie, or one unpickled without its template, renders anew.
+        template = self.template
+        if (
+            attrs is None
+            and template is not None
+            and len(self) == len(template.attributes)
+            and all(map(operator.is_, self.values(), template.attributes.values()))
+        ):
+            return f"{self.key}={self.coded_value}{template.rendered}"
+        return super().OutputString(attrs)
 
 
 @lru_cache(maxsize=16)
-def _attributes(max_age: int | None, now: int) -> dict[str, Any]:
-    """Every attribute of the session cookie set at `now` for max_age, as Morsel keeps them."""
+def _template(max_age: int | None, now: int) -> Template:
+    """The session cookie's template for max_age at `now`: the same for every session."""
     samesite = settings.SESSION_COOKIE_SAMESITE
     # Morsel's attributes are strings in the stubs; max-age is an int, as Django sets it.
     given: dict[str, Any] = {"path": settings.SESSION_COOKIE_PATH}
@@ -162,15 +188,16 @@ def _attributes(max_age: int | None, now: int) -> dict[str, Any]:
         if samesite.lower() not in ("lax", "none", "strict"):
             raise ValueError('samesite must be "lax", "none", or "strict".')
         given["samesite"] = samesite
-    # Morsel's own validation of the names, and its blanks for the rest.
+    # Morsel's own validation of the names, its blanks for the rest, and its rendering.
     morsel: Morsel[str] = Morsel()
+    morsel.set("k", "", "")
     morsel.update(given)
-    return dict(morsel)
+    return Template(dict(morsel), morsel.OutputString()[len("k=") :])
 
 
 def _forget(*, setting: str, **kwargs: Any) -> None:
     if setting.startswith("SESSION_COOKIE_"):
-        _attributes.cache_clear()
+        _template.cache_clear()
 
 
 setting_changed.connect(_forget)

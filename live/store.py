@@ -49,6 +49,7 @@ def same(a: Any, b: Any) -> bool:
 # JSON's scalar types, exactly: a subclass (a SafeString, an IntEnum) is not
 # what the stored text gives back.
 _SCALARS = frozenset({str, int, float, bool, type(None)})
+_STR = frozenset({str})
 
 
 def copy_data(data: dict[str, Any], text: str) -> dict[str, Any]:
@@ -56,7 +57,7 @@ def copy_data(data: dict[str, Any], text: str) -> dict[str, Any]:
     # While every value is a scalar under a str key, as JSON has them, a
     # shallow copy is exact and an unchanged value stays the very same object;
     # a list or a dict may have been changed in place, so the text is parsed.
-    if all(type(k) is str and type(v) in _SCALARS for k, v in data.items()):
+    if _STR.issuperset(map(type, data)) and _SCALARS.issuperset(map(type, data.values())):
         return dict(data)
     return json.loads(text)  # type: ignore[no-any-return]
 
@@ -221,6 +222,9 @@ def _apply(
 
 
 def _prune_tombstones(data: dict[str, Any], key_versions: dict[str, int]) -> None:
+    # Every key held has a version, so the versions beyond the keys are tombstones.
+    if len(key_versions) - len(data) <= setting("MAX_TOMBSTONES"):
+        return
     tombstones = [k for k in key_versions if k not in data]
     excess = len(tombstones) - setting("MAX_TOMBSTONES")
     if excess > 0:

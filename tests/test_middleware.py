@@ -58,13 +58,15 @@ def test_session_cookie_is_the_one_django_would_set(settings, monkeypatch, overr
 
 def test_session_cookie_is_its_own_and_survives_pickling(settings):
     # The attributes are shared by every cookie set within a second: changing
-    # one response's cookie must not reach the next, and a cached response
+    # one response's cookie must show in it alone, and a cached response
     # (pickled, as Django's cache middleware stores it) must render the same.
     first, second = HttpResponse(), HttpResponse()
     set_cookie(first, "first0000000000000000000000000000", 60)
     first.cookies[settings.SESSION_COOKIE_NAME]["path"] = "/elsewhere"
     set_cookie(second, "second000000000000000000000000000", 60)
     assert second.cookies[settings.SESSION_COOKIE_NAME]["path"] == settings.SESSION_COOKIE_PATH
+    assert "; Path=/elsewhere;" in header(first)[0]
+    assert "; Path=/;" in header(second)[0]
     assert header(pickle.loads(pickle.dumps(second))) == header(second)
 
 
