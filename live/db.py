@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
 from functools import lru_cache
+from types import TracebackType
 from typing import Any, Protocol, TypeVar
 
 from asgiref.sync import sync_to_async
@@ -120,32 +120,40 @@ class LoopSqlite:
                 raise Busy from exc
             raise
 
-    @contextmanager
-    def atomic(self) -> Iterator[None]:
-        # Nested blocks join the outer transaction, as Django's atomic does.
+    def atomic(self) -> LoopSqlite:
+        """A transaction as a with-block: the connection is its own context manager.
+
+        Nested blocks join the outer transaction, as Django's atomic does.
+        Not a generator-based context manager: every write enters one, and
+        this way none is built.
+        """
+        return self
+
+    def __enter__(self) -> None:
         if self.depth:
             self.depth += 1
-            try:
-                yield
-            finally:
-                self.depth -= 1
             return
         self.execute("BEGIN IMMEDIATE")
         self.depth = 1
-        try:
-            yield
-        except BaseException:
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.depth -= 1
+        if self.depth:
+            return
+        if kind is not None:
             self.raw.execute("ROLLBACK")
-            raise
-        else:
-            try:
-                self.raw.execute("COMMIT")
-            except sqlite3.OperationalError as exc:
-                self.raw.execute("ROLLBACK")
-                raise Busy from exc
-            self._committed()
-        finally:
-            self.depth = 0
+            return
+        try:
+            self.raw.execute("COMMIT")
+        except sqlite3.OperationalError as exc:
+            self.raw.execute("ROLLBACK")
+            raise Busy from exc
+        self._committed()
 
     def kept_rows(self, check: bool = True) -> dict[str, Any] | None:
         """Rows read or written on this connection, by digest, while no other connection writes.

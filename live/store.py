@@ -352,7 +352,7 @@ def _merge_onto(
     if_version: int | None,
 ) -> tuple[Snapshot, Applied]:
     _check(snap, changes)
-    before = len(snap.text.encode())
+    before = snap.text
     applied = _apply(snap.data, snap.key_versions, changes, snap.version + 1)
     if applied:
         snap.version += 1
@@ -360,7 +360,7 @@ def _merge_onto(
     # Checked here, under the lock, because concurrent writes that each fit
     # could together pass the limit; a session already over it may shrink.
     size, limit = len(snap.text.encode()), setting("MAX_SESSION_BYTES")
-    if size > limit and size > before:
+    if size > limit and size > len(before.encode()):
         raise TooLarge(size, limit)
     if not _update(db, snap, expiry, if_version):
         raise _Stale

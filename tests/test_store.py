@@ -320,3 +320,20 @@ def test_kept_rows_are_bounded(monkeypatch):
         store.read(conn, digest)
     assert list(conn.kept) == digests[1:]
     assert all(store.read(conn, digest).data == {"n": digest[0]} for digest in digests)  # type: ignore[union-attr]
+
+
+def test_loop_transactions_nest_and_roll_back_whole(tmp_path):
+    loop = db.LoopSqlite(str(tmp_path / "nest.sqlite3"))
+    loop.execute("CREATE TABLE t (n INTEGER)")
+    with loop.atomic():
+        loop.execute("INSERT INTO t VALUES (1)")
+        with loop.atomic():
+            loop.execute("INSERT INTO t VALUES (2)")
+    assert loop.execute("SELECT n FROM t ORDER BY n") == [(1,), (2,)]
+    with pytest.raises(ZeroDivisionError), loop.atomic():
+        loop.execute("INSERT INTO t VALUES (3)")
+        with loop.atomic():
+            loop.execute("INSERT INTO t VALUES (4)")
+            1 / 0  # noqa: B018
+    assert loop.execute("SELECT n FROM t ORDER BY n") == [(1,), (2,)]
+    assert loop.depth == 0 and not loop.raw.in_transaction
