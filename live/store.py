@@ -167,8 +167,12 @@ def _select(db: Db, digest: str, lock: bool = False) -> Snapshot | None:
     return _row(rows[0]) if rows else None
 
 
-# Sessions a connection keeps in memory at most (see live.db.LoopSqlite.kept_rows).
-KEPT_ROWS = 1024
+# Sessions a connection keeps in memory at most (see live.db.LoopSqlite.kept_rows),
+# and the largest it keeps, in characters of JSON: a parsed session takes a few
+# times its text, so these bound the memory at a few tens of MB however large
+# sessions grow. Sessions are mostly far smaller, and a larger one is read anew.
+KEPT_ROWS = 512
+KEPT_ROW_CHARS = 8192
 
 
 def read(db: Db, digest: str) -> Snapshot | None:
@@ -187,6 +191,10 @@ def read(db: Db, digest: str) -> Snapshot | None:
 
 def _keep(kept: dict[str, Any] | None, snap: Snapshot) -> None:
     if kept is None:
+        return
+    if len(snap.text) > KEPT_ROW_CHARS:
+        # What this connection kept of the session, if anything, is older still.
+        kept.pop(snap.digest, None)
         return
     if len(kept) >= KEPT_ROWS and snap.digest not in kept:
         del kept[next(iter(kept))]

@@ -310,6 +310,21 @@ def test_a_kept_row_is_not_read_past_its_expiry(monkeypatch):
     assert store.read(conn, digest) is None
 
 
+def test_a_large_row_is_not_kept(monkeypatch):
+    monkeypatch.setattr(store, "KEPT_ROW_CHARS", 40)
+    digest = create(a="x" * 10)
+    conn = loop_db()
+    store.read(conn, digest)
+    assert digest in conn.kept
+    # Growing past the size on a write drops what was kept of it.
+    base = store.read(conn, digest)
+    store.merge(conn, digest, store.Changes(sets={"b": "y" * 40}), expiry, base=base)
+    assert digest not in conn.kept
+    snap, statements = read_on(conn, digest)
+    assert snap is not None and snap.data == {"a": "x" * 10, "b": "y" * 40}
+    assert statements == ["SELECT"] and digest not in conn.kept
+
+
 def test_kept_rows_are_bounded(monkeypatch):
     monkeypatch.setattr(store, "KEPT_ROWS", 2)
     digests = [f"{n}" * 64 for n in range(3)]
