@@ -145,6 +145,9 @@ class LoopSqlite:
         self.depth -= 1
         if self.depth:
             return
+        # Kept rows may have been read or written inside the transaction: once
+        # it ends, either way, they are forgotten.
+        self.kept.clear()
         if kind is not None:
             self.raw.execute("ROLLBACK")
             return
@@ -162,11 +165,16 @@ class LoopSqlite:
         sees a commit of any other connection (another thread's, another
         process's), and never for its own. Checking it, a statement but no
         row lookup and no parse, forgets every row at the first sign of anyone
-        else's write. This connection's own commits forget them too (see
-        _committed); the store then keeps the row it wrote without checking,
-        since a write by anyone else around that moment shows at the next
-        check all the same.
+        else's write. The end of each of this connection's own transactions
+        forgets them too (see __exit__); the store then keeps the row it
+        wrote without checking, since a write by anyone else around that
+        moment shows at the next check all the same. Inside a transaction
+        there are none: what it wrote is not committed yet and may still be
+        rolled back. The store writes only inside transactions; a write in
+        autocommit on this connection would leave the kept rows unaware of it.
         """
+        if self.depth or self.raw.in_transaction:
+            return None
         if not check:
             return self.kept
         try:
@@ -182,8 +190,6 @@ class LoopSqlite:
         return self.kept
 
     def _committed(self) -> None:
-        # Whatever this transaction wrote, the kept rows may no longer say.
-        self.kept.clear()
         self.commits += 1
         running = self.checkpoint is not None and not self.checkpoint.done()
         if self.commits % CHECKPOINT_EVERY == 0 and not running:

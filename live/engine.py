@@ -169,7 +169,11 @@ class SessionStore(SessionBase):
         }
         # A value JSON cannot hold raises TypeError when the merge encodes the
         # session (the Redis engine: each value), with the json module's own
-        # message, as Django's serializer does; nothing is written then.
+        # message, as Django's serializer does; nothing is written then. A
+        # conditional write checks first, so that a conflict cannot hide it.
+        if self._expect:
+            for value in sets.values():
+                store.dumps(value)
         deletes = [key for key in base if key not in current]
         changes = store.Changes(sets=sets, deletes=deletes, wipe=self._wiped, expect=self._expect)
         return changes, base
@@ -185,7 +189,8 @@ class SessionStore(SessionBase):
             digest=self.digest or "",
             version=self.version,
             data=data,
-            masked_key="",
+            # Kept by the store as the row it wrote, so it says what the row says.
+            masked_key=self.masked_key,
             expires_at=self._stored_expiry or 0.0,
             key_versions=dict(self.key_versions),
             text=self._base_text,

@@ -94,6 +94,18 @@ async def test_engine_stores_and_reads_back_json_values(Store: Engine):
     assert again.key_versions == dict.fromkeys(values, 0)
 
 
+async def test_engine_reads_back_the_whole_row_after_writes(Store: Engine):
+    # What a listener reads (the hub, the staff page) after writes is the row as
+    # stored, masked key and all, however the engine answers it.
+    session = await new_session(Store, a=1)
+    other = await loaded(Store, session.session_key)
+    await other.aset("b", 2)
+    await other.asave()
+    snap = await Store.aread(session.digest or "")
+    assert snap is not None
+    assert (snap.masked_key, snap.version, snap.data) == (session.masked_key, 1, {"a": 1, "b": 2})
+
+
 async def test_engine_deletes_a_key_then_the_session(Store: Engine):
     session = await new_session(Store, a=1, b=2)
     await session.apop("a")

@@ -352,3 +352,15 @@ def test_loop_transactions_nest_and_roll_back_whole(tmp_path):
             1 / 0  # noqa: B018
     assert loop.execute("SELECT n FROM t ORDER BY n") == [(1,), (2,)]
     assert loop.depth == 0 and not loop.raw.in_transaction
+
+
+def test_a_write_rolled_back_by_an_outer_block_is_not_kept():
+    digest = create(a=1)
+    conn = loop_db()
+    base = store.read(conn, digest)
+    with pytest.raises(ZeroDivisionError), conn.atomic():
+        store.merge(conn, digest, store.Changes(sets={"a": 2}), expiry, base=base)
+        assert store.read(conn, digest).data == {"a": 2}  # type: ignore[union-attr]
+        1 / 0  # noqa: B018
+    snap, statements = read_on(conn, digest)
+    assert snap is not None and snap.data == {"a": 1} and statements == ["SELECT"]
