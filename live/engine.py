@@ -44,7 +44,7 @@ class SessionStore(SessionBase):
         # parsed again only when saving, so read-only requests pay nothing for it.
         self._base_text = "{}"
         # A shallow copy of the same state, which spares that parse when it
-        # holds only scalars (see _base_copy).
+        # holds only scalars (see store.copy_data).
         self._base_values: dict[str, Any] = {}
         self._wiped = False
         self._expect: dict[str, int] = {}
@@ -161,7 +161,7 @@ class SessionStore(SessionBase):
     def _diff(self) -> tuple[store.Changes, dict[str, Any]]:
         """This request's changes against what it loaded, and a fresh copy of what it loaded."""
         current = self._data()
-        base = self._base_copy()
+        base = store.copy_data(self._base_values, self._base_text)
         sets = {
             k: v
             for k, v in current.items()
@@ -177,10 +177,6 @@ class SessionStore(SessionBase):
         deletes = [key for key in base if key not in current]
         changes = store.Changes(sets=sets, deletes=deletes, wipe=self._wiped, expect=self._expect)
         return changes, base
-
-    def _base_copy(self) -> dict[str, Any]:
-        """A fresh copy of what this object last loaded or wrote, for the diff and the merge."""
-        return store.copy_data(self._base_values, self._base_text)
 
     def _base(self, data: dict[str, Any]) -> store.Snapshot:
         # The stored row as this object last read or wrote it, for the merge to

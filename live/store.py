@@ -230,11 +230,12 @@ def _apply(
 
 
 def _prune_tombstones(data: dict[str, Any], key_versions: dict[str, int]) -> None:
+    limit = setting("MAX_TOMBSTONES")
     # Every key held has a version, so the versions beyond the keys are tombstones.
-    if len(key_versions) - len(data) <= setting("MAX_TOMBSTONES"):
+    if len(key_versions) - len(data) <= limit:
         return
     tombstones = [k for k in key_versions if k not in data]
-    excess = len(tombstones) - setting("MAX_TOMBSTONES")
+    excess = len(tombstones) - limit
     if excess > 0:
         for key in sorted(tombstones, key=key_versions.__getitem__)[:excess]:
             del key_versions[key]

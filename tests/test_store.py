@@ -199,8 +199,6 @@ def test_upgrade_keeps_every_timeline_entry():
     # upgrade copies what the old table held, and the downgrade copies it back.
     from django.db import connection
 
-    migrate = migrate_live
-
     def entries() -> list[tuple[object, ...]]:
         with connection.cursor() as cursor:
             cursor.execute(
@@ -209,7 +207,7 @@ def test_upgrade_keeps_every_timeline_entry():
             return cursor.fetchall()
 
     old = [("a" * 64, v, f"POST /{v}") for v in range(3)] + [("b" * 64, 7, "code")]
-    migrate("0001_initial")
+    migrate_live("0001_initial")
     try:
         with connection.cursor() as cursor:
             for digest, version, source in old:
@@ -218,22 +216,25 @@ def test_upgrade_keeps_every_timeline_entry():
                     " VALUES (%s, %s, 1.0, %s, '[]')",
                     (digest, version, source),
                 )
-        migrate("0002_leaner_writes")
+        migrate_live("0002_leaner_writes")
         assert entries() == old
-        migrate("0001_initial")
+        migrate_live("0001_initial")
         assert entries() == old
     finally:
-        migrate(None)
+        migrate_live(None)
 
 
 # --- rows kept in memory by the event loop's connection ------------------------------------
 
 
-def loop_db() -> db.LoopSqlite:
+@pytest.fixture
+def conn() -> Iterator[db.LoopSqlite]:
     """A connection of the kind requests read through, on the test database."""
     from django.db import connection
 
-    return db.LoopSqlite(str(connection.settings_dict["NAME"]))
+    loop = db.LoopSqlite(str(connection.settings_dict["NAME"]))
+    yield loop
+    loop.raw.close()
 
 
 def read_on(conn: db.Db, digest: str) -> tuple[store.Snapshot | None, list[str]]:
@@ -241,9 +242,8 @@ def read_on(conn: db.Db, digest: str) -> tuple[store.Snapshot | None, list[str]]
     return store.read(recording, digest), recording.statements  # type: ignore[arg-type]
 
 
-def test_a_kept_row_answers_until_another_connection_writes():
+def test_a_kept_row_answers_until_another_connection_writes(conn):
     digest = create(a=1)
-    conn = loop_db()
     assert read_on(conn, digest) == (db.call(store.read, digest), ["SELECT"])
     snap, statements = read_on(conn, digest)
     assert snap is not None and snap.data == {"a": 1} and statements == []
@@ -253,9 +253,8 @@ def test_a_kept_row_answers_until_another_connection_writes():
     assert snap is not None and snap.data == {"a": 2} and statements == ["SELECT"]
 
 
-def test_a_row_written_here_is_kept_and_read_back():
+def test_a_row_written_here_is_kept_and_read_back(conn):
     digest = create(a=1)
-    conn = loop_db()
     base = store.read(conn, digest)
     store.merge(conn, digest, store.Changes(sets={"b": 2}), expiry, base=base)
     snap, statements = read_on(conn, digest)
@@ -278,9 +277,8 @@ class WriteRightAfter(Recording):
         merge(self.digest, sets={"theirs": True})
 
 
-def test_a_row_written_here_is_not_kept_when_someone_wrote_right_after():
+def test_a_row_written_here_is_not_kept_when_someone_wrote_right_after(conn):
     digest = create(a=1)
-    conn = loop_db()
     racing = WriteRightAfter(conn, digest)
     store.merge(racing, digest, store.Changes(sets={"ours": True}), expiry)  # type: ignore[arg-type]
     snap, _ = read_on(conn, digest)
@@ -288,9 +286,8 @@ def test_a_row_written_here_is_not_kept_when_someone_wrote_right_after():
 
 
 @pytest.mark.parametrize("value", [1, [1]], ids=["scalar", "list"])
-def test_a_kept_row_is_handed_out_as_a_copy(value):
+def test_a_kept_row_is_handed_out_as_a_copy(value, conn):
     digest = create(a=value)
-    conn = loop_db()
     for _ in range(2):
         snap = store.read(conn, digest)
         assert snap is not None and snap.data == {"a": value}
@@ -300,9 +297,8 @@ def test_a_kept_row_is_handed_out_as_a_copy(value):
         snap.data["b"] = snap.key_versions["b"] = 3
 
 
-def test_a_kept_row_is_not_read_past_its_expiry(monkeypatch):
+def test_a_kept_row_is_not_read_past_its_expiry(monkeypatch, conn):
     digest = create(a=1)
-    conn = loop_db()
     snap = store.read(conn, digest)
     assert snap is not None
     later = snap.expires_at + 1
@@ -310,13 +306,12 @@ def test_a_kept_row_is_not_read_past_its_expiry(monkeypatch):
     assert store.read(conn, digest) is None
 
 
-def test_a_large_row_is_not_kept(monkeypatch):
+def test_a_large_row_is_not_kept(monkeypatch, conn):
     monkeypatch.setattr(store, "KEPT_ROW_CHARS", 40)
     digest = create(a="x" * 10)
-    conn = loop_db()
     store.read(conn, digest)
     assert digest in conn.kept
-    # Growing past the size on a write drops what was kept of it.
+    # Grown past the size, it is kept neither as written nor as read anew.
     base = store.read(conn, digest)
     store.merge(conn, digest, store.Changes(sets={"b": "y" * 40}), expiry, base=base)
     assert digest not in conn.kept
@@ -325,12 +320,11 @@ def test_a_large_row_is_not_kept(monkeypatch):
     assert statements == ["SELECT"] and digest not in conn.kept
 
 
-def test_kept_rows_are_bounded(monkeypatch):
+def test_kept_rows_are_bounded(monkeypatch, conn):
     monkeypatch.setattr(store, "KEPT_ROWS", 2)
     digests = [f"{n}" * 64 for n in range(3)]
     for digest in digests:
         db.call(store.insert, digest, "abcd…wxyz", {"n": digest[0]}, expiry)
-    conn = loop_db()
     for digest in digests:
         store.read(conn, digest)
     assert list(conn.kept) == digests[1:]
@@ -354,9 +348,8 @@ def test_loop_transactions_nest_and_roll_back_whole(tmp_path):
     assert loop.depth == 0 and not loop.raw.in_transaction
 
 
-def test_a_write_rolled_back_by_an_outer_block_is_not_kept():
+def test_a_write_rolled_back_by_an_outer_block_is_not_kept(conn):
     digest = create(a=1)
-    conn = loop_db()
     base = store.read(conn, digest)
     with pytest.raises(ZeroDivisionError), conn.atomic():
         store.merge(conn, digest, store.Changes(sets={"a": 2}), expiry, base=base)

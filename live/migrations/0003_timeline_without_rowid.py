@@ -13,6 +13,7 @@ SQLite, it comes back as a rowid table: slower by a page a write, no less right.
 from django.db import migrations
 
 TABLE = "live_livechange"
+CLAUSE = "WITHOUT ROWID"
 
 
 def _rebuild(schema_editor, without_rowid: bool) -> None:
@@ -21,11 +22,10 @@ def _rebuild(schema_editor, without_rowid: bool) -> None:
     with schema_editor.connection.cursor() as cursor:
         cursor.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = %s", [TABLE])
         definition = cursor.fetchone()[0].rstrip()
-        clause = " WITHOUT ROWID"
-        if definition.upper().endswith(clause.strip()):
-            definition = definition[: definition.upper().rindex(clause.strip())].rstrip()
+        if definition.upper().endswith(CLAUSE):
+            definition = definition[: -len(CLAUSE)].rstrip()
         if without_rowid:
-            definition += clause
+            definition += f" {CLAUSE}"
         rebuilt = definition.replace(f'"{TABLE}"', f'"{TABLE}_rebuilt"', 1)
         cursor.execute(rebuilt)
         cursor.execute(f'INSERT INTO "{TABLE}_rebuilt" SELECT * FROM "{TABLE}"')
