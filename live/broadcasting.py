@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import weakref
+from dataclasses import dataclass
 from typing import Any
 
 from asgiref.sync import async_to_sync
@@ -44,6 +46,10 @@ JSON_SUBPROTOCOL = "session.json"
 # change is saved, the push skipped and logged, and tabs resync on reconnect.
 PUBLISH_TIMEOUT = 2.0
 
+# Staff lists refresh at most this often (seconds), and each process tells them
+# that sessions changed at most this often too (see _touch_staff).
+STAFF_REFRESH = 0.5
+
 
 def group_name(digest: str) -> str:
     return f"{GROUP_PREFIX}{digest}"
@@ -68,10 +74,63 @@ async def _send(digest: str, event: dict[str, Any]) -> None:
         event = {**event, "digest": digest}
         await _bounded(layer, layer.group_send(group_name(digest), event))
         if event["type"] != PRESENCE:
-            # The staff list refreshes on any session's change; no data goes with it.
-            await _bounded(layer, layer.group_send(STAFF_GROUP, {"type": TOUCHED}))
+            await _touch_staff(layer)
     except Exception as exc:  # the write already succeeded; losing a push only costs a resync
         logger.warning("Skipped a %s push: %s", event["type"], exc.__class__.__name__)
+
+
+@dataclass
+class _Touches:
+    """When this process last told the staff lists, and the touch it has scheduled."""
+
+    sent_at: float = float("-inf")
+    due: asyncio.TimerHandle | None = None
+
+
+# Per event loop: the server has one; tests and sync callers make their own.
+_touches: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Touches] = (
+    weakref.WeakKeyDictionary()
+)
+_pending: set[asyncio.Task[None]] = set()
+
+
+async def _touch_staff(layer: Any) -> None:
+    """Tell the staff lists that a session changed: no data, just "refresh".
+
+    A staff list refreshes at most every STAFF_REFRESH seconds however many
+    touches arrive, so a process sends at most one per interval: the first
+    change at once, later ones by a single touch at the interval's end. Every
+    write used to send one, which over a network layer cost two round trips
+    per write even when no staff page was open, and a message per write to
+    each one that was.
+    """
+    loop = asyncio.get_running_loop()
+    touches = _touches.setdefault(loop, _Touches())
+    if touches.due is not None:
+        # The scheduled touch goes after this change was saved: it covers it.
+        return
+    wait = touches.sent_at + STAFF_REFRESH - loop.time()
+    if wait > 0:
+        touches.due = loop.call_later(wait, _send_due_touch, layer, touches)
+        return
+    touches.sent_at = loop.time()
+    await _bounded(layer, layer.group_send(STAFF_GROUP, {"type": TOUCHED}))
+
+
+def _send_due_touch(layer: Any, touches: _Touches) -> None:
+    touches.due = None
+    touches.sent_at = asyncio.get_running_loop().time()
+    task = asyncio.ensure_future(_send_touch(layer))
+    # The loop keeps only a weak reference to its tasks.
+    _pending.add(task)
+    task.add_done_callback(_pending.discard)
+
+
+async def _send_touch(layer: Any) -> None:
+    try:
+        await _bounded(layer, layer.group_send(STAFF_GROUP, {"type": TOUCHED}))
+    except Exception as exc:  # as in _send: a lost touch only delays a staff refresh
+        logger.warning("Skipped a %s push: %s", TOUCHED, exc.__class__.__name__)
 
 
 def changed_event(

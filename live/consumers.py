@@ -250,7 +250,6 @@ class StaffWatchConsumer(SessionConsumer):
 class StaffListConsumer(AsyncWebsocketConsumer):
     """The staff list of live sessions, refreshed on any change (at most twice a second)."""
 
-    REFRESH_EVERY = 0.5
     _pending: asyncio.TimerHandle | None = None
 
     async def connect(self) -> None:
@@ -270,7 +269,7 @@ class StaffListConsumer(AsyncWebsocketConsumer):
     async def sessions_touched(self, event: dict[str, Any]) -> None:
         if self._pending is None:
             self._pending = asyncio.get_running_loop().call_later(
-                self.REFRESH_EVERY, lambda: asyncio.ensure_future(self._refresh())
+                broadcasting.STAFF_REFRESH, lambda: asyncio.ensure_future(self._refresh())
             )
 
     async def _refresh(self) -> None:

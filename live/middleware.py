@@ -34,8 +34,8 @@ def describe(request: HttpRequest) -> str:
     """Say where a change comes from: method, path and, when known, the tab."""
     source = f"{request.method} {request.path}"
     # META, not request.headers, which would copy every header of every request.
-    tab = request.META.get(TAB_META, "")
-    return f"{source} (tab {tab})" if _TAB_LABEL.match(tab) else source
+    tab = request.META.get(TAB_META)
+    return f"{source} (tab {tab})" if tab and _TAB_LABEL.match(tab) else source
 
 
 class LiveSessionMiddleware(SessionMiddleware):

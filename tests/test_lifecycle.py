@@ -181,3 +181,23 @@ async def test_staff_list_updates_live():
     refreshed = await comm.receive_from(timeout=3)
     assert store.masked_key in refreshed
     await comm.disconnect()
+
+
+async def test_staff_list_shows_changes_made_in_quick_succession():
+    # Both changes fall in one refresh interval, so the process tells the list
+    # once at once and once at the interval's end; the list shows both.
+    await make_staff()
+    staff = await logged_in_client("boss")
+    cookie = staff.cookies[settings.SESSION_COOKIE_NAME].value
+    comm = communicator(cookie, json_mode=False, path="/ws/staff/sessions/")
+    connected, _ = await comm.connect()
+    assert connected
+    await comm.receive_from(timeout=3)
+    first, second = await new_session(), await new_session()
+    for store in (first, second):
+        await client_for(store.session_key).get("/color/")
+    listing = ""
+    while second.masked_key not in listing:
+        listing = await comm.receive_from(timeout=3)
+    assert first.masked_key in listing
+    await comm.disconnect()
