@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -88,9 +87,7 @@ class _Touches:
 
 
 # Per event loop: the server has one; tests and sync callers make their own.
-_touches: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Touches] = (
-    weakref.WeakKeyDictionary()
-)
+_touches: dict[asyncio.AbstractEventLoop, _Touches] = {}
 _pending: set[asyncio.Task[None]] = set()
 
 
@@ -100,21 +97,31 @@ async def _touch_staff(layer: Any) -> None:
     A staff list refreshes at most every STAFF_REFRESH seconds however many
     touches arrive, so a process sends at most one per interval: the first
     change at once, later ones by a single touch at the interval's end. Every
-    write used to send one, which over a network layer cost two round trips
-    per write even when no staff page was open, and a message per write to
-    each one that was.
+    write used to send one, which over a network layer cost a round trip per
+    write even when no staff page was open, and a message per write to each
+    one that was.
     """
     loop = asyncio.get_running_loop()
-    touches = _touches.setdefault(loop, _Touches())
+    touches = _touches.get(loop) or _start_touches(loop)
     if touches.due is not None:
         # The scheduled touch goes after this change was saved: it covers it.
         return
-    wait = touches.sent_at + STAFF_REFRESH - loop.time()
-    if wait > 0:
-        touches.due = loop.call_later(wait, _send_due_touch, layer, touches)
+    now, due = loop.time(), touches.sent_at + STAFF_REFRESH
+    if now < due:
+        touches.due = loop.call_at(due, _send_due_touch, layer, touches)
         return
-    touches.sent_at = loop.time()
+    touches.sent_at = now
     await _bounded(layer, layer.group_send(STAFF_GROUP, {"type": TOUCHED}))
+
+
+def _start_touches(loop: asyncio.AbstractEventLoop) -> _Touches:
+    # A new loop: the loops that are gone (tests', sync callers') go. Sync
+    # callers run theirs in other threads, hence a copy of the keys to look at.
+    for other in list(_touches):
+        if other.is_closed():
+            _touches.pop(other, None)
+    touches = _touches[loop] = _Touches()
+    return touches
 
 
 def _send_due_touch(layer: Any, touches: _Touches) -> None:
