@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 from django.conf import settings
@@ -167,7 +168,8 @@ async def test_staff_lists_sessions_and_watches_one_read_only():
     assert 'action="/keys/"' not in page and "Delete" not in page
 
 
-async def test_staff_list_updates_live():
+async def open_staff_list() -> Any:
+    """A staff member's socket on the live list, past its first rendering."""
     await make_staff()
     staff = await logged_in_client("boss")
     cookie = staff.cookies[settings.SESSION_COOKIE_NAME].value
@@ -176,6 +178,11 @@ async def test_staff_list_updates_live():
     assert connected
     first = await comm.receive_from(timeout=3)
     assert 'id="session-list"' in first
+    return comm
+
+
+async def test_staff_list_updates_live():
+    comm = await open_staff_list()
     store = await new_session()
     await client_for(store.session_key).get("/color/")
     refreshed = await comm.receive_from(timeout=3)
@@ -186,13 +193,7 @@ async def test_staff_list_updates_live():
 async def test_staff_list_shows_changes_made_in_quick_succession():
     # Both changes fall in one refresh interval, so the process tells the list
     # once at once and once at the interval's end; the list shows both.
-    await make_staff()
-    staff = await logged_in_client("boss")
-    cookie = staff.cookies[settings.SESSION_COOKIE_NAME].value
-    comm = communicator(cookie, json_mode=False, path="/ws/staff/sessions/")
-    connected, _ = await comm.connect()
-    assert connected
-    await comm.receive_from(timeout=3)
+    comm = await open_staff_list()
     first, second = await new_session(), await new_session()
     for store in (first, second):
         await client_for(store.session_key).get("/color/")
