@@ -111,7 +111,7 @@ async def _touch_staff(layer: Any) -> None:
         touches.due = loop.call_at(due, _send_due_touch, layer, touches)
         return
     touches.sent_at = now
-    await _bounded(layer, layer.group_send(STAFF_GROUP, {"type": TOUCHED}))
+    await _send_touch(layer)
 
 
 def _start_touches(loop: asyncio.AbstractEventLoop) -> _Touches:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-from typing import Any
 
 import pytest
+from channels.testing import WebsocketCommunicator
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.test import AsyncClient
@@ -168,7 +168,7 @@ async def test_staff_lists_sessions_and_watches_one_read_only():
     assert 'action="/keys/"' not in page and "Delete" not in page
 
 
-async def open_staff_list() -> Any:
+async def open_staff_list() -> WebsocketCommunicator:
     """A staff member's socket on the live list, past its first rendering."""
     await make_staff()
     staff = await logged_in_client("boss")
@@ -191,8 +191,8 @@ async def test_staff_list_updates_live():
 
 
 async def test_staff_list_shows_changes_made_in_quick_succession():
-    # Both changes fall in one refresh interval, so the process tells the list
-    # once at once and once at the interval's end; the list shows both.
+    # Both changes fall in one refresh interval of the touches (the first is
+    # told at once, the second at the interval's end); the list shows both.
     comm = await open_staff_list()
     first, second = await new_session(), await new_session()
     for store in (first, second):
