@@ -1,4 +1,5 @@
-"""An ASGI handler that runs Django's stock middleware on the event loop.
+"""An ASGI handler that runs Django's stock middleware on the event loop, and
+lends each request a thread that outlives it.
 
 MiddlewareMixin runs each process_request and process_response of a sync
 middleware through a thread hop (two per middleware and request, on a thread
@@ -7,12 +8,24 @@ middleware below do no I/O in those hooks (headers, cookies, a CSRF token
 check, a lazy user, cookie-stored messages), so this handler swaps in
 subclasses that call them inline. MIDDLEWARE keeps the stock paths, so
 Django's deploy checks still see exactly what is installed.
+
+Django gives every request a thread of its own for its thread-sensitive sync
+code (the request signals' receivers, the ORM), then joins it from yet another
+thread: two threads started and joined per request, which made up a third of a
+bare view's time here and, on a single core, held up the pushes that a write
+had just sent. Here a request borrows an idle thread instead and hands it back
+when it ends, as a WSGI server's worker threads are reused; Django's request
+signals close the connections of that thread that are unusable or too old, as
+they do under WSGI.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
+from asgiref.sync import AsyncToSync, SyncToAsync, ThreadSensitiveContext
 from django.conf import settings
 from django.contrib.auth.middleware import AuthenticationMiddleware as _Auth
 from django.contrib.messages.middleware import MessageMiddleware as _Messages
@@ -60,6 +73,34 @@ ON_LOOP = {
 }
 
 
+class RequestThread(ThreadPoolExecutor):
+    """One thread that runs one request's sync code at a time, and knows if it is idle."""
+
+    def __init__(self) -> None:
+        super().__init__(max_workers=1, thread_name_prefix="django-request")
+        self.pending: set[Future[Any]] = set()
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        future = super().submit(fn, *args, **kwargs)
+        self.pending.add(future)
+        future.add_done_callback(self.pending.discard)
+        return future
+
+
+# Idle threads kept for the next requests; a burst beyond this many in flight
+# starts threads that end with their request, as Django's own do.
+KEEP_IDLE = 64
+_idle: list[RequestThread] = []
+
+
+def _inside_sync_code() -> bool:
+    # Called from a sync thread (async_to_sync) or inside another request's
+    # context, Django's own rules keep the sync code where the caller expects it.
+    if getattr(AsyncToSync.executors, "current", None) is not None:
+        return True
+    return SyncToAsync.thread_sensitive_context.get(None) is not None
+
+
 class OnLoopASGIHandler(ASGIHandler):
     def load_middleware(self, is_async: bool = False) -> None:
         stock = settings.MIDDLEWARE
@@ -68,3 +109,19 @@ class OnLoopASGIHandler(ASGIHandler):
             super().load_middleware(is_async)
         finally:
             settings.MIDDLEWARE = stock
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or _inside_sync_code():
+            await super().__call__(scope, receive, send)
+            return
+        thread = _idle.pop() if _idle else RequestThread()
+        try:
+            async with ThreadSensitiveContext(executor=thread):
+                await self.handle(scope, receive, send)
+        finally:
+            # Sync code still running (its request was cancelled, e.g. by a
+            # disconnect) keeps the thread: nobody else's request waits behind it.
+            if thread.pending or len(_idle) >= KEEP_IDLE:
+                thread.shutdown(wait=False)
+            else:
+                _idle.append(thread)

@@ -64,13 +64,24 @@ CONFIGS = [
     Config(
         "live engine: write, 64 connections", "live", "/bench/write", write=True, connections=64
     ),
+    # The same two views served as the project serves them: through its own
+    # handler, which lends each request a reused thread (asgi_config.handler).
+    Config("bare view, the project's ASGI handler", "bare-handler", "/bench/hello"),
+    Config(
+        "live engine: write, the project's ASGI handler",
+        "live-handler",
+        "/bench/write",
+        write=True,
+    ),
     # The scale-out engines, when this machine runs PostgreSQL and Redis.
     Config("live engine on PostgreSQL: write", "live-pg", "/bench/write", write=True),
     Config("live Redis engine, Redis layer: write", "live-redis", "/bench/write", write=True),
 ]
 BASELINE = CONFIGS[1].what
 LIVE_WRITE = next(c for c in CONFIGS if c.stack == "live" and c.write and c.connections is None)
-LIVE_STACKS = ("live", "live-pg", "live-redis")
+LIVE_STACKS = ("live", "live-handler", "live-pg", "live-redis")
+# Stacks served through the project's handler: the stack of the same name without it.
+ON_PROJECT_HANDLER = {"bare-handler": "bare", "live-handler": "live"}
 
 
 def options() -> argparse.Namespace:
@@ -106,12 +117,21 @@ def start_servers(tmp: Path, services_at: ExitStack) -> dict[str, server.Daphne]
     servers = {}
     # "idle" is a fresh raw app for the idle sockets' baseline: one that served
     # the wrk runs keeps their memory, and new sockets would seem to cost nothing.
-    for stack in ("raw", "idle", "bare", "db", "cache", "live", "project"):
+    stacks = ("raw", "idle", "bare", "db", "cache", "live", *ON_PROJECT_HANDLER, "project")
+    for stack in stacks:
         db = tmp / f"{stack}.sqlite3"
         shutil.copy(template, db)
         if stack == "project":
             env = server.environment(server.sqlite_url(db), "asgi_config.settings")
             app = "asgi_config.asgi:application"
+        elif stack in ON_PROJECT_HANDLER:
+            env = server.environment(
+                server.sqlite_url(db),
+                BENCH_SETTINGS,
+                BENCH_STACK=ON_PROJECT_HANDLER[stack],
+                BENCH_HANDLER="project",
+            )
+            app = DJANGO_APP
         else:
             env = server.environment(server.sqlite_url(db), BENCH_SETTINGS, BENCH_STACK=stack)
             raw = stack in ("raw", "idle")
