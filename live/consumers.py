@@ -40,14 +40,17 @@ CLOSE_MOVED = 4307
 CLOSE_TOO_BIG = 4009
 
 
-_encoded: dict[tuple[str, int], str] = {}
+_encoded: dict[tuple[str, int], dict[str, str]] = {}
 
 
-def _changed_text(session_digest: str, event: dict[str, Any]) -> str:
-    """Encode a change once for all the JSON tabs of its session in this process."""
+def _changed_message(session_digest: str, event: dict[str, Any]) -> dict[str, str]:
+    """A change as the socket's send message, built once for all the JSON tabs of its session here.
+
+    The server only reads a message it is given, so every tab sends the same one.
+    """
     key = (session_digest, event["version"])
-    text = _encoded.get(key)
-    if text is None:
+    sent = _encoded.get(key)
+    if sent is None:
         message = {
             "type": broadcasting.CHANGED,
             "version": event["version"],
@@ -55,11 +58,11 @@ def _changed_text(session_digest: str, event: dict[str, Any]) -> str:
             "source": event["source"],
             "ts": event["ts"],
         }
-        text = json.dumps(message, separators=(",", ":"))
+        sent = {"type": "websocket.send", "text": json.dumps(message, separators=(",", ":"))}
         if len(_encoded) >= 256:
             _encoded.pop(next(iter(_encoded)))
-        _encoded[key] = text
-    return text
+        _encoded[key] = sent
+    return sent
 
 
 def _visible(data: dict[str, Any]) -> dict[str, Any]:
@@ -193,7 +196,7 @@ class SessionConsumer(AsyncWebsocketConsumer):
 
     async def show_change(self, mirror: Mirror, event: dict[str, Any]) -> None:
         if self.json_mode:
-            await self._send_text(_changed_text(mirror.digest, event))
+            await self.base_send(_changed_message(mirror.digest, event))
         else:
             await self._send_html(mirror)
 
