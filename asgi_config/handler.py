@@ -115,13 +115,21 @@ class OnLoopASGIHandler(ASGIHandler):
             await super().__call__(scope, receive, send)
             return
         thread = _idle.pop() if _idle else RequestThread()
+        ended_cleanly = False
         try:
             async with ThreadSensitiveContext(executor=thread):
                 await self.handle(scope, receive, send)
+            ended_cleanly = True
         finally:
-            # Sync code still running (its request was cancelled, e.g. by a
-            # disconnect) keeps the thread: nobody else's request waits behind it.
-            if thread.pending or len(_idle) >= KEEP_IDLE:
+            # Only a request that ended normally sent request_finished, which
+            # closes the thread's connections; after an error or a cancellation
+            # (the server giving up on it) the thread ends, and with it whatever
+            # it held, as Django's own threads do. (Django leaves a cancelled
+            # request's own tasks running; a sync call they make now is refused,
+            # its context having exited, rather than run on a thread lent to
+            # another request.) So does a thread with sync code still running:
+            # nobody else's request waits behind it.
+            if not ended_cleanly or thread.pending or len(_idle) >= KEEP_IDLE:
                 thread.shutdown(wait=False)
             else:
                 _idle.append(thread)

@@ -38,6 +38,7 @@ async def test_sending_to_a_group_returns_before_any_member_wakes():
         order.append("member woke")
 
     listening = asyncio.ensure_future(member())
+    await asyncio.sleep(0)  # the member starts, and waits on its queue
     await layer.group_send("session.abc", {"type": "session.changed"})
     order.append("send returned")
     await listening
