@@ -44,7 +44,9 @@ async def fail_midway(request: HttpRequest) -> StreamingHttpResponse:
 
 async def meet(request: HttpRequest) -> HttpResponse:
     await sync_to_async(meeting.wait)()
-    return HttpResponse(str(await sync_to_async(threading.get_ident)()))
+    thread = await sync_to_async(threading.current_thread)()
+    seen.append(thread)
+    return HttpResponse(str(thread.ident))
 
 
 def wait_for_release() -> None:
@@ -174,6 +176,19 @@ async def test_requests_in_flight_at_once_each_have_a_thread():
     assert one != two
     # Both go back for reuse.
     assert len(handler._idle) == 2
+
+
+async def test_threads_beyond_the_idle_cap_end_with_their_request(monkeypatch):
+    monkeypatch.setattr(handler, "KEEP_IDLE", 1)
+    app = OnLoopASGIHandler()
+    await asyncio.gather(get(app, "meet"), get(app, "meet"))
+    # Two were needed at once; one stays for the next request, the other ends.
+    assert len(handler._idle) == 1
+    both = set(seen)
+    await get(app, "thread")
+    (ended,) = both - {seen[-1]}
+    await asyncio.to_thread(ended.join, 10)
+    assert not ended.is_alive()
 
 
 async def test_a_thread_still_running_sync_code_after_its_request_is_not_lent_again():
