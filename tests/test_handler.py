@@ -27,10 +27,16 @@ held_by: list[int] = []
 seen: list[threading.Thread] = []
 
 
+async def note_thread() -> threading.Thread:
+    """The thread that runs this request's sync code, noted in `seen`."""
+    thread = await sync_to_async(threading.current_thread)()
+    seen.append(thread)
+    return thread
+
+
 async def thread_of(request: HttpRequest) -> HttpResponse:
-    for _ in range(2):
-        await sync_to_async(lambda: seen.append(threading.current_thread()))()
-    return HttpResponse(str(seen[-1].ident))
+    await note_thread()
+    return HttpResponse(str((await note_thread()).ident))
 
 
 async def fail_midway(request: HttpRequest) -> StreamingHttpResponse:
@@ -38,15 +44,13 @@ async def fail_midway(request: HttpRequest) -> StreamingHttpResponse:
         yield b"so far so good"
         raise RuntimeError("the stream broke")
 
-    await sync_to_async(lambda: seen.append(threading.current_thread()))()
+    await note_thread()
     return StreamingHttpResponse(chunks())
 
 
 async def meet(request: HttpRequest) -> HttpResponse:
     await sync_to_async(meeting.wait)()
-    thread = await sync_to_async(threading.current_thread)()
-    seen.append(thread)
-    return HttpResponse(str(thread.ident))
+    return HttpResponse(str((await note_thread()).ident))
 
 
 def wait_for_release() -> None:
@@ -67,7 +71,7 @@ async def leave_running(request: HttpRequest) -> HttpResponse:
     # Sync work started and not awaited: its first step holds the thread until
     # the response is out, then the second is queued while the request ends.
     left_running.append(asyncio.ensure_future(two_steps()))
-    await asyncio.sleep(0)
+    await asyncio.sleep(0)  # the task starts, and hands its first step to the thread
     return HttpResponse("left running")
 
 
@@ -75,7 +79,7 @@ waiting: list[asyncio.Event] = []
 
 
 async def wait_forever(request: HttpRequest) -> HttpResponse:
-    await sync_to_async(lambda: seen.append(threading.current_thread()))()
+    await note_thread()
     waiting[0].set()
     await asyncio.Event().wait()
     return HttpResponse("never")

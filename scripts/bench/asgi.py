@@ -12,7 +12,6 @@ import os
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-import django
 from django.core.asgi import get_asgi_application
 
 Message = Mapping[str, Any]
@@ -21,13 +20,11 @@ Send = Callable[[Message], Awaitable[None]]
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "scripts.bench.settings")
 # The rows run on Django's own handler; BENCH_HANDLER=project serves the
 # same views through the project's (asgi_config.handler), as its server does.
+django_app = get_asgi_application()
 if os.environ.get("BENCH_HANDLER") == "project":
-    django.setup(set_prefix=False)
     from asgi_config.handler import OnLoopASGIHandler
 
-    django_app: Any = OnLoopASGIHandler()
-else:
-    django_app = get_asgi_application()
+    django_app = OnLoopASGIHandler()
 
 WRITE_PATHS = frozenset({"/bench/write", "/bench/write-distinct"})
 STATS_PATH = "/bench/stats"
