@@ -18,7 +18,7 @@ Message = Mapping[str, Any]
 Send = Callable[[Message], Awaitable[None]]
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "scripts.bench.settings")
-# The rows run on Django's own handler; BENCH_HANDLER=project serves the
+# The table runs on Django's own handler; BENCH_HANDLER=project serves the
 # same views through the project's (asgi_config.handler), as its server does.
 django_app = get_asgi_application()
 if os.environ.get("BENCH_HANDLER") == "project":

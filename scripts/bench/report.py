@@ -203,7 +203,8 @@ def _ratio_goals(
                 value += f"; {row['rps'] / rps[base]:.2f} of the bare view on the same handler"
             found.append(
                 (
-                    f"{row['what']}: at least {least[row['what']]:.2f} of the bare view",
+                    f"{row['what']}: at least {least[row['what']]:.2f} of the bare view"
+                    " on Django's handler",
                     value,
                     paired >= least[row["what"]],
                 )

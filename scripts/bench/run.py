@@ -206,7 +206,7 @@ def measured(servers: dict[str, server.Daphne]) -> list[Config]:
 
 
 def same_handler(configs: list[Config]) -> dict[str, str]:
-    """Each live row on the project's handler -> the bare view on that handler (like for like)."""
+    """Each live row on the project's handler -> the bare view on that same handler."""
     bare = next((c.what for c in configs if c.stack == "bare-handler"), None)
     return {c.what: bare for c in configs if bare and c.stack == "live-handler"}
 
