@@ -30,6 +30,7 @@ from django.utils.crypto import get_random_string
 from django.utils.module_loading import import_string
 
 from live import broadcasting, db, metrics, store
+from live.codec import dumps, flat
 from live.keys import digest, mask
 
 
@@ -44,8 +45,9 @@ class SessionStore(SessionBase):
         # parsed again only when saving, so read-only requests pay nothing for it.
         self._base_text = "{}"
         # A shallow copy of the same state, which spares that parse when it
-        # holds only scalars (see store.copy_data).
+        # holds only scalars (see store.copy_data), and whether it does.
         self._base_values: dict[str, Any] = {}
+        self._base_flat: bool | None = True
         self._wiped = False
         self._expect: dict[str, int] = {}
         # True right after this object wrote the row, so a second save of an
@@ -126,10 +128,12 @@ class SessionStore(SessionBase):
         if snapshot is None:
             self._session_key = None
             self._base_text, self._base_values, self.version, self.key_versions = "{}", {}, 0, {}
+            self._base_flat = True
             return {}
         self.version = snapshot.version
         self.key_versions = snapshot.key_versions
         self._base_text, self._base_values = snapshot.text, dict(snapshot.data)
+        self._base_flat = snapshot.flat
         self._stored_expiry = snapshot.expires_at
         return snapshot.data
 
@@ -161,7 +165,9 @@ class SessionStore(SessionBase):
     def _diff(self) -> tuple[store.Changes, dict[str, Any]]:
         """This request's changes against what it loaded, and a fresh copy of what it loaded."""
         current = self._data()
-        base = store.copy_data(self._base_values, self._base_text)
+        if self._base_flat is None:
+            self._base_flat = flat(self._base_values)
+        base = store.copy_data(self._base_values, self._base_text, self._base_flat)
         sets = {
             k: v
             for k, v in current.items()
@@ -173,7 +179,7 @@ class SessionStore(SessionBase):
         # conditional write checks first, so that a conflict cannot hide it.
         if self._expect:
             for value in sets.values():
-                store.dumps(value)
+                dumps(value)
         deletes = [key for key in base if key not in current]
         changes = store.Changes(sets=sets, deletes=deletes, wipe=self._wiped, expect=self._expect)
         return changes, base
@@ -190,6 +196,7 @@ class SessionStore(SessionBase):
             expires_at=self._stored_expiry or 0.0,
             key_versions=dict(self.key_versions),
             text=self._base_text,
+            flat=self._base_flat,
         )
 
     def _expiry(self, value: Any) -> float:
@@ -203,6 +210,7 @@ class SessionStore(SessionBase):
         self._session_cache = snapshot.data
         self._stored_expiry = snapshot.expires_at
         self._base_text, self._base_values = snapshot.text, dict(snapshot.data)
+        self._base_flat = snapshot.flat
         self.version, self.key_versions = snapshot.version, snapshot.key_versions
         self._wiped, self._expect, self._in_sync = False, {}, True
 

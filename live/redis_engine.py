@@ -27,6 +27,7 @@ from django.contrib.sessions.backends.base import CreateError, UpdateError
 from redis import TimeoutError as RedisTimeout
 
 from live import engine, redis_client, store
+from live.codec import dumps, loads
 from live.conf import setting
 
 logger = logging.getLogger(__name__)
@@ -108,10 +109,10 @@ def _snapshot(session_digest: str, state: list[Any]) -> store.Snapshot:
     return store.Snapshot(
         digest=session_digest,
         version=int(version),
-        data=json.loads(text),
+        data=loads(text),
         masked_key=masked,
         expires_at=float(expires),
-        key_versions=json.loads(versions),
+        key_versions=loads(versions),
         text=text,
     )
 
@@ -121,9 +122,9 @@ def _applied(raw: list[list[Any]]) -> store.Applied:
     for op, key, value, old in raw:
         change: dict[str, Any] = {"op": op, "key": key}
         if op == "set":
-            change["value"] = json.loads(value)
+            change["value"] = loads(value)
         if old is not None:
-            change["old"] = json.loads(old)
+            change["old"] = loads(old)
         applied.append(change)
     return applied
 
@@ -161,7 +162,7 @@ class SessionStore(engine.SessionStore):
 
     def _remember_expiry(self, snapshot: store.Snapshot | None) -> None:
         found = snapshot is not None and EXPIRY_KEY in snapshot.data
-        self._expiry_text = store.dumps(snapshot.data[EXPIRY_KEY]) if found else ""  # type: ignore[union-attr]
+        self._expiry_text = dumps(snapshot.data[EXPIRY_KEY]) if found else ""  # type: ignore[union-attr]
 
     def _write_args(self, changes: store.Changes, expiry_text: str) -> dict[str, Any]:
         """The script's arguments for a diff, with the expiry computed from `expiry_text`."""
@@ -169,10 +170,10 @@ class SessionStore(engine.SessionStore):
         if EXPIRY_KEY in changes.sets:
             value = changes.sets[EXPIRY_KEY]
         else:
-            value = json.loads(expiry_text) if expiry_text and not own else None
+            value = loads(expiry_text) if expiry_text and not own else None
         expires = self._expiry(value)
         return {
-            "sets": [[k, store.dumps(v)] for k, v in changes.sets.items()],
+            "sets": [[k, dumps(v)] for k, v in changes.sets.items()],
             "deletes": changes.deletes,
             "wipe": changes.wipe,
             "expect": [[k, v] for k, v in changes.expect.items()],
@@ -182,7 +183,7 @@ class SessionStore(engine.SessionStore):
             "expires_ms": int(expires * 1000),
             "masked": self.masked_key,
             "now": repr(time.time()),
-            "source": store.dumps(self.source[:200]),
+            "source": dumps(self.source[:200]),
             "history": setting("HISTORY_LENGTH"),
             "max_tombstones": setting("MAX_TOMBSTONES"),
             "max_bytes": setting("MAX_SESSION_BYTES"),
@@ -218,7 +219,7 @@ class SessionStore(engine.SessionStore):
                         masked_key=self.masked_key,
                         expires_at=float(args["expires"]),
                         key_versions=dict.fromkeys(data, 0),
-                        text=store.dumps(data),
+                        text=dumps(data),
                     )
                 )
                 return
@@ -239,7 +240,7 @@ class SessionStore(engine.SessionStore):
                 self._conflicted()
                 key, current = reply[1], reply[2]
                 raise store.Conflict(
-                    key, json.loads(current) if current is not None else None, changes.expect[key]
+                    key, loads(current) if current is not None else None, changes.expect[key]
                 )
             if reply[0] == "too_large":
                 self._conflicted()

@@ -9,13 +9,13 @@ to one session never overwrite each other.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from live.codec import dumps, dumps_plain, flat, loads, plain
 from live.conf import setting
 from live.db import Db
 from live.models import LiveChange, LiveSession
@@ -23,16 +23,6 @@ from live.models import LiveChange, LiveSession
 SESSIONS = LiveSession._meta.db_table
 CHANGES = LiveChange._meta.db_table
 _COLUMNS = "digest, data, key_versions, version, masked_key, expires_at"
-
-
-# json.dumps builds a new encoder per call when given options; a write encodes
-# four or five times, so the encoder is built once.
-_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-
-
-def dumps(value: Any) -> str:
-    """Encode like Django's JSONSerializer, strictly (no NaN or Infinity)."""
-    return _ENCODER.encode(value)
 
 
 def same(a: Any, b: Any) -> bool:
@@ -46,20 +36,17 @@ def same(a: Any, b: Any) -> bool:
     return bool(a == b)
 
 
-# JSON's scalar types, exactly: a subclass (a SafeString, an IntEnum) is not
-# what the stored text gives back.
-_SCALARS = frozenset({str, int, float, bool, type(None)})
-_STR = frozenset({str})
+def copy_data(data: dict[str, Any], text: str, is_flat: bool | None = None) -> dict[str, Any]:
+    """A fresh copy of a session's data, given the JSON text it was stored as.
 
-
-def copy_data(data: dict[str, Any], text: str) -> dict[str, Any]:
-    """A fresh copy of a session's data, given the JSON text it was stored as."""
+    is_flat is what flat(data) said of this data before, if it was asked.
+    """
     # While every value is a scalar under a str key, as JSON has them, a
     # shallow copy is exact and an unchanged value stays the very same object;
     # a list or a dict may have been changed in place, so the text is parsed.
-    if _STR.issuperset(map(type, data)) and _SCALARS.issuperset(map(type, data.values())):
+    if is_flat or (is_flat is None and flat(data)):
         return dict(data)
-    return json.loads(text)  # type: ignore[no-any-return]
+    return loads(text)  # type: ignore[no-any-return]
 
 
 @dataclass
@@ -74,17 +61,24 @@ class Snapshot:
     key_versions: dict[str, int] = field(default_factory=dict)
     # The stored JSON text of `data`, as read or written.
     text: str = "{}"
+    # Whether data holds only JSON scalars under str keys (codec.flat), once
+    # asked: a kept row is copied for every request that reads it, and asking
+    # again each time costs more than the copy.
+    flat: bool | None = field(default=None, compare=False, repr=False)
 
     def copy(self) -> Snapshot:
         """A copy whose data and key_versions can change without changing this one."""
+        if self.flat is None:
+            self.flat = flat(self.data)
         return Snapshot(
             self.digest,
             self.version,
-            copy_data(self.data, self.text),
+            copy_data(self.data, self.text, self.flat),
             self.masked_key,
             self.expires_at,
             dict(self.key_versions),
             self.text,
+            self.flat,
         )
 
     @property
@@ -147,10 +141,10 @@ def _row(row: tuple[Any, ...]) -> Snapshot:
     return Snapshot(
         digest=digest,
         version=version,
-        data=json.loads(data),
+        data=loads(data),
         masked_key=masked_key,
         expires_at=expires_at,
-        key_versions=json.loads(key_versions),
+        key_versions=loads(key_versions),
         text=data,
     )
 
@@ -258,9 +252,9 @@ _UPDATE = (
 _UPDATE_IF_AT = _UPDATE + " AND version = %s AND expires_at > %s"
 
 
-def _record(db: Db, digest: str, version: int, source: str, applied: Applied) -> None:
-    """Add a timeline entry; now and then drop the oldest beyond the history length."""
-    db.execute(_RECORD, (digest, version, time.time(), source[:200], dumps(applied)))
+def _record(db: Db, digest: str, version: int, source: str, changes: str) -> None:
+    """Add a timeline entry (changes: the Applied list as JSON); now and then prune the oldest."""
+    db.execute(_RECORD, (digest, version, time.time(), source[:200], changes))
     keep = setting("HISTORY_LENGTH")
     # Pruning every 16th version keeps at most keep + 15 entries for one statement in 16.
     if version % 16 == 0 and version > keep:
@@ -273,7 +267,9 @@ def _update(db: Db, snap: Snapshot, expiry: ExpiryFn, if_version: int | None) ->
     """Write the row; with if_version, only if it is still at that version and live."""
     snap.expires_at = expiry(snap.data.get("_session_expiry"))
     now = time.time()
-    params = [snap.text, dumps(snap.key_versions), snap.version, snap.expires_at, now, snap.digest]
+    # Key versions are numbers this module set, under the session's own keys.
+    versions = dumps_plain(snap.key_versions)
+    params = [snap.text, versions, snap.version, snap.expires_at, now, snap.digest]
     if if_version is None:
         db.execute(_UPDATE, params)
         return True
@@ -365,7 +361,12 @@ def _merge_onto(
     applied = _apply(snap.data, snap.key_versions, changes, snap.version + 1)
     if applied:
         snap.version += 1
-    snap.text = dumps(snap.data)
+    # What was stored holds JSON's own types only (it was parsed, or checked
+    # when written); the request's new values are the only ones to look at.
+    encode = dumps_plain if all(map(plain, changes.sets.values())) else dumps
+    snap.text = encode(snap.data)
+    if snap.flat is not None:
+        snap.flat = snap.flat and flat(changes.sets)
     # Checked here, under the lock, because concurrent writes that each fit
     # could together pass the limit; a session already over it may shrink.
     size, limit = len(snap.text.encode()), setting("MAX_SESSION_BYTES")
@@ -374,7 +375,7 @@ def _merge_onto(
     if not _update(db, snap, expiry, if_version):
         raise _Stale
     if applied:
-        _record(db, snap.digest, snap.version, source, applied)
+        _record(db, snap.digest, snap.version, source, encode(applied))
     return snap, applied
 
 
@@ -417,7 +418,7 @@ def rotate(
             # The timeline moves with the data; a flush starts a new one, so a
             # logged-out user's successor never sees what came before.
             db.execute(f"UPDATE {CHANGES} SET digest = %s WHERE digest = %s", (new, old))
-            _record(db, new, version + 1, source, [*applied, {"op": "cycle", "key": ""}])
+            _record(db, new, version + 1, source, dumps([*applied, {"op": "cycle", "key": ""}]))
         elif old:
             db.execute(f"DELETE FROM {CHANGES} WHERE digest = %s", (old,))
     return snap, applied
@@ -446,7 +447,7 @@ def delete_expired(db: Db) -> list[str]:
 
 def _entry(row: tuple[Any, ...]) -> dict[str, Any]:
     version, ts, source, changes = row
-    return {"version": version, "ts": ts, "source": source, "changes": json.loads(changes)}
+    return {"version": version, "ts": ts, "source": source, "changes": loads(changes)}
 
 
 def history(db: Db, digest: str) -> list[dict[str, Any]]:
@@ -498,6 +499,5 @@ def summaries(db: Db, limit: int = 200) -> list[Summary]:
         (time.time(), limit),
     )
     return [
-        Summary(d, m, len(json.loads(data)), len(data.encode()), v, e, u)
-        for d, m, data, v, e, u in rows
+        Summary(d, m, len(loads(data)), len(data.encode()), v, e, u) for d, m, data, v, e, u in rows
     ]

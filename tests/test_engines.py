@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -17,6 +18,7 @@ from django.contrib.auth import get_user_model
 from django.test import AsyncClient
 
 from live import broadcasting, engine, redis_client, redis_engine, store
+from live.codec import dumps
 from live.keys import digest
 from tests.conftest import REDIS_TEST_URL, free_port
 
@@ -217,7 +219,7 @@ async def test_engine_refuses_growth_past_the_session_limit_under_the_lock(
     with pytest.raises(store.TooLarge) as refused:
         await second.asave()
     together = {"a": "x" * 40, "b": "y" * 30, 'c/é"': "z" * 30}
-    assert f"would be {len(store.dumps(together).encode())} bytes" in str(refused.value)
+    assert f"would be {len(dumps(together).encode())} bytes" in str(refused.value)
     # The refused write stays refused: a later save (the middleware's) writes nothing.
     await second.asave()
     snapshot = await Store.aread(session.digest or "")
@@ -287,6 +289,55 @@ async def test_engine_saves_a_list_changed_in_place(Store: Engine, written: bool
     assert (await next_event(listener))["changes"] == [
         {"op": "set", "key": "items", "value": [1, 2, 3], "old": [1, 2]}
     ]
+
+
+async def test_engine_never_shares_a_list_set_into_a_session_of_scalars(Store: Engine):
+    # A session of scalars is copied shallowly between requests; once a list is
+    # set into it, a request changing that list in place must not change the
+    # copy that the next request reads.
+    session = await new_session(Store, n=1)
+    writer = await loaded(Store, session.session_key)
+    await writer.aset("items", [1])
+    await writer.asave()
+    changer = await loaded(Store, session.session_key)
+    (await changer.aget("items")).append(2)  # not saved
+    reader = await loaded(Store, session.session_key)
+    assert await reader.aget("items") == [1]
+
+
+@pytest.mark.parametrize("number", [2**64, -(10**30)], ids=["2**64", "-10**30"])
+async def test_engine_keeps_every_digit_of_a_long_integer(Store: Engine, number: int):
+    session = await new_session(Store, n=1)
+    writer = await loaded(Store, session.session_key)
+    await writer.aset("big", number)
+    await writer.asave()
+    again = await loaded(Store, session.session_key)
+    stored = await Store.aread(writer.digest or "")
+    assert stored is not None
+    for value in (await again.aget("big"), stored.data["big"]):
+        assert value == number and type(value) is int
+
+
+@pytest.mark.parametrize(
+    ("value", "error"),
+    [
+        (uuid.UUID(int=1), TypeError),
+        ({"when": datetime(2026, 1, 1)}, TypeError),
+        (math.nan, ValueError),
+    ],
+    ids=["uuid", "datetime", "nan"],
+)
+async def test_engine_refuses_what_json_cannot_hold_and_changes_nothing(
+    Store: Engine, value: Any, error: type[Exception]
+):
+    session = await new_session(Store, n=1)
+    writer = await loaded(Store, session.session_key)
+    await writer.aset("n", 2)
+    await writer.aset("bad", value)
+    with pytest.raises(error):
+        await writer.asave()
+    stored = await loaded(Store, session.session_key)
+    assert (dict(await stored.aitems()), stored.version) == ({"n": 1}, 0)
 
 
 async def test_engine_cycle_key_moves_data_and_timeline(Store: Engine):
@@ -388,7 +439,7 @@ async def test_engine_summaries_list_sessions_newest_change_first(Store: Engine)
     assert [row.digest for row in rows] == [first.digest, second.digest]
     row = rows[0]
     assert (row.masked_key, row.keys, row.version) == (first.masked_key, 2, first.version)
-    assert row.size_bytes == len(store.dumps({"a": 1, "c": [1, 2]}).encode())
+    assert row.size_bytes == len(dumps({"a": 1, "c": [1, 2]}).encode())
     assert row.expires_at > time.time() and row.updated_at <= time.time()
     # The list shows no values, and a flushed session leaves it.
     assert "[1, 2]" not in repr(rows)
