@@ -2,8 +2,8 @@
 
 Every save encodes the session, its key versions and its timeline entry, and
 every row read from the database is parsed. The json module spends about
-2,500 machine instructions per value on that (a quarter of a save's own work,
-see BENCHMARKS.md); orjson does the same about eight times cheaper. The two
+2,500 machine instructions per value on that (about a quarter of a save's own
+work, counted with callgrind); orjson does the same about eight times cheaper. The two
 differ at the edges, so orjson is used only where both give the same answer:
 
 - encoding: values of JSON's own types, exactly (orjson would store an enum,
