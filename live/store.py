@@ -36,15 +36,15 @@ def same(a: Any, b: Any) -> bool:
     return bool(a == b)
 
 
-def copy_data(data: dict[str, Any], text: str, is_flat: bool | None = None) -> dict[str, Any]:
+def copy_data(data: dict[str, Any], text: str, is_flat: bool) -> dict[str, Any]:
     """A fresh copy of a session's data, given the JSON text it was stored as.
 
-    is_flat is what flat(data) said of this data before, if it was asked.
+    is_flat is what codec.flat(data) says; callers remember it, so it is asked once.
     """
     # While every value is a scalar under a str key, as JSON has them, a
     # shallow copy is exact and an unchanged value stays the very same object;
     # a list or a dict may have been changed in place, so the text is parsed.
-    if is_flat or (is_flat is None and flat(data)):
+    if is_flat:
         return dict(data)
     return loads(text)  # type: ignore[no-any-return]
 
@@ -361,8 +361,9 @@ def _merge_onto(
     applied = _apply(snap.data, snap.key_versions, changes, snap.version + 1)
     if applied:
         snap.version += 1
-    # What was stored holds JSON's own types only (it was parsed, or checked
-    # when written); the request's new values are the only ones to look at.
+    # What was stored was parsed from JSON, or accepted by the json module
+    # when this object wrote it (a tuple, an IntEnum), which orjson encodes
+    # the same way; the request's new values are the only ones to look at.
     encode = dumps_plain if all(map(plain, changes.sets.values())) else dumps
     snap.text = encode(snap.data)
     if snap.flat is not None:

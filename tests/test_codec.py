@@ -134,6 +134,8 @@ class Label(str):
 )
 def test_values_outside_json_types_are_encoded_as_the_json_module_does(value: Any) -> None:
     assert codec.dumps(value) == STRICT.encode(value)
+    # A second save in the same request encodes them with dumps_plain (see store._merge_onto).
+    assert codec.dumps_plain(value) == STRICT.encode(value)
 
 
 @pytest.mark.parametrize("key", [1, 2.5, True, None, Label("key"), "ключ"])
