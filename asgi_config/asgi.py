@@ -10,7 +10,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "asgi_config.settings")
 # Django must be set up before anything imports models.
 django.setup(set_prefix=False)
 
-from asgi_config.handler import OnLoopASGIHandler  # noqa: E402
+from live.http.handler import OnLoopASGIHandler  # noqa: E402
 
 django_asgi_app = OnLoopASGIHandler()
 
@@ -19,7 +19,7 @@ from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E40
 from channels.sessions import CookieMiddleware  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 
-from live.routing import websocket_urlpatterns  # noqa: E402
+from live.realtime.routing import websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
     {

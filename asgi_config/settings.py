@@ -136,7 +136,7 @@ if REDIS_URL:
             "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
             # Short waits when Redis hangs or is unreachable (a stopped one
             # refuses at once): the push is skipped, the write goes on, and
-            # tabs resync once pushes flow again (see live.presence).
+            # tabs resync once pushes flow again (see live.realtime.presence).
             "CONFIG": {
                 "hosts": [{"address": REDIS_URL, "socket_connect_timeout": 2, "socket_timeout": 2}]
             },

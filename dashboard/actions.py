@@ -21,7 +21,7 @@ from dashboard.validation import (
 )
 from live import limits
 from live.conf import is_reserved
-from live.store import TooLarge
+from live.types import TooLarge
 
 _SHOWN = 120
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.csrf import csrf_failure as default_csrf_failure
@@ -20,7 +21,7 @@ from dashboard.validation import (
     whole_number,
 )
 from live.conf import is_reserved, setting
-from live.store import Conflict
+from live.types import Conflict
 
 
 def _error(message: str, status: int, **extra: Any) -> JsonResponse:
@@ -75,7 +76,7 @@ async def session(request: HttpRequest) -> JsonResponse:
                 "expires_at": None if expiry == 0 else snapshot.expire_date.isoformat(),
                 "expire_at_browser_close": await request.session.aget_expire_at_browser_close(),
                 "size_bytes": snapshot.size_bytes,
-                "engine": request.session.__module__,
+                "engine": settings.SESSION_ENGINE,
             },
         }
     )

@@ -12,9 +12,9 @@ from django.conf import settings
 from django.template.loader import render_to_string
 from django.utils import timezone
 
-from live.codec import dumps
 from live.conf import is_reserved, setting
-from live.store import Snapshot, Summary
+from live.sessions.codec import dumps
+from live.types import Snapshot, Summary
 
 PAGE = "dashboard/page.html"
 STAFF_PAGE = "dashboard/staff.html"

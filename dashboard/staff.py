@@ -9,7 +9,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 
 from dashboard.rendering import PAGE, STAFF_PAGE, session_context, staff_rows
-from live import presence
+from live.realtime import presence
 
 
 async def _require_staff(request: HttpRequest) -> None:

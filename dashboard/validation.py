@@ -12,8 +12,8 @@ import unicodedata
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
-from live.codec import dumps
 from live.conf import is_reserved, setting
+from live.sessions.codec import dumps
 
 # Control, format (zero-width, bidi overrides), surrogate, private-use and
 # line/paragraph separator characters: invisible or able to disguise a key.

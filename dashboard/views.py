@@ -15,8 +15,8 @@ from django_htmx.middleware import HtmxDetails
 from dashboard import actions
 from dashboard.rendering import LIVE_FRAGMENTS, PAGE, session_context
 from dashboard.validation import Invalid, parse_expiry, parse_form_value, whole_number
-from live import presence
-from live.store import Conflict
+from live.realtime import presence
+from live.types import Conflict
 
 
 class HtmxHttpRequest(HttpRequest):

@@ -1,38 +1,5 @@
-"""The embedded channel layer: channels' in-memory layer, minus the cost of publishing to nobody."""
+"""The name CHANNEL_LAYERS uses for the in-memory layer; it lives in live.realtime.layers."""
 
-from __future__ import annotations
+from live.realtime.layers import LocalChannelLayer
 
-import contextlib
-from typing import Any
-
-from channels.exceptions import ChannelFull
-from channels.layers import InMemoryChannelLayer
-
-
-class LocalChannelLayer(InMemoryChannelLayer):
-    """One process's layer (the default without REDIS_URL).
-
-    Every write publishes to its session's group and to the staff group, and
-    most of those groups have no member here: no tab follows the session, no
-    staff page is open. The stock group_send still sweeps every channel for
-    expired messages and builds an asyncio queue for the results: about 55 µs
-    of a write's 1.2 ms here. A group nobody joined is skipped outright.
-
-    For a group with members, the stock group_send starts a task per member
-    and waits for them, although putting a message on an in-memory queue never
-    waits: the writer's request stood aside while the hub pushed the change to
-    every tab, and built its response only after. Here the messages go on the
-    queues in place and the request finishes first (with 100 tabs open, its
-    response came about 3 ms sooner; the tabs' pushes no later).
-    """
-
-    async def group_send(self, group: str, message: dict[str, Any]) -> None:
-        assert isinstance(message, dict), "Message is not a dict"
-        self.require_valid_group_name(group)
-        if group not in self.groups:
-            return
-        self._clean_expired()
-        for channel in list(self.groups.get(group, ())):
-            # A member that is not keeping up misses this one, as with the stock send.
-            with contextlib.suppress(ChannelFull):
-                await self.send(channel, message)
+__all__ = ["LocalChannelLayer"]

@@ -1,22 +1,5 @@
-"""WebSocket URL patterns; include them in your project's ProtocolTypeRouter."""
+"""The name asgi.py imports the socket routes by; they live in live.realtime.routing."""
 
-from __future__ import annotations
+from live.realtime.routing import websocket_urlpatterns
 
-from channels.auth import AuthMiddlewareStack
-from django.urls import path
-
-from live.consumers import SessionConsumer, StaffListConsumer, StaffWatchConsumer
-from live.monitoring import MetricsConsumer
-
-websocket_urlpatterns = [
-    # Tabs authenticate by their session cookie alone: no user lookup per socket.
-    path("ws/session/", SessionConsumer.as_asgi()),
-    # Counts only, no session data: any same-origin page may watch.
-    path("ws/metrics/", MetricsConsumer.as_asgi()),
-    # Staff sockets need the user, so only they pay for the auth middleware.
-    path("ws/staff/sessions/", AuthMiddlewareStack(StaffListConsumer.as_asgi())),
-    path(
-        "ws/staff/sessions/<str:digest>/",
-        AuthMiddlewareStack(StaffWatchConsumer.as_asgi()),
-    ),
-]
+__all__ = ["websocket_urlpatterns"]

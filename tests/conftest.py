@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 from channels.layers import channel_layers
 
-from live import limits, presence
+from live import limits
+from live.realtime import presence
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -14,8 +14,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from live import codec
-from live.store import same
+from live.sessions import codec
+from live.types import same
 
 # What the json module does, as Django's JSONSerializer and this project use it.
 STRICT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)

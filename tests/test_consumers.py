@@ -12,10 +12,11 @@ from django.conf import settings
 from django.test import AsyncClient
 
 from asgi_config.asgi import application
-from live import db
-from live import store as rows
-from live.consumers import CLOSE_TOO_BIG
-from live.engine import SessionStore
+from live.realtime.consumers import CLOSE_TOO_BIG
+from live.sessions import connections
+from live.sessions import sql as rows
+from live.sessions.db import SessionStore
+from live.types import Changes
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -216,7 +217,7 @@ async def test_consumer_resyncs_on_request_and_on_gap():
     assert await receive(comm) == first
     # A write whose push is lost (stored, never published) leaves a gap that
     # the next push reveals; the consumer then sends a fresh snapshot instead.
-    await db.run(rows.merge, store.digest, rows.Changes(sets={"b": 2}), store._expiry)
+    await connections.run(rows.merge, store.digest, Changes(sets={"b": 2}), store._expiry)
     await client_for(store.session_key).get("/color/")
     resynced = await receive(comm)
     assert resynced["type"] == "session.snapshot"

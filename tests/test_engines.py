@@ -17,14 +17,19 @@ from channels.layers import get_channel_layer
 from django.contrib.auth import get_user_model
 from django.test import AsyncClient
 
-from live import broadcasting, engine, redis_client, redis_engine, store
-from live.codec import dumps
-from live.keys import digest
+from live import redis_client
+from live.realtime import events
+from live.sessions import db as engine
+from live.sessions import redis as redis_engine
+from live.sessions.base import LiveSessionBase
+from live.sessions.codec import dumps
+from live.sessions.keys import digest
+from live.types import Conflict, TooLarge, Unavailable
 from tests.conftest import REDIS_TEST_URL, free_port
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-Engine = type[engine.SessionStore]
+Engine = type[LiveSessionBase]
 
 
 # This run's sessions go under a prefix of their own, removed at the end.
@@ -55,7 +60,7 @@ async def _close_redis() -> AsyncIterator[None]:
     await redis_client.aclose()
 
 
-async def new_session(Store: Engine, **data: Any) -> engine.SessionStore:
+async def new_session(Store: Engine, **data: Any) -> LiveSessionBase:
     session = Store()
     for key, value in data.items():
         await session.aset(key, value)
@@ -63,7 +68,7 @@ async def new_session(Store: Engine, **data: Any) -> engine.SessionStore:
     return session
 
 
-async def loaded(Store: Engine, session_key: str | None) -> engine.SessionStore:
+async def loaded(Store: Engine, session_key: str | None) -> LiveSessionBase:
     session = Store(session_key)
     await session.akeys()  # the first read loads, as in a request
     return session
@@ -72,7 +77,7 @@ async def loaded(Store: Engine, session_key: str | None) -> engine.SessionStore:
 async def listen(session_digest: str) -> tuple[Any, str]:
     layer = get_channel_layer()
     channel = await layer.new_channel()
-    await layer.group_add(broadcasting.group_name(session_digest), channel)
+    await layer.group_add(events.group_name(session_digest), channel)
     return layer, channel
 
 
@@ -115,7 +120,7 @@ async def test_engine_deletes_a_key_then_the_session(Store: Engine):
     assert dict(await (await loaded(Store, session.session_key)).aitems()) == {"b": 2}
     listener = await listen(session.digest or "")
     await session.adelete()
-    assert await next_event(listener) == {"type": broadcasting.ENDED, "next": None}
+    assert await next_event(listener) == {"type": events.ENDED, "next": None}
     assert not await Store().aexists(session.session_key or "")
     assert await Store.aread(session.digest or "") is None
 
@@ -176,7 +181,7 @@ async def test_engine_expect_refuses_a_key_changed_after_the_seen_version(Store:
     await theirs.asave()
     mine.expect("color", mine.version)
     await mine.aset("color", "green")
-    with pytest.raises(store.Conflict) as refused:
+    with pytest.raises(Conflict) as refused:
         await mine.asave()
     assert refused.value.current == "blue" and refused.value.key == "color"
     # The refused write stays refused: a later save (the middleware's) writes nothing.
@@ -194,7 +199,7 @@ async def test_engine_expect_sees_deletes_and_allows_unchanged_keys(Store: Engin
     stale = await loaded(Store, session.session_key)
     stale.expect("a", seen)
     await stale.aset("a", 5)
-    with pytest.raises(store.Conflict):
+    with pytest.raises(Conflict):
         await stale.asave()
     fine = await loaded(Store, session.session_key)
     fine.expect("b", seen)
@@ -216,7 +221,7 @@ async def test_engine_refuses_growth_past_the_session_limit_under_the_lock(
     # refused. The key needs escaping and is not ASCII: its size is the UTF-8
     # length of its JSON spelling, whichever store counts it.
     await second.aset('c/é"', "z" * 30)
-    with pytest.raises(store.TooLarge) as refused:
+    with pytest.raises(TooLarge) as refused:
         await second.asave()
     together = {"a": "x" * 40, "b": "y" * 30, 'c/é"': "z" * 30}
     assert f"would be {len(dumps(together).encode())} bytes" in str(refused.value)
@@ -242,7 +247,7 @@ async def test_engine_publishes_each_change_with_old_values(Store: Engine):
     await session.apop("c")
     await session.asave()
     event = await next_event(listener)
-    assert event["type"] == broadcasting.CHANGED
+    assert event["type"] == events.CHANGED
     assert event["version"] == 1 and event["source"] == "PUT /api/session/keys/a"
     assert sorted(event["changes"], key=lambda c: c["key"]) == [
         {"op": "set", "key": "a", "value": "new"},
@@ -349,7 +354,7 @@ async def test_engine_cycle_key_moves_data_and_timeline(Store: Engine):
     await session.aset("c", 3)
     await session.acycle_key()
     assert session.session_key != old_key
-    assert await next_event(listener) == {"type": broadcasting.ROTATED, "next": session.digest}
+    assert await next_event(listener) == {"type": events.ROTATED, "next": session.digest}
     assert await Store.aread(old_digest) is None
     moved = await Store.aread(session.digest or "")
     assert moved is not None
@@ -367,7 +372,7 @@ async def test_engine_flush_ends_the_session_and_starts_an_empty_one(Store: Engi
     old_digest, version = session.digest or "", session.version
     listener = await listen(old_digest)
     await session.aflush()
-    assert await next_event(listener) == {"type": broadcasting.ENDED, "next": session.digest}
+    assert await next_event(listener) == {"type": events.ENDED, "next": session.digest}
     assert await Store.aread(old_digest) is None
     successor = await Store.aread(session.digest or "")
     assert successor is not None
@@ -510,9 +515,9 @@ async def test_redis_engine_fails_fast_when_redis_is_down(settings):
     session = redis_engine.SessionStore()
     await session.aset("a", 1)
     started = time.monotonic()
-    with pytest.raises(store.Unavailable) as down:
+    with pytest.raises(Unavailable) as down:
         await session.asave()
-    with pytest.raises(store.Unavailable):
+    with pytest.raises(Unavailable):
         await redis_engine.SessionStore("some-session-key-123").aload()
     assert time.monotonic() - started < 3
     assert str(down.value).endswith(".") and "Redis" in str(down.value)

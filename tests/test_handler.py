@@ -13,8 +13,8 @@ from asgiref.testing import ApplicationCommunicator
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.urls import path
 
-from asgi_config import handler
-from asgi_config.handler import OnLoopASGIHandler
+from live.http import handler
+from live.http.handler import OnLoopASGIHandler
 
 # Two requests meet here only if each has a thread of its own.
 meeting = threading.Barrier(2, timeout=10)

@@ -31,10 +31,10 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from asgi_config.asgi import application
-from live.codec import dumps
 from live.conf import session_store
-from live.consumers import CLOSE_TOO_BIG
-from live.keys import digest
+from live.realtime.consumers import CLOSE_TOO_BIG
+from live.sessions.codec import dumps
+from live.sessions.keys import digest
 from tests.conftest import Server
 from tests.test_api import DaphneClient, token
 

@@ -32,9 +32,9 @@ from django.urls import URLPattern, resolve
 
 from asgi_config.asgi import application
 from dashboard.urls import urlpatterns
-from live import broadcasting, presence
-from live.consumers import CLOSE_MOVED
-from live.keys import digest
+from live.realtime import events, presence
+from live.realtime.consumers import CLOSE_MOVED
+from live.sessions.keys import digest
 from tests.conftest import ROOT, RedisServer, Server, free_port, migrate, server_env
 from tests.test_api import csrf_client, token
 
@@ -582,7 +582,7 @@ async def test_socket_whose_successor_moved_on_closes_to_reconnect_instead_of_go
     await receive(comm)
     layer = get_channel_layer()
     gone = digest("no-such-session-key-0123456789abcdef")
-    await broadcasting.publish_rotated(digest(key_of(client)), gone)
+    await events.publish_rotated(digest(key_of(client)), gone)
     assert await receive(comm) == {"type": "session.rotated"}
     # Closed with a code the page reconnects on; nothing more is sent or heard.
     assert await comm.receive_output(timeout=3) == {"type": "websocket.close", "code": CLOSE_MOVED}

@@ -127,7 +127,7 @@ async def test_history_is_bounded_and_private():
         )
     page = (await client_for(theirs.session_key).get("/")).content.decode()
     assert "k59" not in page
-    from live.engine import SessionStore
+    from live.sessions.db import SessionStore
 
     entries = await SessionStore.ahistory(mine.digest)
     assert len(entries) == 50 and entries[0]["changes"][0]["key"] == "k59"

@@ -12,7 +12,7 @@ from django.test import AsyncRequestFactory
 from django.utils.cache import patch_vary_headers
 from django.utils.http import http_date, parse_http_date
 
-from live.middleware import LiveSessionMiddleware, set_cookie, vary_on_cookie
+from live.http.middleware import LiveSessionMiddleware, set_cookie, vary_on_cookie
 
 SETTINGS = [
     {},

@@ -16,8 +16,8 @@ from playwright.sync_api import Browser, expect
 from redis import Redis
 from yarl import URL
 
-from live.keys import digest
-from live.redis_engine import session_keys
+from live.sessions.keys import digest
+from live.sessions.redis import session_keys
 from tests.conftest import RedisServer, Server, free_port, migrate, server_env
 from tests.test_browser import WAIT_MS, Tab, shown
 

@@ -8,7 +8,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from live import db, store
+from live.sessions import connections
+from live.sessions import sql as store
+from live.types import Applied, Changes, Conflict, Snapshot, TooLarge, same
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -18,19 +20,19 @@ def expiry(_value: object) -> float:
 
 
 def create(**data: object) -> str:
-    db.call(store.insert, "d" * 64, "abcd…wxyz", dict(data), expiry)
+    connections.call(store.insert, "d" * 64, "abcd…wxyz", dict(data), expiry)
     return "d" * 64
 
 
-def merge(digest: str, **kwargs: object) -> tuple[store.Snapshot, store.Applied]:
-    return db.call(store.merge, digest, store.Changes(**kwargs), expiry)  # type: ignore[arg-type]
+def merge(digest: str, **kwargs: object) -> tuple[Snapshot, Applied]:
+    return connections.call(store.merge, digest, Changes(**kwargs), expiry)  # type: ignore[arg-type]
 
 
 def test_same_tells_json_types_apart():
-    assert store.same({"a": [1, {"b": None}]}, {"a": [1, {"b": None}]})
-    assert not store.same(1, True)
-    assert not store.same([1], [1.0])
-    assert not store.same({"a": 1}, {"a": 1, "b": 2})
+    assert same({"a": [1, {"b": None}]}, {"a": [1, {"b": None}]})
+    assert not same(1, True)
+    assert not same([1], [1.0])
+    assert not same({"a": 1}, {"a": 1, "b": 2})
 
 
 def test_merge_keeps_keys_it_did_not_touch():
@@ -51,19 +53,19 @@ def test_merge_of_equal_value_is_no_change():
 def test_merge_refuses_stale_expectation():
     digest = create(a=1)
     merge(digest, sets={"a": 2})
-    with pytest.raises(store.Conflict) as refused:
+    with pytest.raises(Conflict) as refused:
         merge(digest, sets={"a": 3}, expect={"a": 0})
     assert refused.value.current == 2
-    assert db.call(store.read, digest).data == {"a": 2}
+    assert connections.call(store.read, digest).data == {"a": 2}
 
 
 def test_merge_refuses_growth_past_session_limit_under_the_lock(settings):
     settings.LIVE_SESSIONS = {"MAX_SESSION_BYTES": 100}
     digest = create(a="x" * 40)
     merge(digest, sets={"b": "y" * 30})
-    with pytest.raises(store.TooLarge):
+    with pytest.raises(TooLarge):
         merge(digest, sets={"c": "z" * 40})
-    assert set(db.call(store.read, digest).data) == {"a", "b"}
+    assert set(connections.call(store.read, digest).data) == {"a", "b"}
     # Shrinking is always allowed, even for a session already over a lowered limit.
     settings.LIVE_SESSIONS = {"MAX_SESSION_BYTES": 10}
     snap, _ = merge(digest, deletes=["a"])
@@ -80,7 +82,7 @@ def test_tombstones_are_bounded(settings):
 class Recording:
     """A Db that notes the first word of every statement it runs."""
 
-    def __init__(self, inner: db.Db) -> None:
+    def __init__(self, inner: connections.Db) -> None:
         self.inner, self.vendor = inner, inner.vendor
         self.statements: list[str] = []
 
@@ -99,63 +101,63 @@ class Recording:
         return self.inner.kept_rows(check)
 
 
-def merge_from(base: store.Snapshot, **kwargs: object) -> tuple[store.Snapshot, list[str]]:
-    def run(conn: db.Db) -> store.Snapshot:
+def merge_from(base: Snapshot, **kwargs: object) -> tuple[Snapshot, list[str]]:
+    def run(conn: connections.Db) -> Snapshot:
         recording = Recording(conn)
-        changes = store.Changes(**kwargs)  # type: ignore[arg-type]
+        changes = Changes(**kwargs)  # type: ignore[arg-type]
         snap, _ = store.merge(recording, base.digest, changes, expiry, base=base)  # type: ignore[arg-type]
         statements.extend(recording.statements)
         return snap
 
     statements: list[str] = []
-    return db.call(run), statements
+    return connections.call(run), statements
 
 
 def test_merge_from_a_current_base_writes_without_reading_the_row():
     digest = create(a=1)
-    snap, statements = merge_from(db.call(store.read, digest), sets={"b": 2})
+    snap, statements = merge_from(connections.call(store.read, digest), sets={"b": 2})
     assert statements == ["UPDATE", "INSERT"]
     assert snap.version == 1
-    assert db.call(store.read, digest).data == {"a": 1, "b": 2}
+    assert connections.call(store.read, digest).data == {"a": 1, "b": 2}
 
 
 def test_merge_from_a_stale_base_merges_onto_the_current_row():
     digest = create(a=1)
-    stale = db.call(store.read, digest)
+    stale = connections.call(store.read, digest)
     merge(digest, sets={"c": 3})
     snap, statements = merge_from(stale, sets={"b": 2})
     assert "SELECT" in statements
     assert snap.data == {"a": 1, "b": 2, "c": 3} and snap.version == 2
-    assert db.call(store.read, digest).key_versions == {"a": 0, "b": 2, "c": 1}
+    assert connections.call(store.read, digest).key_versions == {"a": 0, "b": 2, "c": 1}
 
 
 def test_merge_from_a_stale_base_refuses_only_what_the_current_row_refuses(settings):
     settings.LIVE_SESSIONS = {"MAX_SESSION_BYTES": 100}
     digest = create(a="x" * 60)
-    stale = db.call(store.read, digest)
+    stale = connections.call(store.read, digest)
     merge(digest, deletes=["a"])
     # With the stale "a" the session would pass the limit; without it, it fits.
     snap, _ = merge_from(stale, sets={"b": "y" * 60})
-    assert db.call(store.read, digest).data == {"b": "y" * 60} == snap.data
-    stale = db.call(store.read, digest)
+    assert connections.call(store.read, digest).data == {"b": "y" * 60} == snap.data
+    stale = connections.call(store.read, digest)
     merge(digest, sets={"b": "z"})
-    with pytest.raises(store.Conflict):
+    with pytest.raises(Conflict):
         merge_from(stale, sets={"b": "w"}, expect={"b": stale.version})
-    assert db.call(store.read, digest).data == {"b": "z"}
+    assert connections.call(store.read, digest).data == {"b": "z"}
 
 
 def test_loop_connection_leaves_checkpoints_to_a_thread(tmp_path):
-    loop_db = db.LoopSqlite(str(tmp_path / "wal.sqlite3"))
+    loop_db = connections.LoopSqlite(str(tmp_path / "wal.sqlite3"))
     loop_db.raw.execute("PRAGMA journal_mode=WAL")
     loop_db.raw.execute("CREATE TABLE t (n INTEGER)")
     assert loop_db.raw.execute("PRAGMA wal_autocheckpoint").fetchone() == (0,)
-    for n in range(db.CHECKPOINT_EVERY):
+    for n in range(connections.CHECKPOINT_EVERY):
         assert loop_db.checkpoint is None
         with loop_db.atomic():
             loop_db.execute("INSERT INTO t VALUES (%s)", (n,))
     assert loop_db.checkpoint is not None
     busy, frames, copied = loop_db.checkpoint.result(timeout=10)
-    assert busy == 0 and frames >= db.CHECKPOINT_EVERY and copied == frames
+    assert busy == 0 and frames >= connections.CHECKPOINT_EVERY and copied == frames
 
 
 def migrate_live(target: str | None) -> None:
@@ -191,7 +193,7 @@ def test_the_timeline_is_one_btree_on_sqlite_and_keeps_its_entries_both_ways():
         migrate_live(None)
     definition, entries = table()
     assert definition.endswith("WITHOUT ROWID") and entries == kept
-    assert [e["version"] for e in db.call(store.history, digest)] == [2, 1]
+    assert [e["version"] for e in connections.call(store.history, digest)] == [2, 1]
 
 
 def test_upgrade_keeps_every_timeline_entry():
@@ -228,23 +230,23 @@ def test_upgrade_keeps_every_timeline_entry():
 
 
 @pytest.fixture
-def conn() -> Iterator[db.LoopSqlite]:
+def conn() -> Iterator[connections.LoopSqlite]:
     """A connection of the kind requests read through, on the test database."""
     from django.db import connection
 
-    loop = db.LoopSqlite(str(connection.settings_dict["NAME"]))
+    loop = connections.LoopSqlite(str(connection.settings_dict["NAME"]))
     yield loop
     loop.raw.close()
 
 
-def read_on(conn: db.Db, digest: str) -> tuple[store.Snapshot | None, list[str]]:
+def read_on(conn: connections.Db, digest: str) -> tuple[Snapshot | None, list[str]]:
     recording = Recording(conn)
     return store.read(recording, digest), recording.statements  # type: ignore[arg-type]
 
 
 def test_a_kept_row_answers_until_another_connection_writes(conn):
     digest = create(a=1)
-    assert read_on(conn, digest) == (db.call(store.read, digest), ["SELECT"])
+    assert read_on(conn, digest) == (connections.call(store.read, digest), ["SELECT"])
     snap, statements = read_on(conn, digest)
     assert snap is not None and snap.data == {"a": 1} and statements == []
     # Django's connection stands for any other: another thread, another process.
@@ -256,17 +258,19 @@ def test_a_kept_row_answers_until_another_connection_writes(conn):
 def test_a_row_written_here_is_kept_and_read_back(conn):
     digest = create(a=1)
     base = store.read(conn, digest)
-    store.merge(conn, digest, store.Changes(sets={"b": 2}), expiry, base=base)
+    store.merge(conn, digest, Changes(sets={"b": 2}), expiry, base=base)
     snap, statements = read_on(conn, digest)
     assert snap is not None and statements == []
     assert (snap.data, snap.version) == ({"a": 1, "b": 2}, 1)
-    assert snap.key_versions == db.call(store.read, digest).key_versions == {"a": 0, "b": 1}
+    assert (
+        snap.key_versions == connections.call(store.read, digest).key_versions == {"a": 0, "b": 1}
+    )
 
 
 class WriteRightAfter(Recording):
     """A Db on which another connection commits a change right after each commit of its own."""
 
-    def __init__(self, inner: db.Db, digest: str) -> None:
+    def __init__(self, inner: connections.Db, digest: str) -> None:
         super().__init__(inner)
         self.digest = digest
 
@@ -280,7 +284,7 @@ class WriteRightAfter(Recording):
 def test_a_row_written_here_is_not_kept_when_someone_wrote_right_after(conn):
     digest = create(a=1)
     racing = WriteRightAfter(conn, digest)
-    store.merge(racing, digest, store.Changes(sets={"ours": True}), expiry)  # type: ignore[arg-type]
+    store.merge(racing, digest, Changes(sets={"ours": True}), expiry)  # type: ignore[arg-type]
     snap, _ = read_on(conn, digest)
     assert snap is not None and snap.data == {"a": 1, "ours": True, "theirs": True}
 
@@ -313,7 +317,7 @@ def test_a_large_row_is_not_kept(monkeypatch, conn):
     assert digest in conn.kept
     # Grown past the size, it is kept neither as written nor as read anew.
     base = store.read(conn, digest)
-    store.merge(conn, digest, store.Changes(sets={"b": "y" * 40}), expiry, base=base)
+    store.merge(conn, digest, Changes(sets={"b": "y" * 40}), expiry, base=base)
     assert digest not in conn.kept
     snap, statements = read_on(conn, digest)
     assert snap is not None and snap.data == {"a": "x" * 10, "b": "y" * 40}
@@ -324,7 +328,7 @@ def test_kept_rows_are_bounded(monkeypatch, conn):
     monkeypatch.setattr(store, "KEPT_ROWS", 2)
     digests = [f"{n}" * 64 for n in range(3)]
     for digest in digests:
-        db.call(store.insert, digest, "abcd…wxyz", {"n": digest[0]}, expiry)
+        connections.call(store.insert, digest, "abcd…wxyz", {"n": digest[0]}, expiry)
     for digest in digests:
         store.read(conn, digest)
     assert list(conn.kept) == digests[1:]
@@ -332,7 +336,7 @@ def test_kept_rows_are_bounded(monkeypatch, conn):
 
 
 def test_loop_transactions_nest_and_roll_back_whole(tmp_path):
-    loop = db.LoopSqlite(str(tmp_path / "nest.sqlite3"))
+    loop = connections.LoopSqlite(str(tmp_path / "nest.sqlite3"))
     loop.execute("CREATE TABLE t (n INTEGER)")
     with loop.atomic():
         loop.execute("INSERT INTO t VALUES (1)")
@@ -352,7 +356,7 @@ def test_a_write_rolled_back_by_an_outer_block_is_not_kept(conn):
     digest = create(a=1)
     base = store.read(conn, digest)
     with pytest.raises(ZeroDivisionError), conn.atomic():
-        store.merge(conn, digest, store.Changes(sets={"a": 2}), expiry, base=base)
+        store.merge(conn, digest, Changes(sets={"a": 2}), expiry, base=base)
         assert store.read(conn, digest).data == {"a": 2}  # type: ignore[union-attr]
         1 / 0  # noqa: B018
     snap, statements = read_on(conn, digest)

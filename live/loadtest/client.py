@@ -20,12 +20,12 @@ from typing import Any
 import aiohttp
 from yarl import URL
 
-from live import broadcasting
 from live.loadtest.config import CSRF_COOKIE, KEY_PATH, SESSION_PATH, SOCKET_PATH, Config
 from live.loadtest.model import Consistency, SessionModel
 from live.loadtest.schedule import Schedule
 from live.loadtest.stats import Stats
 from live.loadtest.tab import SetupError, Tab
+from live.realtime import events
 
 
 def _error_kind(exc: BaseException) -> str:
@@ -107,16 +107,14 @@ class User:
         for _ in range(self.config.tabs):
             ws = await self.http.ws_connect(
                 ws_url,
-                protocols=(broadcasting.JSON_SUBPROTOCOL,),
+                protocols=(events.JSON_SUBPROTOCOL,),
                 origin=self.origin,
                 headers={"Cookie": self.headers["Cookie"]},
                 max_msg_size=0,
             )
-            if ws.protocol != broadcasting.JSON_SUBPROTOCOL:
+            if ws.protocol != events.JSON_SUBPROTOCOL:
                 await ws.close()
-                raise SetupError(
-                    f"{ws_url} did not accept the {broadcasting.JSON_SUBPROTOCOL} protocol"
-                )
+                raise SetupError(f"{ws_url} did not accept the {events.JSON_SUBPROTOCOL} protocol")
             tab = Tab(ws, self.stats.push)
             self.tabs.append(tab)
             async with asyncio.timeout(self.config.timeout):

@@ -17,8 +17,8 @@ from typing import Any
 
 import aiohttp
 
-from live import broadcasting
 from live.loadtest.stats import PushStats
+from live.realtime import events
 
 
 class SetupError(Exception):
@@ -46,7 +46,7 @@ class Tab:
         if message.type != aiohttp.WSMsgType.TEXT:
             raise SetupError(f"the tab got {message.type.name} instead of a snapshot")
         event = json.loads(message.data)
-        if event.get("type") != broadcasting.SNAPSHOT:
+        if event.get("type") != events.SNAPSHOT:
             raise SetupError(f"the tab's first message was {event.get('type')!r}, not a snapshot")
         self._handle(event, perf_counter())
 
@@ -63,14 +63,14 @@ class Tab:
                 push.unexpected["malformed"] += 1
                 continue
             if gap:
-                await ws.send_str(json.dumps({"type": broadcasting.RESYNC}))
+                await ws.send_str(json.dumps({"type": events.RESYNC}))
         if not self.closing:
             push.unexpected["socket closed"] += 1
 
     def _handle(self, event: dict[str, Any], now: float) -> bool:
         """Apply one event; return True when a gap means the tab must ask for a resync."""
         kind, version = event.get("type"), event.get("version", -1)
-        if kind == broadcasting.CHANGED:
+        if kind == events.CHANGED:
             if version <= self.version:
                 return False
             if version != self.version + 1:
@@ -82,7 +82,7 @@ class Tab:
                 else:
                     self.data.pop(change["key"], None)
             self.version = version
-        elif kind == broadcasting.SNAPSHOT:
+        elif kind == events.SNAPSHOT:
             self.snapshots += 1
             if self.snapshots > 1:
                 self.push.resyncs += 1

@@ -22,7 +22,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "scripts.bench.settings")
 # same views through the project's (asgi_config.handler), as its server does.
 django_app = get_asgi_application()
 if os.environ.get("BENCH_HANDLER") == "project":
-    from asgi_config.handler import OnLoopASGIHandler
+    from live.http.handler import OnLoopASGIHandler
 
     django_app = OnLoopASGIHandler()
 

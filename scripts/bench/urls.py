@@ -8,7 +8,7 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import include, path
 
-from live.middleware import set_cookie, vary_on_cookie
+from live.http.middleware import set_cookie, vary_on_cookie
 
 # A write sets one of a few keys to a new number: the session stays small
 # however long the run, and every write really changes something (the live

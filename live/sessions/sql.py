@@ -1,6 +1,6 @@
 """Rows of live sessions: read, merge a request's changes, rotate, delete; the timeline.
 
-Each function takes a live.db.Db and does its work in one transaction, in a
+Each function takes a live.sessions.connections.Db and does its work in one transaction, in a
 few plain SQL statements (this is every request's hot path). The merge applies
 only what a request changed onto the latest stored state under the write lock
 (BEGIN IMMEDIATE on SQLite, FOR UPDATE on PostgreSQL), so concurrent requests
@@ -10,130 +10,27 @@ to one session never overwrite each other.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
-from live.codec import dumps, dumps_plain, flat, loads, plain
 from live.conf import setting
-from live.db import Db
 from live.models import LiveChange, LiveSession
+from live.sessions.codec import dumps, dumps_plain, flat, loads, plain
+from live.sessions.connections import Db
+from live.types import (
+    Applied,
+    Changes,
+    Conflict,
+    ExpiryFn,
+    Missing,
+    Snapshot,
+    Summary,
+    TooLarge,
+    same,
+)
 
 SESSIONS = LiveSession._meta.db_table
 CHANGES = LiveChange._meta.db_table
 _COLUMNS = "digest, data, key_versions, version, masked_key, expires_at"
-
-
-def same(a: Any, b: Any) -> bool:
-    """JSON equality: like ==, but True is not 1 and 1 is not 1.0, at any depth."""
-    if type(a) is not type(b):
-        return False
-    if isinstance(a, dict):
-        return a.keys() == b.keys() and all(same(v, b[k]) for k, v in a.items())
-    if isinstance(a, list):
-        return len(a) == len(b) and all(map(same, a, b))
-    return bool(a == b)
-
-
-def copy_data(data: dict[str, Any], text: str, is_flat: bool) -> dict[str, Any]:
-    """A fresh copy of a session's data, given the JSON text it was stored as.
-
-    is_flat is what codec.flat(data) says; callers remember it, so it is asked once.
-    """
-    # While every value is a scalar under a str key, as JSON has them, a
-    # shallow copy is exact and an unchanged value stays the very same object;
-    # a list or a dict may have been changed in place, so the text is parsed.
-    if is_flat:
-        return dict(data)
-    return loads(text)  # type: ignore[no-any-return]
-
-
-@dataclass
-class Snapshot:
-    """A session's state at one version, as stored."""
-
-    digest: str
-    version: int
-    data: dict[str, Any]
-    masked_key: str
-    expires_at: float
-    key_versions: dict[str, int] = field(default_factory=dict)
-    # The stored JSON text of `data`, as read or written.
-    text: str = "{}"
-    # Whether data holds only JSON scalars under str keys (codec.flat), once
-    # asked: a kept row is copied for every request that reads it, and asking
-    # again each time costs more than the copy.
-    flat: bool | None = field(default=None, compare=False, repr=False)
-
-    def copy(self) -> Snapshot:
-        """A copy whose data and key_versions can change without changing this one."""
-        if self.flat is None:
-            self.flat = flat(self.data)
-        return Snapshot(
-            self.digest,
-            self.version,
-            copy_data(self.data, self.text, self.flat),
-            self.masked_key,
-            self.expires_at,
-            dict(self.key_versions),
-            self.text,
-            self.flat,
-        )
-
-    @property
-    def expire_date(self) -> datetime:
-        return datetime.fromtimestamp(self.expires_at, tz=UTC)
-
-    @property
-    def size_bytes(self) -> int:
-        return len(dumps(self.data).encode())
-
-
-@dataclass
-class Changes:
-    """What one request did to a session: keys set, keys deleted, or everything wiped."""
-
-    sets: dict[str, Any] = field(default_factory=dict)
-    deletes: list[str] = field(default_factory=list)
-    wipe: bool = False
-    # key -> the version the writer last saw; a later change to the key conflicts.
-    expect: dict[str, int] = field(default_factory=dict)
-
-    def __bool__(self) -> bool:
-        return bool(self.sets or self.deletes or self.wipe)
-
-
-class Conflict(Exception):
-    """The key changed after the version the writer saw."""
-
-    def __init__(self, key: str, current: Any, version: int) -> None:
-        super().__init__(f"The key {key!r} was changed by someone else since version {version}.")
-        self.key = key
-        self.current = current
-        self.version = version
-
-
-class TooLarge(ValueError):
-    """The merged session would pass MAX_SESSION_BYTES."""
-
-    def __init__(self, size: int, limit: int) -> None:
-        super().__init__(f"The session would be {size} bytes; the limit is {limit}.")
-
-
-class Missing(Exception):
-    """The row to merge into is gone (deleted, flushed or expired meanwhile)."""
-
-
-class Unavailable(Exception):
-    """The session store cannot be reached; the message says so in one sentence."""
-
-
-# {"op": "set"|"delete", "key", "value" (sets), "old" (when the key existed)},
-# in the order applied: the timeline keeps them whole, events drop "old".
-Applied = list[dict[str, Any]]
-# Maps the session's "_session_expiry" value to an absolute expiry, in epoch seconds.
-ExpiryFn = Callable[[Any], float]
 
 
 def _row(row: tuple[Any, ...]) -> Snapshot:
@@ -161,7 +58,7 @@ def _select(db: Db, digest: str, lock: bool = False) -> Snapshot | None:
     return _row(rows[0]) if rows else None
 
 
-# Sessions a connection keeps in memory at most (see live.db.LoopSqlite.kept_rows),
+# Sessions a connection keeps in memory at most (see LoopSqlite.kept_rows),
 # and the largest it keeps, in characters of JSON: a parsed session takes a few
 # times its text, so these bound the memory at a few tens of MB however large
 # sessions grow. Sessions are mostly far smaller, and a larger one is read anew.
@@ -477,19 +374,6 @@ def count_active(db: Db, since: float) -> int:
         (since, time.time()),
     )
     return int(rows[0][0])
-
-
-@dataclass
-class Summary:
-    """A session as the staff list shows it, without its values."""
-
-    digest: str
-    masked_key: str
-    keys: int
-    size_bytes: int
-    version: int
-    expires_at: float
-    updated_at: float
 
 
 def summaries(db: Db, limit: int = 200) -> list[Summary]:

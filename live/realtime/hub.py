@@ -17,14 +17,16 @@ import weakref
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from live import broadcasting, metrics, presence, store
+from live import metrics
 from live.conf import session_store, setting
+from live.realtime import events, presence
+from live.types import Snapshot
 
 logger = logging.getLogger(__name__)
 
 
 class Tab(Protocol):
-    """What the hub needs of a socket (live.consumers.SessionConsumer)."""
+    """What the hub needs of a socket (live.realtime.consumers.SessionConsumer)."""
 
     counts_as_tab: bool
     label: str
@@ -48,9 +50,9 @@ class Tab(Protocol):
 class Mirror:
     """This process's copy of one session, shared by all its tabs here."""
 
-    snapshot: store.Snapshot
+    snapshot: Snapshot
     history: list[dict[str, Any]]
-    # The session's tabs in every process, and their labels (live.presence).
+    # The session's tabs in every process, and their labels (live.realtime.presence).
     present: presence.Presence = presence.NOBODY
     listeners: set[Tab] = field(default_factory=set)
     timer: asyncio.TimerHandle | None = None
@@ -92,10 +94,10 @@ class Hub:
             assert self.channel is not None
             # Join, then read: an event published in between is either in the
             # snapshot (and skipped by its version) or arrives after it.
-            await self.layer.group_add(broadcasting.group_name(digest), self.channel)
+            await self.layer.group_add(events.group_name(digest), self.channel)
             snapshot = await session_store().aread(digest)
             if snapshot is None:
-                await self.layer.group_discard(broadcasting.group_name(digest), self.channel)
+                await self.layer.group_discard(events.group_name(digest), self.channel)
                 return None
             history = await session_store().ahistory(digest)
             mirror = Mirror(snapshot, history, await presence.current(digest))
@@ -111,13 +113,13 @@ class Hub:
         if mirror.timer is not None:
             mirror.timer.cancel()
         if self.channel is not None:
-            await self.layer.group_discard(broadcasting.group_name(mirror.digest), self.channel)
+            await self.layer.group_discard(events.group_name(mirror.digest), self.channel)
 
     # --- the one listener of this process -----------------------------------------------
 
     async def _listen(self) -> None:
         if self._listener is None or self._listener.done():
-            self.channel = await self.layer.new_channel(prefix=broadcasting.HUB_CHANNEL)
+            self.channel = await self.layer.new_channel(prefix=events.HUB_CHANNEL)
             self._listener = asyncio.ensure_future(self._run())
 
     async def _run(self) -> None:
@@ -135,18 +137,18 @@ class Hub:
         if mirror is None:
             return
         kind = event["type"]
-        if kind == broadcasting.CHANGED:
+        if kind == events.CHANGED:
             await self._changed(mirror, event)
-        elif kind == broadcasting.PRESENCE:
+        elif kind == events.PRESENCE:
             mirror.present = presence.Presence(event["tabs"], tuple(event.get("labels", ())))
             await self._each(mirror, lambda tab: tab.show_tabs(mirror))
-        elif kind == broadcasting.ROTATED:
+        elif kind == events.ROTATED:
             await self._each(mirror, lambda tab: tab.show_rotated())
             await self._move(mirror, event["next"])
-        elif kind == broadcasting.ENDED:
+        elif kind == events.ENDED:
             await self._each(mirror, lambda tab: tab.show_ended(bool(event.get("next"))))
             await self._move(mirror, event.get("next"))
-        elif kind == broadcasting.STALE:
+        elif kind == events.STALE:
             await self.resync(mirror)
 
     async def _each(self, mirror: Mirror, show: Any) -> None:
@@ -220,7 +222,7 @@ class Hub:
             await tab.show_snapshot(successor)
             await tab.attached(successor)
         if new_digest in self.mirrors:
-            await broadcasting.publish_presence(new_digest, *self.mirrors[new_digest].present)
+            await events.publish_presence(new_digest, *self.mirrors[new_digest].present)
 
     # --- expiry: nobody writes when a session dies of age, so the hub watches -----------
 

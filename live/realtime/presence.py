@@ -12,7 +12,7 @@ The heartbeat (one per event loop, while this process has tabs) also restores
 the counts after Redis lost them, and checks that pushes reach this process: it
 sends itself a probe through the channel layer. When the probe comes back after
 failing, or Redis restarted in between, pushes may have been lost meanwhile, so
-it asks every session followed here to resync (broadcasting.publish_stale).
+it asks every session followed here to resync (events.publish_stale).
 """
 
 from __future__ import annotations
@@ -32,7 +32,8 @@ from typing import Any, NamedTuple
 from channels.layers import get_channel_layer
 from django.conf import settings
 
-from live import broadcasting, redis_client
+from live import redis_client
+from live.realtime import events
 
 logger = logging.getLogger(__name__)
 
@@ -203,7 +204,7 @@ async def _beat_forever(beat: _Beat) -> None:
                 beat.lost = False
                 logger.info("Pushes flow again; %d sessions resync.", len(_local))
                 for digest in list(_local):
-                    await broadcasting.publish_stale(digest)
+                    await events.publish_stale(digest)
             await asyncio.sleep(BEAT_SECONDS)
     finally:
         if beat.receiver is not None:
@@ -234,13 +235,11 @@ async def _probe(beat: _Beat) -> bool:
     layer: Any = get_channel_layer()
     try:
         if beat.probe is None:
-            probe = await asyncio.wait_for(
-                layer.new_channel(broadcasting.PROBE + "."), BEAT_SECONDS
-            )
+            probe = await asyncio.wait_for(layer.new_channel(events.PROBE + "."), BEAT_SECONDS)
             beat.receiver = asyncio.ensure_future(_receive_probes(layer, probe, beat))
             beat.probe = probe
         beat.echoed.clear()
-        await asyncio.wait_for(layer.send(beat.probe, {"type": broadcasting.PROBE}), BEAT_SECONDS)
+        await asyncio.wait_for(layer.send(beat.probe, {"type": events.PROBE}), BEAT_SECONDS)
         await asyncio.wait_for(beat.echoed.wait(), BEAT_SECONDS)
     except Exception:  # any failure means the same: pushes may not arrive
         return False

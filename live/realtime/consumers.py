@@ -1,7 +1,7 @@
 """The WebSocket side: follow one session and push its changes to a tab.
 
 The consumer authenticates from the session cookie on connect, attaches to
-its process's hub (live.hub), which follows the session's group and keeps the
+its process's hub (live.realtime.hub), which follows the session's group and keeps the
 one copy of it, sends a snapshot and then shows what the hub hands it: HTML
 fragments for htmx or, with the `session.json` subprotocol, JSON events.
 """
@@ -21,11 +21,12 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 from django.utils.module_loading import import_string
 
-from live import broadcasting, metrics, presence
+from live import metrics
 from live.conf import is_reserved, session_store, setting
-from live.hub import Hub, Mirror, hub_for
-from live.keys import digest
 from live.limits import Bucket
+from live.realtime import events, presence
+from live.realtime.hub import Hub, Mirror, hub_for
+from live.sessions.keys import digest
 
 RESYNC_BURST, RESYNC_RATE = 50, 5.0
 # Close codes: htmx reconnects only after 1006, 1011, 1012 and 1013, so these stay closed.
@@ -52,9 +53,9 @@ def _changed_message(session_digest: str, event: dict[str, Any]) -> dict[str, st
     sent = _encoded.get(key)
     if sent is None:
         message = {
-            "type": broadcasting.CHANGED,
+            "type": events.CHANGED,
             "version": event["version"],
-            "changes": broadcasting.client_changes(event["changes"]),
+            "changes": events.client_changes(event["changes"]),
             "source": event["source"],
             "ts": event["ts"],
         }
@@ -120,8 +121,8 @@ class SessionConsumer(AsyncWebsocketConsumer):
 
     async def connect(self) -> None:
         self.label = _tab_label(self.scope.get("query_string", b""))
-        self.json_mode = broadcasting.JSON_SUBPROTOCOL in self.scope.get("subprotocols", [])
-        await self.accept(broadcasting.JSON_SUBPROTOCOL if self.json_mode else None)
+        self.json_mode = events.JSON_SUBPROTOCOL in self.scope.get("subprotocols", [])
+        await self.accept(events.JSON_SUBPROTOCOL if self.json_mode else None)
         cookie = self.scope.get("cookies", {}).get(settings.SESSION_COOKIE_NAME)
         await self._follow(digest(cookie) if cookie else None)
 
@@ -145,7 +146,7 @@ class SessionConsumer(AsyncWebsocketConsumer):
             mirror.present = await presence.join(mirror.digest, self.label)
         await self.show_snapshot(mirror)
         if self.counts_as_tab:
-            await broadcasting.publish_presence(mirror.digest, *mirror.present)
+            await events.publish_presence(mirror.digest, *mirror.present)
 
     async def attached(self, mirror: Mirror) -> None:
         if self.mirror is None:
@@ -160,7 +161,7 @@ class SessionConsumer(AsyncWebsocketConsumer):
         await self.hub.detach(self, mirror)
         if self.counts_as_tab:
             left = await presence.leave(mirror.digest, self.label)
-            await broadcasting.publish_presence(mirror.digest, *left)
+            await events.publish_presence(mirror.digest, *left)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         # Measured in bytes: 4096 characters of emoji are 16 KiB.
@@ -175,7 +176,7 @@ class SessionConsumer(AsyncWebsocketConsumer):
             # Not JSON, or nested deeper than the parser recurses (a few
             # thousand brackets fit in a message): either way not a request.
             return
-        wants_resync = isinstance(message, dict) and message.get("type") == broadcasting.RESYNC
+        wants_resync = isinstance(message, dict) and message.get("type") == events.RESYNC
         # A client asking in a loop cannot turn the socket into a database load.
         if wants_resync and self.mirror is not None and self.resyncs.take():
             await self.hub.resync(self.mirror, only=self)
@@ -186,7 +187,7 @@ class SessionConsumer(AsyncWebsocketConsumer):
         if self.json_mode:
             await self._send_json(
                 {
-                    "type": broadcasting.SNAPSHOT,
+                    "type": events.SNAPSHOT,
                     "version": mirror.snapshot.version,
                     "data": _visible(mirror.snapshot.data),
                 }
@@ -209,13 +210,13 @@ class SessionConsumer(AsyncWebsocketConsumer):
             self.mirror = None
             metrics.counters.sockets -= 1
         if self.json_mode:
-            await self._send_json({"type": broadcasting.ENDED})
+            await self._send_json({"type": events.ENDED})
         else:
             await self._send_html(None, only="followed" if followed else "final")
 
     async def show_rotated(self) -> None:
         if self.json_mode:
-            await self._send_json({"type": broadcasting.ROTATED})
+            await self._send_json({"type": events.ROTATED})
 
     async def lost_track(self) -> None:
         self.mirror = None
@@ -266,18 +267,18 @@ class StaffListConsumer(AsyncWebsocketConsumer):
             await self.close(code=CLOSE_FORBIDDEN)
             return
         await self.accept()
-        await self.channel_layer.group_add(broadcasting.STAFF_GROUP, self.channel_name)
+        await self.channel_layer.group_add(events.STAFF_GROUP, self.channel_name)
         await self._refresh()
 
     async def disconnect(self, code: int) -> None:
         if self._pending is not None:
             self._pending.cancel()
-        await self.channel_layer.group_discard(broadcasting.STAFF_GROUP, self.channel_name)
+        await self.channel_layer.group_discard(events.STAFF_GROUP, self.channel_name)
 
     async def sessions_touched(self, event: dict[str, Any]) -> None:
         if self._pending is None:
             self._pending = asyncio.get_running_loop().call_later(
-                broadcasting.STAFF_REFRESH, lambda: asyncio.ensure_future(self._refresh())
+                events.STAFF_REFRESH, lambda: asyncio.ensure_future(self._refresh())
             )
 
     async def _refresh(self) -> None:

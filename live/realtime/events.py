@@ -2,7 +2,7 @@
 
 A session's group is named after the digest of its key, never the key. Events
 sent through the channel layer carry the types below. Session events go to
-each process's hub (live.hub), which handles them by type; the staff list
+each process's hub (live.realtime.hub), which handles them by type; the staff list
 handles its own in a method named after it (`sessions.touched` ->
 `sessions_touched`).
 """

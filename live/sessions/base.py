@@ -1,0 +1,368 @@
+"""What both live engines share: the diff, the expectations, the publishing.
+
+Saving diffs the session against what this request loaded and hands only that
+diff to the backend, which merges it onto the latest stored state atomically,
+so concurrent requests never lose each other's keys; each save that changes
+something bumps the session's version and publishes the change (see
+live.realtime.events), whatever code path made it. The methods a backend
+implements sit in one marked section, each with its async twin below it, as in
+Django's SessionBase.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from django.conf import settings
+from django.contrib.sessions.backends.base import (
+    VALID_KEY_CHARS,
+    SessionBase,
+)
+from django.utils.crypto import get_random_string
+from django.utils.module_loading import import_string
+
+from live import metrics
+from live.realtime import events
+from live.sessions.codec import dumps, flat
+from live.sessions.keys import digest, mask
+from live.types import Applied, Changes, Snapshot, Summary, Written, copy_data, same
+
+
+class LiveSessionBase(SessionBase):
+    def __init__(self, session_key: str | None = None) -> None:
+        # SessionBase.__init__, less its import of SESSION_SERIALIZER: it runs
+        # for every request, and this engine stores JSON itself (see serializer).
+        self._session_key = session_key
+        self.accessed = False
+        self.modified = False
+        # The JSON text of what was loaded or last written: the base of the diff,
+        # parsed again only when saving, so read-only requests pay nothing for it.
+        self._base_text = "{}"
+        # A shallow copy of the same state, which spares that parse when it
+        # holds only scalars (see copy_data), and whether it does.
+        self._base_values: dict[str, Any] = {}
+        self._base_flat: bool | None = True
+        self._wiped = False
+        self._expect: dict[str, int] = {}
+        # True right after this object wrote the row, so a second save of an
+        # unchanged session (the view's, then the middleware's) costs nothing;
+        # after a plain load a save still refreshes the expiry, as Django's does.
+        self._in_sync = False
+        self.version = 0
+        self.key_versions: dict[str, int] = {}
+        # The row's expiry as read or written; a read must not move it.
+        self._stored_expiry: float | None = None
+        # Who is writing, for the change events: the middleware sets "POST /path".
+        self.source = "code"
+        self._digest: tuple[str, str] | None = None
+
+    @property
+    def serializer(self) -> Any:
+        """Django's SESSION_SERIALIZER, for SessionBase.encode() and decode() only."""
+        return import_string(settings.SESSION_SERIALIZER)
+
+    # The base class's loaders are private and untyped in the stubs; one typed door each.
+    def _data(self) -> dict[str, Any]:
+        return self._get_session()  # type: ignore[attr-defined,no-any-return]
+
+    async def _adata(self) -> dict[str, Any]:
+        return await self._aget_session()  # type: ignore[attr-defined,no-any-return]
+
+    # --- identity -------------------------------------------------------------
+
+    @property
+    def digest(self) -> str | None:
+        key = self.session_key
+        if not key:
+            return None
+        # Asked for several times per request; the key changes only on a cycle or flush.
+        if self._digest is None or self._digest[0] != key:
+            self._digest = (key, digest(key))
+        return self._digest[1]
+
+    @property
+    def masked_key(self) -> str:
+        return mask(self.session_key) if self.session_key else ""
+
+    def _new_key(self) -> str:
+        # 32 characters from 36 is 165 bits; a collision is caught by the
+        # primary key on insert, so no exists() round trip is needed first.
+        return get_random_string(32, VALID_KEY_CHARS)
+
+    # --- what a backend implements ----------------------------------------------
+    # The entry points below (load, save, delete, cycle_key, flush and their
+    # async twins) are written once, here; each backend gives them its storage
+    # through these methods, every one with its async twin right below it.
+
+    def _read(self, session_digest: str) -> Snapshot | None:
+        """The stored session, or None if there is none (or it expired)."""
+        raise NotImplementedError
+
+    async def _aread(self, session_digest: str) -> Snapshot | None:
+        raise NotImplementedError
+
+    def _exists(self, session_digest: str) -> bool:
+        raise NotImplementedError
+
+    async def _aexists(self, session_digest: str) -> bool:
+        raise NotImplementedError
+
+    def _remove(self, session_digest: str) -> bool:
+        """Delete the stored session; whether there was one."""
+        raise NotImplementedError
+
+    async def _aremove(self, session_digest: str) -> bool:
+        raise NotImplementedError
+
+    def _write(self, must_create: bool) -> Written | None:
+        """Store this request's changes (see _diff); what to publish, or None if nothing."""
+        raise NotImplementedError
+
+    async def _awrite(self, must_create: bool) -> Written | None:
+        raise NotImplementedError
+
+    def _rekey(self, keep_data: bool) -> tuple[str | None, str]:
+        """Move the session to a new key, with or without its data: (old digest, new digest)."""
+        raise NotImplementedError
+
+    async def _arekey(self, keep_data: bool) -> tuple[str | None, str]:
+        raise NotImplementedError
+
+    @classmethod
+    async def aread(cls, session_digest: str) -> Snapshot | None:
+        """The stored session with this digest, for listeners that hold no key (the hub)."""
+        raise NotImplementedError
+
+    @classmethod
+    async def ahistory(cls, session_digest: str) -> list[dict[str, Any]]:
+        """The session's timeline, newest first."""
+        raise NotImplementedError
+
+    @classmethod
+    async def aentry(cls, session_digest: str, version: int) -> dict[str, Any] | None:
+        """The timeline entry of one version, while it is kept."""
+        raise NotImplementedError
+
+    @classmethod
+    async def asummaries(cls, limit: int = 200) -> list[Summary]:
+        """The most recently changed live sessions, for the staff list."""
+        raise NotImplementedError
+
+    @classmethod
+    async def acount_active(cls, since: float) -> int:
+        """How many live sessions changed since this moment."""
+        raise NotImplementedError
+
+    # --- loading --------------------------------------------------------------
+
+    def _loaded(self, snapshot: Snapshot | None) -> dict[str, Any]:
+        if snapshot is None:
+            self._session_key = None
+            self._base_text, self._base_values, self.version, self.key_versions = "{}", {}, 0, {}
+            self._base_flat = True
+            return {}
+        self.version = snapshot.version
+        self.key_versions = snapshot.key_versions
+        self._base_text, self._base_values = snapshot.text, dict(snapshot.data)
+        self._base_flat = snapshot.flat
+        self._stored_expiry = snapshot.expires_at
+        return snapshot.data
+
+    def load(self) -> dict[str, Any]:
+        key = self.digest
+        return self._loaded(self._read(key) if key else None)
+
+    async def aload(self) -> dict[str, Any]:
+        key = self.digest
+        return self._loaded(await self._aread(key) if key else None)
+
+    def exists(self, session_key: str) -> bool:
+        return bool(self._exists(digest(session_key)))
+
+    async def aexists(self, session_key: str) -> bool:
+        return bool(await self._aexists(digest(session_key)))
+
+    # --- conflicts --------------------------------------------------------------
+
+    def expect(self, key: str, version: int) -> None:
+        """Make the next save fail with Conflict if `key` changed after `version`."""
+        self._expect[key] = version
+
+    # --- saving -----------------------------------------------------------------
+
+    def _changes(self) -> Changes:
+        return self._diff()[0]
+
+    def _diff(self) -> tuple[Changes, dict[str, Any]]:
+        """This request's changes against what it loaded, and a fresh copy of what it loaded."""
+        current = self._data()
+        if self._base_flat is None:
+            self._base_flat = flat(self._base_values)
+        base = copy_data(self._base_values, self._base_text, self._base_flat)
+        sets = {
+            k: v
+            for k, v in current.items()
+            if k not in base or (v is not base[k] and not same(v, base[k]))
+        }
+        # A value JSON cannot hold raises TypeError when the merge encodes the
+        # session (the Redis engine: each value), with the json module's own
+        # message, as Django's serializer does; nothing is written then. A
+        # conditional write checks first, so that a conflict cannot hide it.
+        if self._expect:
+            for value in sets.values():
+                dumps(value)
+        deletes = [key for key in base if key not in current]
+        changes = Changes(sets=sets, deletes=deletes, wipe=self._wiped, expect=self._expect)
+        return changes, base
+
+    def _base(self, data: dict[str, Any]) -> Snapshot:
+        # The stored row as this object last read or wrote it, for the merge to
+        # start from; key_versions is copied because the merge consumes it.
+        return Snapshot(
+            digest=self.digest or "",
+            version=self.version,
+            data=data,
+            # Kept by the store as the row it wrote, so it says what the row says.
+            masked_key=self.masked_key,
+            expires_at=self._stored_expiry or 0.0,
+            key_versions=dict(self.key_versions),
+            text=self._base_text,
+            flat=self._base_flat,
+        )
+
+    def _expiry(self, value: Any) -> float:
+        """Epoch seconds of the expiry that a "_session_expiry" of `value` gives, from now."""
+        if value is None:
+            # Django's get_expiry_date() for the default policy, without its datetimes.
+            return time.time() + self.get_session_cookie_age()
+        return self.get_expiry_date(expiry=value).timestamp()
+
+    def _written(self, snapshot: Snapshot) -> None:
+        self._session_cache = snapshot.data
+        self._stored_expiry = snapshot.expires_at
+        self._base_text, self._base_values = snapshot.text, dict(snapshot.data)
+        self._base_flat = snapshot.flat
+        self.version, self.key_versions = snapshot.version, snapshot.key_versions
+        self._wiped, self._expect, self._in_sync = False, {}, True
+
+    def _conflicted(self) -> None:
+        # The refused write must not be saved later by the middleware.
+        self._expect = {}
+        self.__dict__.pop("_session_cache", None)
+        self._in_sync = False
+
+    def _event(self, snapshot: Snapshot, applied: Applied) -> dict[str, Any]:
+        return events.changed_event(snapshot.version, applied, self.source, snapshot.expires_at)
+
+    def _nothing_new(self, must_create: bool) -> bool:
+        # The view saved and nothing changed since: the middleware's second
+        # save needs no database call (on PostgreSQL, no thread hop either).
+        return (
+            self._in_sync
+            and not must_create
+            and self.session_key is not None
+            and not self._changes()
+        )
+
+    def save(self, must_create: bool = False) -> None:
+        if self._nothing_new(must_create):
+            return
+        self._data()  # the base of the diff
+        result = self._write(must_create)
+        if result:
+            metrics.wrote()
+            events.publish_from_sync(events.publish_changed, result[0].digest, self._event(*result))
+
+    async def asave(self, must_create: bool = False) -> None:
+        if self._nothing_new(must_create):
+            return
+        await self._adata()
+        result = await self._awrite(must_create)
+        if result:
+            metrics.wrote()
+            await events.publish_changed(result[0].digest, self._event(*result))
+
+    def create(self) -> None:
+        self._session_key = None
+        self.save(must_create=True)
+        self.modified = True
+
+    async def acreate(self) -> None:
+        self._session_key = None
+        await self.asave(must_create=True)
+        self.modified = True
+
+    def clear(self) -> None:
+        super().clear()
+        # A clear removes every stored key, also those set by others after
+        # this request loaded, as a clear in a single-user world would.
+        self._wiped = True
+
+    # --- ending and moving ------------------------------------------------------
+
+    def delete(self, session_key: str | None = None) -> None:
+        key = session_key or self.session_key
+        if not key:
+            return
+        gone = digest(key)
+        if self._remove(gone):
+            events.publish_from_sync(events.publish_ended, gone)
+
+    async def adelete(self, session_key: str | None = None) -> None:
+        key = session_key or self.session_key
+        if not key:
+            return
+        gone = digest(key)
+        if await self._aremove(gone):
+            await events.publish_ended(gone)
+
+    def cycle_key(self) -> None:
+        self._data()
+        old, new = self._rekey(keep_data=True)
+        if old:
+            events.publish_from_sync(events.publish_rotated, old, new)
+
+    async def acycle_key(self) -> None:
+        await self._adata()
+        old, new = await self._arekey(keep_data=True)
+        if old:
+            await events.publish_rotated(old, new)
+
+    def flush(self) -> None:
+        """End this session and start an empty one under a new key.
+
+        Unlike the stock engines, the empty successor is stored at once, so
+        that open tabs can follow it instead of being left with no session.
+        """
+        if self.session_key is None:
+            # Not self.clear(), which would mark the next save as a wipe.
+            SessionBase.clear(self)
+            return
+        self._session_cache = {}
+        old, new = self._rekey(keep_data=False)
+        if old:
+            events.publish_from_sync(events.publish_ended, old, new)
+
+    async def aflush(self) -> None:
+        if self.session_key is None:
+            SessionBase.clear(self)
+            return
+        self._session_cache = {}
+        old, new = await self._arekey(keep_data=False)
+        if old:
+            await events.publish_ended(old, new)
+
+    # --- the outside view -------------------------------------------------------
+
+    async def asnapshot(self) -> Snapshot:
+        """This request's view of the session, shaped like a stored snapshot."""
+        data = await self._adata()
+        return Snapshot(
+            digest=self.digest or "",
+            version=self.version,
+            data=data,
+            masked_key=self.masked_key,
+            expires_at=self._stored_expiry or (await self.aget_expiry_date()).timestamp(),
+            key_versions=self.key_versions,
+        )

@@ -1,0 +1,401 @@
+"""The live session engine on Redis, async-native: SESSION_ENGINE = "live.redis_engine".
+
+Same interface and semantics as live.engine (diff-merge, versions, If-Match
+conflicts, timeline, events), with the storage in Redis (see
+redis.lua): a session is a hash under the digest of its key with one
+field per session key, its version a counter, its expiry a TTL. Each operation
+is one Lua script call, atomic in Redis, so concurrent writers never lose each
+other's keys and async code awaits redis-py's asyncio client on the event loop,
+with no thread hop. Sync code (a command, the shell) uses redis-py's sync
+client for the same scripts. When Redis cannot be reached, every operation
+raises Unavailable (the middleware answers 503): at once when Redis is
+stopped, within live.redis_client's bounded timeouts when it hangs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import weakref
+from collections.abc import Generator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from django.contrib.sessions.backends.base import CreateError, UpdateError
+from redis import TimeoutError as RedisTimeout
+
+from live import redis_client
+from live.conf import setting
+from live.sessions.base import LiveSessionBase
+from live.sessions.codec import dumps, loads
+from live.types import Applied, Changes, Conflict, Snapshot, Summary, TooLarge, Unavailable, Written
+
+logger = logging.getLogger(__name__)
+
+PREFIX = "live:session:"
+EXPIRY_KEY = "_session_expiry"
+_SCRIPT = Path(__file__).with_name("redis.lua").read_text()
+
+T = TypeVar("T")
+
+
+def session_keys(session_digest: str) -> list[str]:
+    # One hash tag per session keeps its keys in one slot (Redis Cluster).
+    base = f"{PREFIX}{{{session_digest}}}:"
+    return [base + "data", base + "versions", base + "meta", base + "log"]
+
+
+@dataclass
+class _Call:
+    """One script call: the keys, the operation and its JSON arguments."""
+
+    keys: list[str]
+    op: str
+    args: dict[str, Any]
+
+
+# An operation is written once, as a generator that yields script calls and
+# receives their replies; _call_sync and _call_async drive it with either client.
+Operation = Generator[_Call, Any, T]
+_scripts: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+
+
+def _script(client: Any) -> Any:
+    # A registered script runs by its SHA and loads itself again after a restart.
+    if client not in _scripts:
+        _scripts[client] = client.register_script(_SCRIPT)
+    return _scripts[client]
+
+
+def _unavailable(exc: Exception) -> Unavailable:
+    logger.warning("Session store unavailable: %s", exc)
+    if isinstance(exc, RedisTimeout | TimeoutError):
+        message = "The session store (Redis) did not answer in time; the change may not be saved."
+    else:
+        message = "The session store (Redis) cannot be reached right now; try again in a moment."
+    return Unavailable(message)
+
+
+def _call_sync(operation: Operation[T]) -> T:
+    reply = None
+    try:
+        while True:
+            call = operation.send(reply)
+            try:
+                script = _script(redis_client.sync_client())
+                reply = script(call.keys, [call.op, json.dumps(call.args)])
+            except redis_client.DOWN as exc:
+                raise _unavailable(exc) from exc
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+
+
+async def _call_async(operation: Operation[T]) -> T:
+    reply = None
+    try:
+        while True:
+            call = operation.send(reply)
+            try:
+                script = _script(redis_client.async_client())
+                reply = await script(call.keys, [call.op, json.dumps(call.args)])
+            except redis_client.DOWN as exc:
+                raise _unavailable(exc) from exc
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+
+
+def _snapshot(session_digest: str, state: list[Any]) -> Snapshot:
+    version, masked, expires, text, versions = state[:5]
+    return Snapshot(
+        digest=session_digest,
+        version=int(version),
+        data=loads(text),
+        masked_key=masked,
+        expires_at=float(expires),
+        key_versions=loads(versions),
+        text=text,
+    )
+
+
+def _applied(raw: list[list[Any]]) -> Applied:
+    applied: Applied = []
+    for op, key, value, old in raw:
+        change: dict[str, Any] = {"op": op, "key": key}
+        if op == "set":
+            change["value"] = loads(value)
+        if old is not None:
+            change["old"] = loads(old)
+        applied.append(change)
+    return applied
+
+
+def _reading(session_digest: str) -> Operation[Snapshot | None]:
+    state = yield _Call(session_keys(session_digest), "read", {})
+    return _snapshot(session_digest, state) if state else None
+
+
+def _deleting(session_digest: str) -> Operation[bool]:
+    found = yield _Call(session_keys(session_digest), "delete", {})
+    return bool(found)
+
+
+def _existing(session_digest: str) -> Operation[bool]:
+    found = yield _Call(session_keys(session_digest), "exists", {})
+    return bool(found)
+
+
+class SessionStore(LiveSessionBase):
+    def __init__(self, session_key: str | None = None) -> None:
+        super().__init__(session_key)
+        # The stored "_session_expiry" as JSON text ("" when absent), as loaded.
+        self._expiry_text = ""
+
+    # --- what the merge needs besides the diff ----------------------------------
+
+    def _loaded(self, snapshot: Snapshot | None) -> dict[str, Any]:
+        self._remember_expiry(snapshot)
+        return super()._loaded(snapshot)
+
+    def _written(self, snapshot: Snapshot) -> None:
+        self._remember_expiry(snapshot)
+        super()._written(snapshot)
+
+    def _remember_expiry(self, snapshot: Snapshot | None) -> None:
+        found = snapshot is not None and EXPIRY_KEY in snapshot.data
+        self._expiry_text = dumps(snapshot.data[EXPIRY_KEY]) if found else ""  # type: ignore[union-attr]
+
+    def _write_args(self, changes: Changes, expiry_text: str) -> dict[str, Any]:
+        """The script's arguments for a diff, with the expiry computed from `expiry_text`."""
+        own = EXPIRY_KEY in changes.sets or EXPIRY_KEY in changes.deletes or changes.wipe
+        if EXPIRY_KEY in changes.sets:
+            value = changes.sets[EXPIRY_KEY]
+        else:
+            value = loads(expiry_text) if expiry_text and not own else None
+        expires = self._expiry(value)
+        return {
+            "sets": [[k, dumps(v)] for k, v in changes.sets.items()],
+            "deletes": changes.deletes,
+            "wipe": changes.wipe,
+            "expect": [[k, v] for k, v in changes.expect.items()],
+            "expiry_own": own,
+            "expiry_assumed": expiry_text,
+            "expires": repr(expires),
+            "expires_ms": int(expires * 1000),
+            "masked": self.masked_key,
+            "now": repr(time.time()),
+            "source": dumps(self.source[:200]),
+            "history": setting("HISTORY_LENGTH"),
+            "max_tombstones": setting("MAX_TOMBSTONES"),
+            "max_bytes": setting("MAX_SESSION_BYTES"),
+        }
+
+    # --- the backend: each operation is a generator of script calls, written once
+    # and driven by the sync or the async client.
+
+    def _read(self, session_digest: str) -> Snapshot | None:
+        return _call_sync(_reading(session_digest))
+
+    async def _aread(self, session_digest: str) -> Snapshot | None:
+        return await _call_async(_reading(session_digest))
+
+    def _exists(self, session_digest: str) -> bool:
+        return _call_sync(_existing(session_digest))
+
+    async def _aexists(self, session_digest: str) -> bool:
+        return await _call_async(_existing(session_digest))
+
+    def _remove(self, session_digest: str) -> bool:
+        return _call_sync(_deleting(session_digest))
+
+    async def _aremove(self, session_digest: str) -> bool:
+        return await _call_async(_deleting(session_digest))
+
+    def _write(self, must_create: bool) -> Written | None:
+        return _call_sync(self._writing(must_create))
+
+    async def _awrite(self, must_create: bool) -> Written | None:
+        return await _call_async(self._writing(must_create))
+
+    def _rekey(self, keep_data: bool) -> tuple[str | None, str]:
+        return _call_sync(self._moving(keep_data))
+
+    async def _arekey(self, keep_data: bool) -> tuple[str | None, str]:
+        return await _call_async(self._moving(keep_data))
+
+    def _inserting(self) -> Operation[None]:
+        changes = Changes(sets=self._data())
+        for _ in range(10):
+            self._session_key = self._new_key()
+            args = self._write_args(changes, "")
+            reply = yield _Call(session_keys(self.digest or ""), "insert", args)
+            if reply[0] == "ok":
+                data = changes.sets
+                self._written(
+                    Snapshot(
+                        digest=self.digest or "",
+                        version=0,
+                        data=data,
+                        masked_key=self.masked_key,
+                        expires_at=float(args["expires"]),
+                        key_versions=dict.fromkeys(data, 0),
+                        text=dumps(data),
+                    )
+                )
+                return
+        raise CreateError
+
+    def _writing(self, must_create: bool) -> Operation[Written | None]:
+        if must_create or self.session_key is None:
+            yield from self._inserting()
+            return None
+        changes = self._changes()
+        expiry_text = self._expiry_text
+        while True:
+            args = self._write_args(changes, expiry_text)
+            reply = yield _Call(session_keys(self.digest or ""), "merge", args)
+            if reply[0] == "missing":
+                raise UpdateError
+            if reply[0] == "conflict":
+                self._conflicted()
+                key, current = reply[1], reply[2]
+                raise Conflict(
+                    key, loads(current) if current is not None else None, changes.expect[key]
+                )
+            if reply[0] == "too_large":
+                self._conflicted()
+                raise TooLarge(reply[1], args["max_bytes"])
+            if reply[0] == "expiry":
+                # Someone changed "_session_expiry" meanwhile: recompute from theirs.
+                expiry_text = reply[1]
+                continue
+            snapshot = _snapshot(self.digest or "", reply[1:6])
+            applied = _applied(reply[6])
+            self._written(snapshot)
+            return (snapshot, applied) if applied else None
+
+    def _moving(self, keep_data: bool) -> Operation[tuple[str | None, str]]:
+        old = self.digest
+        changes = self._changes() if keep_data else Changes()
+        expiry_text = self._expiry_text if keep_data else ""
+        attempts = 0
+        self._session_key = self._new_key()
+        while attempts < 10:
+            args = self._write_args(changes, expiry_text)
+            args.update(has_old=old is not None, keep=keep_data)
+            keys = session_keys(old or "") + session_keys(self.digest or "")
+            reply = yield _Call(keys, "rotate", args)
+            if reply[0] == "taken":
+                attempts += 1
+                self._session_key = self._new_key()
+                continue
+            if reply[0] == "expiry":
+                expiry_text = reply[1]
+                continue
+            self._written(_snapshot(self.digest or "", reply[1:6]))
+            self.modified = True
+            return old, self.digest or ""
+        raise CreateError
+
+    # --- the outside view -----------------------------------------------------------
+
+    @classmethod
+    async def aread(cls, session_digest: str) -> Snapshot | None:
+        return await _call_async(_reading(session_digest))
+
+    @classmethod
+    async def ahistory(cls, session_digest: str) -> list[dict[str, Any]]:
+        return await _timeline(session_digest)
+
+    @classmethod
+    async def aentry(cls, session_digest: str, version: int) -> dict[str, Any] | None:
+        return next((e for e in await _timeline(session_digest) if e["version"] == version), None)
+
+    @classmethod
+    async def asummaries(cls, limit: int = 200) -> list[Summary]:
+        """The most recently changed sessions, for the staff list.
+
+        Redis keeps no index of sessions, so this SCANs their meta keys: fine
+        for a staff page refreshed at most twice a second, not for a hot path.
+        """
+        recent = sorted(await _updated(), key=lambda pair: pair[1], reverse=True)[:limit]
+        snapshots = await _read_many([session_digest for session_digest, _ in recent])
+        rows = []
+        for (session_digest, updated), snapshot in zip(recent, snapshots, strict=True):
+            if snapshot is not None:  # it expired or moved in the meantime
+                size = len(snapshot.text.encode())
+                rows.append(
+                    Summary(
+                        session_digest,
+                        snapshot.masked_key,
+                        len(snapshot.data),
+                        size,
+                        snapshot.version,
+                        snapshot.expires_at,
+                        updated,
+                    )
+                )
+        return rows
+
+    @classmethod
+    async def acount_active(cls, since: float) -> int:
+        """How many sessions changed since this moment (a SCAN, as for the staff list)."""
+        return sum(1 for _, updated in await _updated() if updated > since)
+
+    @classmethod
+    def clear_expired(cls) -> None:
+        """Nothing to do: Redis drops a session when its TTL runs out."""
+
+    @classmethod
+    async def aclear_expired(cls) -> None:
+        """Nothing to do: Redis drops a session when its TTL runs out."""
+
+
+async def _read_many(digests: list[str]) -> list[Snapshot | None]:
+    """Several sessions in one round trip: their read operations, pipelined."""
+    client = redis_client.async_client()
+    script = _script(client)
+    operations = [_reading(session_digest) for session_digest in digests]
+    try:
+        async with client.pipeline(transaction=False) as pipe:
+            for operation in operations:
+                call = next(operation)
+                await script(call.keys, [call.op, json.dumps(call.args)], client=pipe)
+            replies = await pipe.execute()
+    except redis_client.DOWN as exc:
+        raise _unavailable(exc) from exc
+    snapshots: list[Snapshot | None] = []
+    for operation, reply in zip(operations, replies, strict=True):
+        try:
+            operation.send(reply)
+        except StopIteration as done:  # a read is one call: its reply finishes it
+            snapshots.append(done.value)
+    return snapshots
+
+
+async def _updated() -> list[tuple[str, float]]:
+    """(digest, time of its last change) of every session in Redis."""
+    client = redis_client.async_client()
+    # session_keys() names a meta key PREFIX + "{digest}:meta".
+    start, end = len(PREFIX) + 1, -len("}:meta")
+    try:
+        names = [name async for name in client.scan_iter(match=f"{PREFIX}*:meta", count=1000)]
+        async with client.pipeline(transaction=False) as pipe:
+            for name in names:
+                pipe.hget(name, "updated")
+            stamps = await pipe.execute()
+    except redis_client.DOWN as exc:
+        raise _unavailable(exc) from exc
+    # A key that expired between the SCAN and the HGET answers None.
+    return [(n[start:end], float(u)) for n, u in zip(names, stamps, strict=True) if u is not None]
+
+
+async def _timeline(session_digest: str) -> list[dict[str, Any]]:
+    client = redis_client.async_client()
+    try:
+        log = session_keys(session_digest)[3]
+        entries = await client.lrange(log, 0, setting("HISTORY_LENGTH") - 1)
+    except redis_client.DOWN as exc:
+        raise _unavailable(exc) from exc
+    return [json.loads(entry) for entry in entries]
