@@ -31,11 +31,11 @@ lint: $(BIN)/activate
 	$(BIN)/ruff format .
 	$(BIN)/mypy .
 
-# The performance suite (BENCHMARKS.md); e.g. make bench BENCH_ARGS="--quick --json bench.json"
+# The performance suite (docs/performance.md); e.g. make bench BENCH_ARGS="--quick --json bench.json"
 bench: $(BIN)/activate
 	$(BIN)/python scripts/bench/run.py $(BENCH_ARGS)
 
-# Each engine and channel layer, one and two processes (needs PostgreSQL and Redis; BENCHMARKS.md)
+# Each engine and channel layer, one and two processes (needs PostgreSQL and Redis; docs/performance.md)
 bench-engines: $(BIN)/activate
 	$(BIN)/python scripts/bench_engines.py $(BENCH_ARGS)
 

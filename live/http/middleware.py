@@ -61,7 +61,7 @@ class LiveSessionMiddleware(SessionMiddleware):
         self.SessionStore = session_store()
         markcoroutinefunction(self)
 
-    async def __call__(self, request: HttpRequest) -> HttpResponseBase:  # type: ignore[override]
+    async def __call__(self, request: HttpRequest) -> HttpResponseBase:
         session = self.SessionStore(request.COOKIES.get(settings.SESSION_COOKIE_NAME))
         session.source = describe(request)  # type: ignore[attr-defined]
         request.session = session

@@ -301,7 +301,7 @@ async def run(fn: Callable[..., T], *args: Any) -> T:
         except Busy:
             pass
     threaded = sync_to_async(_in_thread(fn, name), thread_sensitive=False, executor=_executor(name))
-    return await threaded(*args)  # type: ignore[no-any-return]
+    return await threaded(*args)
 
 
 # A digest already taken: Django's error from a thread, sqlite3's from the loop.

@@ -7,7 +7,7 @@ It starts its own daphne processes (each with a throwaway migrated SQLite
 file) pinned to core 0, and runs wrk and its WebSocket clients on core 1.
 Throughput runs alternate: each round runs every configuration once, in
 order; the table shows medians, as ratios to the bare async Django view of
-this same run. See BENCHMARKS.md for the method.
+this same run. See docs/performance.md for the method.
 """
 
 from __future__ import annotations
