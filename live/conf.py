@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from importlib import import_module
 from typing import Any
 
@@ -75,3 +76,16 @@ def session_store() -> Any:
 def is_reserved(key: str) -> bool:
     """Keys starting with an underscore belong to Django (auth, expiry, messages)."""
     return key.startswith("_")
+
+
+def visible(data: dict[str, Any]) -> dict[str, Any]:
+    """The keys a user may see and edit: every key but Django's own."""
+    return {key: value for key, value in data.items() if not is_reserved(key)}
+
+
+TAB_LABEL = re.compile(r"^[A-Za-z0-9-]{1,16}$")
+
+
+def tab_label(text: str | None) -> str:
+    """The short name a tab gives itself (?tab=x1wq or X-Live-Tab), if it is a plain one."""
+    return text if text and TAB_LABEL.match(text) else ""
