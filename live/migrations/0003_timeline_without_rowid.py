@@ -3,7 +3,7 @@
 Keyed by (digest, version), a rowid table keeps every entry twice over: in
 the table under a hidden rowid, and in the index of its primary key. Each
 write adds an entry, so each commit wrote a page of both; clustered on its
-key, the table takes an entry in one page (BENCHMARKS.md). Django cannot
+key, the table takes an entry in one page (docs/performance.md). Django cannot
 declare this, so the table is rebuilt under the same definition plus the
 clause, and every entry is copied. Other databases keep their table as it
 is. Should a later migration of this model make Django remake the table on
