@@ -30,8 +30,10 @@ def django_tests() -> Path | None:
         return tests
     cache.mkdir(parents=True, exist_ok=True)
     subprocess.run(
-        [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps"]
-        + ["--no-binary", ":all:", f"django=={django.__version__}", "--dest", str(cache)],
+        [
+            *(sys.executable, "-m", "pip", "download", "--quiet", "--no-deps"),
+            *("--no-binary", ":all:", f"django=={django.__version__}", "--dest", str(cache)),
+        ],
         check=False,
         timeout=300,
         capture_output=True,

@@ -1,4 +1,4 @@
-"""Django's own session-backend tests (SessionTestsMixin, SessionMiddlewareTests) on the live engines.
+"""Django's own session tests (SessionTestsMixin, SessionMiddlewareTests) on the live engines.
 
 They come from the source distribution of the installed Django (see
 django_source.py), run unchanged, one TestCase per engine, exactly as Django
