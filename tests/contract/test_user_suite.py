@@ -69,6 +69,8 @@ SETTINGS: dict[str, Any] = {
 
 @override_settings(**SETTINGS)
 class UserSuiteTests(TestCase):
+    alice: Any
+
     @classmethod
     def setUpTestData(cls) -> None:
         cls.alice = get_user_model().objects.create_user("alice", password="secret")
