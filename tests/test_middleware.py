@@ -1,4 +1,4 @@
-"""The session middleware's own cookie and Vary header, against Django's."""
+"""The session middleware's cookie and Vary header, against Django's."""
 
 from __future__ import annotations
 
@@ -57,9 +57,8 @@ def test_session_cookie_is_the_one_django_would_set(settings, monkeypatch, overr
 
 
 def test_session_cookie_is_its_own_and_survives_pickling(settings):
-    # The attributes are shared by every cookie set within a second: changing
-    # one response's cookie must show in it alone, and a cached response
-    # (pickled, as Django's cache middleware stores it) must render the same.
+    # Changing one response's cookie shows in it alone, and a cached response
+    # (pickled, as Django's cache middleware stores it) renders the same.
     first, second = HttpResponse(), HttpResponse()
     set_cookie(first, "first0000000000000000000000000000", 60)
     first.cookies[settings.SESSION_COOKIE_NAME]["path"] = "/elsewhere"
@@ -72,10 +71,21 @@ def test_session_cookie_is_its_own_and_survives_pickling(settings):
 
 def test_session_cookie_refuses_an_unknown_samesite(settings):
     settings.SESSION_COOKIE_SAMESITE = "Sometimes"
-    response = HttpResponse()
     with pytest.raises(ValueError, match="samesite"):
-        set_cookie(response, "k3y", 60)
-    assert not response.cookies
+        set_cookie(HttpResponse(), "k3y", 60)
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_an_unknown_samesite_fails_the_request_without_a_cookie(settings):
+    settings.SESSION_COOKIE_SAMESITE = "Sometimes"
+
+    async def view(request: HttpRequest) -> HttpResponse:
+        await request.session.aset("a", 1)
+        return HttpResponse()
+
+    # The error reaches Django's handler, which answers 500: no cookie goes out.
+    with pytest.raises(ValueError, match="samesite"):
+        await LiveSessionMiddleware(view)(AsyncRequestFactory().get("/"))
 
 
 @pytest.mark.parametrize("vary", [None, "Accept-Encoding", "cookie", "Accept, Cookie", "*"])

@@ -2,41 +2,33 @@
 
 from __future__ import annotations
 
-import operator
-import re
 import time
-from collections.abc import Awaitable, Callable, Container
-from dataclasses import dataclass
-from functools import lru_cache
-from http.cookies import Morsel
-from typing import Any
+from collections.abc import Awaitable, Callable
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
 from django.contrib.sessions.backends.base import UpdateError
 from django.contrib.sessions.exceptions import SessionInterrupted
 from django.contrib.sessions.middleware import SessionMiddleware
-from django.core.signals import setting_changed
 from django.http import HttpRequest, HttpResponseBase, JsonResponse
 from django.utils.cache import patch_vary_headers
 from django.utils.http import http_date
 
 from live import metrics
-from live.conf import session_store
+from live.conf import session_store, tab_label
 from live.types import Unavailable
 
 # Tabs name themselves in this header so that changes can say which tab made them.
 TAB_HEADER = "X-Live-Tab"
 TAB_META = "HTTP_" + TAB_HEADER.upper().replace("-", "_")
-_TAB_LABEL = re.compile(r"^[A-Za-z0-9-]{1,16}$")
 
 
 def describe(request: HttpRequest) -> str:
     """Say where a change comes from: method, path and, when known, the tab."""
     source = f"{request.method} {request.path}"
     # META, not request.headers, which would copy every header of every request.
-    tab = request.META.get(TAB_META)
-    return f"{source} (tab {tab})" if tab and _TAB_LABEL.match(tab) else source
+    tab = tab_label(request.META.get(TAB_META))
+    return f"{source} (tab {tab})" if tab else source
 
 
 class LiveSessionMiddleware(SessionMiddleware):
@@ -120,88 +112,18 @@ class LiveSessionMiddleware(SessionMiddleware):
 
 
 def set_cookie(response: HttpResponseBase, session_key: str, max_age: int | None) -> None:
-    """Set the session cookie as Django's middleware does; no max_age: until the browser closes.
-
-    The same cookie as response.set_cookie() would set, in fewer steps: every
-    attribute but the value is the same for all sessions within one second,
-    so they are worked out and rendered once a second (see _template) and
-    copied in. Every write pays this.
-    """
-    template = _template(max_age, int(time.time()))
-    name = settings.SESSION_COOKIE_NAME
-    # The cookie jar's own encoding of the value, as response.set_cookie() applies it.
-    response.cookies[name] = SessionCookie(
-        template, name, *response.cookies.value_encode(session_key)
+    """Set the session cookie exactly as Django's SessionMiddleware does."""
+    response.set_cookie(
+        settings.SESSION_COOKIE_NAME,
+        session_key,
+        max_age=max_age,
+        expires=None if max_age is None else http_date(time.time() + max_age),
+        domain=settings.SESSION_COOKIE_DOMAIN,
+        path=settings.SESSION_COOKIE_PATH,
+        secure=settings.SESSION_COOKIE_SECURE,
+        httponly=settings.SESSION_COOKIE_HTTPONLY,
+        samesite=settings.SESSION_COOKIE_SAMESITE,  # type: ignore[arg-type]
     )
-
-
-@dataclass(frozen=True)
-class Template:
-    """Every attribute of a session cookie, as Morsel keeps them, and how they render."""
-
-    attributes: dict[str, Any]
-    rendered: str
-
-
-class SessionCookie(Morsel[str]):
-    """A Morsel filled from a template at once, and rendered from it while unchanged."""
-
-    template: Template | None = None
-
-    def __init__(self, template: Template, name: str, value: str, coded: str) -> None:
-        # Not Morsel.__init__, which blanks each attribute one by one: the
-        # template has all of them, blank or not.
-        dict.update(self, template.attributes)
-        self.set(name, value, coded)
-        self.template = template
-
-    def OutputString(self, attrs: Container[str] | None = None) -> str:
-        # Rendering sorts and formats each attribute; while every attribute is
-        # still the very object the template gave, the template's rendering holds.
-        # A changed cookie, or one unpickled without its template, renders anew.
-        template = self.template
-        if (
-            attrs is None
-            and template is not None
-            and len(self) == len(template.attributes)
-            and all(map(operator.is_, self.values(), template.attributes.values()))
-        ):
-            return f"{self.key}={self.coded_value}{template.rendered}"
-        return super().OutputString(attrs)
-
-
-@lru_cache(maxsize=16)
-def _template(max_age: int | None, now: int) -> Template:
-    """The session cookie's template for max_age at `now`: the same for every session."""
-    samesite = settings.SESSION_COOKIE_SAMESITE
-    # Morsel's attributes are strings in the stubs; max-age is an int, as Django sets it.
-    given: dict[str, Any] = {"path": settings.SESSION_COOKIE_PATH}
-    if max_age is not None:
-        given["max-age"] = int(max_age)
-        given["expires"] = http_date(now + int(max_age))
-    if settings.SESSION_COOKIE_DOMAIN is not None:
-        given["domain"] = settings.SESSION_COOKIE_DOMAIN
-    if settings.SESSION_COOKIE_SECURE:
-        given["secure"] = True
-    if settings.SESSION_COOKIE_HTTPONLY:
-        given["httponly"] = True
-    if samesite:
-        if samesite.lower() not in ("lax", "none", "strict"):
-            raise ValueError('samesite must be "lax", "none", or "strict".')
-        given["samesite"] = samesite
-    # Morsel's own validation of the names, its blanks for the rest, and its rendering.
-    morsel: Morsel[str] = Morsel()
-    morsel.set("k", "", "")
-    morsel.update(given)
-    return Template(dict(morsel), morsel.OutputString()[len("k=") :])
-
-
-def _forget(*, setting: str, **kwargs: Any) -> None:
-    if setting.startswith("SESSION_COOKIE_"):
-        _template.cache_clear()
-
-
-setting_changed.connect(_forget)
 
 
 def vary_on_cookie(response: HttpResponseBase) -> None:
