@@ -2,21 +2,20 @@
 lends each request a thread that outlives it.
 
 MiddlewareMixin runs each process_request and process_response of a sync
-middleware through a thread hop (two per middleware and request, on a thread
-made for the request), which doubled the latency of every request here. The
+middleware through a thread hop, two per middleware and request. The
 middleware below do no I/O in those hooks (headers, cookies, a CSRF token
 check, a lazy user, cookie-stored messages), so this handler swaps in
-subclasses that call them inline. MIDDLEWARE keeps the stock paths, so
-Django's deploy checks still see exactly what is installed.
+subclasses that call them inline; `on_loop` makes such a subclass for any
+middleware of that kind. MIDDLEWARE keeps the stock paths, so Django's deploy
+checks still see exactly what is installed.
 
 Django gives every request a thread of its own for its thread-sensitive sync
 code (the request signals' receivers, the ORM), then joins it from yet another
-thread: two threads started and joined per request, which made up a third of a
-bare view's time here and, on a single core, held up the pushes that a write
-had just sent. Here a request borrows an idle thread instead and hands it back
-when it ends, as a WSGI server's worker threads are reused; Django's request
-signals close the connections of that thread that are unusable or too old, as
-they do under WSGI.
+thread: two threads started and joined per request, which on a single core
+hold up the pushes that a write has just sent. Here a request borrows an idle
+thread instead and hands it back when it ends, as a WSGI server's worker
+threads are reused; Django's request signals close the connections of that
+thread that are unusable or too old, as they do under WSGI.
 """
 
 from __future__ import annotations
@@ -47,7 +46,11 @@ async def _acall(self: Any, request: HttpRequest) -> HttpResponseBase:
 
 
 def on_loop(cls: type[MiddlewareMixin]) -> type[MiddlewareMixin]:
-    """Subclass a MiddlewareMixin middleware so that its hooks run inline on the loop."""
+    """Subclass a MiddlewareMixin middleware so that its hooks run inline on the loop.
+
+    Only for middleware whose hooks do no I/O: they then hold up the loop no
+    longer than the thread hops they replace would.
+    """
     attrs: dict[str, Any] = {"__acall__": _acall, "__module__": __name__}
     if hasattr(cls, "process_view"):
         sync_view = cls.process_view
@@ -102,6 +105,8 @@ def _inside_sync_code() -> bool:
 
 
 class OnLoopASGIHandler(ASGIHandler):
+    """Django's ASGI handler, with the stock middleware's hooks on the loop and a lent thread."""
+
     def load_middleware(self, is_async: bool = False) -> None:
         stock = settings.MIDDLEWARE
         settings.MIDDLEWARE = [ON_LOOP.get(path, path) for path in stock]
