@@ -6,10 +6,8 @@ from django.contrib.auth import aauthenticate, alogin, alogout
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.views.decorators.http import require_POST
 
-from dashboard.views import (
-    HtmxHttpRequest,
-    respond,
-)
+from dashboard.validation import Invalid
+from dashboard.views import HtmxHttpRequest, respond
 
 
 @require_POST
@@ -18,8 +16,6 @@ async def login(request: HtmxHttpRequest) -> HttpResponse:
     password = request.POST.get("password", "")
 
     async def run() -> str:
-        from dashboard.validation import Invalid
-
         user = await aauthenticate(request, username=username, password=password)
         if user is None:
             raise Invalid("That username and password do not match a user.", 400)

@@ -1,8 +1,11 @@
 """What a person can do to their session, shared by the form views and the JSON API.
 
-Each action validates, calls the async session API, saves so the caller can
-report the resulting version, and returns the Python call it made, which the
-page shows to teach the API.
+The views parse a request with dashboard.validation, so an action gets keys
+and values that already passed every rule that needs no session. The action
+checks once what does need it (the write rate, the session's size, the key's
+presence, the version the caller saw), calls the async session API, saves so
+that the caller can report the resulting version, and returns the Python call
+it made, which the page shows to teach the API.
 """
 
 from __future__ import annotations
@@ -12,15 +15,9 @@ from typing import Any
 
 from django.contrib.sessions.backends.base import SessionBase, UpdateError
 
-from dashboard.validation import (
-    Invalid,
-    check_key,
-    check_session_size,
-    check_value,
-    missing_key,
-)
+from dashboard.validation import Invalid, check_session_size, missing_key
 from live import limits
-from live.conf import is_reserved
+from live.conf import is_reserved, visible
 from live.types import TooLarge
 
 _SHOWN = 120
@@ -66,21 +63,21 @@ async def _save(session: SessionBase) -> None:
 
 
 async def set_key(session: SessionBase, key: str, value: Any, seen: int | None = None) -> str:
+    """Set a checked key to a checked value; the session is created if there is none."""
+    await ensure(session)
     _throttle(session)
-    check_key(key)
-    check_value(value)
     check_session_size(dict(await session.aitems()), key, value)
     if seen is not None:
         session.expect(key, seen)  # type: ignore[attr-defined]
     await session.aset(key, value)
-    # A store.Conflict from the save reaches the caller, which shows both values.
+    # A Conflict from the save reaches the caller, which shows both values.
     await _save(session)
     return f"await request.session.aset({literal(key)}, {literal(value)})"
 
 
 async def delete_key(session: SessionBase, key: str, seen: int | None = None) -> str:
+    """Delete a checked key; a session that has none is not created."""
     _throttle(session)
-    check_key(key)
     if not await session.ahas_key(key):
         raise missing_key(key)
     if seen is not None:
@@ -93,11 +90,10 @@ async def delete_key(session: SessionBase, key: str, seen: int | None = None) ->
 async def clear_editable(session: SessionBase) -> str:
     _throttle(session)
     # There is no aclear(): clear() would also drop Django's own keys (the
-    # login, the expiry), so the user's keys are popped one by one. akeys()
-    # is a live view of the dict, so iterate over a copy while popping.
-    for key in list(await session.akeys()):
-        if not is_reserved(key):
-            await session.apop(key)
+    # login, the expiry), so the user's keys are popped one by one, from a
+    # copy, as popping changes the session's own dict.
+    for key in visible(dict(await session.aitems())):
+        await session.apop(key)
     await _save(session)
     return (
         "for key in [k for k in await request.session.akeys() if not k.startswith('_')]: "
@@ -106,8 +102,10 @@ async def clear_editable(session: SessionBase) -> str:
 
 
 async def flush(session: SessionBase) -> str:
+    """End the session; an empty successor takes its place, stored if it was not."""
     _throttle(session)
     await session.aflush()
+    await ensure(session)
     return "await request.session.aflush()"
 
 

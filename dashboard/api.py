@@ -1,10 +1,11 @@
-"""The JSON API over the visitor's own session (contract in DESIGN.md)."""
+"""The JSON API over the visitor's own session (the contract is docs/design.md, section 3)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from django.conf import settings
+from django.contrib.sessions.backends.base import SessionBase
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.csrf import csrf_failure as default_csrf_failure
@@ -14,13 +15,14 @@ from django.views.decorators.http import require_http_methods, require_POST
 from dashboard import actions
 from dashboard.validation import (
     Invalid,
+    body_too_large,
     check_key,
     key_from_raw_path,
     missing_key,
+    parse_if_match,
     parse_json,
-    whole_number,
 )
-from live.conf import is_reserved, setting
+from live.conf import is_reserved, setting, visible
 from live.types import Conflict
 
 
@@ -28,35 +30,28 @@ def _error(message: str, status: int, **extra: Any) -> JsonResponse:
     return JsonResponse({"error": message, **extra}, status=status)
 
 
-def _if_match(request: HttpRequest) -> int | None:
-    raw = request.headers.get("If-Match")
-    if raw is None or raw.strip() == "*":
-        # "*" matches any version: the same as no condition for a key write.
-        return None
-    version = whole_number(raw.strip().removeprefix("W/").strip('"'), 18)
-    if version is None:
-        raise Invalid("If-Match must be a session version, a whole number.")
-    return version
-
-
 def _path_key(request: HttpRequest, key: str) -> str:
+    """The key in the URL, checked; Django's own keys may be read, not written."""
     raw_path = request.scope.get("raw_path") if hasattr(request, "scope") else None
-    return key_from_raw_path(raw_path, key)
+    return check_key(key_from_raw_path(raw_path, key), reading=request.method == "GET")
 
 
-async def _body(request: HttpRequest) -> Any:
+def _body(request: HttpRequest) -> bytes:
+    """The request's body, refused by its length before it is read or parsed."""
     length = request.headers.get("Content-Length", "")
     if length.isdigit() and int(length) > setting("MAX_VALUE_BYTES"):
-        # Refuse by the stated length before parsing (daphne has read the body).
-        raise Invalid(f"The value is over {setting('MAX_VALUE_BYTES')} bytes as JSON.", 413)
+        raise body_too_large()
     try:
-        body = request.body
+        return request.body
     except RequestDataTooBig:
         # A chunked body states no length; Django stops reading it past
         # DATA_UPLOAD_MAX_MEMORY_SIZE, which would otherwise answer in HTML.
-        limit = setting("MAX_VALUE_BYTES")
-        raise Invalid(f"The value is over {limit} bytes as JSON.", 413) from None
-    return parse_json(body)
+        raise body_too_large() from None
+
+
+def _version(session: SessionBase) -> int:
+    # The engine's version after the last read or write; 0 for no session.
+    return getattr(session, "version", 0)
 
 
 @never_cache
@@ -70,8 +65,8 @@ async def session(request: HttpRequest) -> JsonResponse:
     return JsonResponse(
         {
             "version": snapshot.version,
-            "data": {k: v for k, v in snapshot.data.items() if not is_reserved(k)},
-            "reserved": sorted(k for k in snapshot.data if is_reserved(k)),
+            "data": visible(snapshot.data),
+            "reserved": sorted(filter(is_reserved, snapshot.data)),
             "meta": {
                 "expires_at": None if expiry == 0 else snapshot.expire_date.isoformat(),
                 "expire_at_browser_close": await request.session.aget_expire_at_browser_close(),
@@ -87,25 +82,24 @@ async def session(request: HttpRequest) -> JsonResponse:
 async def key(request: HttpRequest, key: str) -> JsonResponse:
     session = request.session
     try:
-        key = check_key(_path_key(request, key), reading=request.method == "GET")
+        key = _path_key(request, key)
         if request.method == "GET":
             if not await session.ahas_key(key):
                 raise missing_key(key)
             return JsonResponse(
-                {"key": key, "value": await session.aget(key), "version": session.version}  # type: ignore[attr-defined]
+                {"key": key, "value": await session.aget(key), "version": _version(session)}
             )
-        seen = _if_match(request)
+        seen = parse_if_match(request.headers.get("If-Match"))
         if request.method == "PUT":
-            value = await _body(request)
-            await actions.ensure(session)
+            value = parse_json(_body(request))
             await actions.set_key(session, key, value, seen)
-            return JsonResponse({"key": key, "value": value, "version": session.version})  # type: ignore[attr-defined]
+            return JsonResponse({"key": key, "value": value, "version": _version(session)})
         await actions.delete_key(session, key, seen)
-        return JsonResponse({"key": key, "version": session.version})  # type: ignore[attr-defined]
+        return JsonResponse({"key": key, "version": _version(session)})
     except Invalid as exc:
         if exc.status == 404:
             # The version lets a client tell "missing now" from "missing then".
-            return _error(exc.message, 404, version=getattr(session, "version", 0))
+            return _error(exc.message, 404, version=_version(session))
         return _error(exc.message, exc.status)
     except Conflict as exc:
         return _error(str(exc), 409, current=exc.current)
@@ -125,12 +119,11 @@ def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
 @require_POST
 async def flush(request: HttpRequest) -> JsonResponse:
     await actions.flush(request.session)
-    await actions.ensure(request.session)
-    return JsonResponse({"version": request.session.version})  # type: ignore[attr-defined]
+    return JsonResponse({"version": _version(request.session)})
 
 
 @never_cache
 @require_POST
 async def cycle(request: HttpRequest) -> JsonResponse:
     await actions.cycle(request.session)
-    return JsonResponse({"version": request.session.version})  # type: ignore[attr-defined]
+    return JsonResponse({"version": _version(request.session)})

@@ -1,7 +1,9 @@
 """The rules for every write, one module for every path (form, JSON API, WebSocket).
 
-Each check raises Invalid with an HTTP status and one sentence that says why;
-a refused write changes nothing.
+The views parse a request with these functions into plain, checked values
+(a key, a value, a version) before they call an action; dashboard.actions
+then checks what needs the session. Each check raises Invalid with an HTTP
+status and one sentence that says why; a refused write changes nothing.
 """
 
 from __future__ import annotations
@@ -38,6 +40,35 @@ def whole_number(text: str, max_digits: int) -> int | None:
 
 def missing_key(key: str) -> Invalid:
     return Invalid(f"There is no key {key!r} in this session.", 404)
+
+
+def body_too_large() -> Invalid:
+    """A body refused by its length before it is parsed."""
+    return Invalid(f"The value is over {setting('MAX_VALUE_BYTES')} bytes as JSON.", 413)
+
+
+def parse_if_match(header: str | None) -> int | None:
+    """The session version an If-Match header names; None when there is no condition."""
+    if header is None or header.strip() == "*":
+        # "*" matches any version: the same as no condition for a key write.
+        return None
+    version = whole_number(header.strip().removeprefix("W/").strip('"'), 18)
+    if version is None:
+        raise Invalid("If-Match must be a session version, a whole number.")
+    return version
+
+
+def parse_version(text: str | None) -> int | None:
+    """A form's version field, or None when it is absent or not a version."""
+    return whole_number(text, 18) if text else None
+
+
+def parse_undo(text: str | None) -> int:
+    """The version whose change the undo form names."""
+    version = parse_version(text)
+    if version is None:
+        raise Invalid("Say which version to undo.")
+    return version
 
 
 def check_key(key: str, reading: bool = False) -> str:
@@ -131,9 +162,8 @@ def check_value(value: Any) -> Any:
 
 def parse_json(body: bytes | str) -> Any:
     """Parse a strict JSON document (the body of a PUT)."""
-    limit = setting("MAX_VALUE_BYTES")
-    if len(body) > limit:
-        raise Invalid(f"The value is over {limit} bytes as JSON.", status=413)
+    if len(body) > setting("MAX_VALUE_BYTES"):
+        raise body_too_large()
     try:
         text = body.decode("utf-8") if isinstance(body, bytes) else body
     except UnicodeDecodeError:

@@ -14,7 +14,14 @@ from django_htmx.middleware import HtmxDetails
 
 from dashboard import actions
 from dashboard.rendering import LIVE_FRAGMENTS, PAGE, session_context
-from dashboard.validation import Invalid, parse_expiry, parse_form_value, whole_number
+from dashboard.validation import (
+    Invalid,
+    check_key,
+    parse_expiry,
+    parse_form_value,
+    parse_undo,
+    parse_version,
+)
 from live.realtime import presence
 from live.types import Conflict
 
@@ -34,10 +41,6 @@ async def _context(request: HtmxHttpRequest, **extra: Any) -> dict[str, Any]:
     context["user"] = await request.auser()
     context.update(extra)
     return context
-
-
-def _int_or_none(raw: str | None) -> int | None:
-    return whole_number(raw, 18) if raw else None
 
 
 @require_safe
@@ -62,7 +65,7 @@ async def respond(
     run: Callable[[], Awaitable[str]],
     form: dict[str, str] | None = None,
 ) -> HttpResponse:
-    """Run an action; answer htmx with partials, others with a redirect (or the error)."""
+    """Parse and act through `run`; answer htmx with partials, others with a redirect or a page."""
     status, call, error, conflict = 200, "", "", None
     try:
         call = await run()
@@ -97,10 +100,11 @@ async def respond(
 @require_POST
 async def set_key(request: HtmxHttpRequest) -> HttpResponse:
     key, raw = request.POST.get("key", ""), request.POST.get("value", "")
-    seen = _int_or_none(request.POST.get("version"))
+    seen = parse_version(request.POST.get("version"))
 
     async def run() -> str:
-        return await actions.set_key(request.session, key, parse_form_value(raw), seen)
+        value = parse_form_value(raw)
+        return await actions.set_key(request.session, check_key(key), value, seen)
 
     return await respond(request, run, form={"key": key, "value": raw})
 
@@ -108,7 +112,11 @@ async def set_key(request: HtmxHttpRequest) -> HttpResponse:
 @require_POST
 async def delete_key(request: HtmxHttpRequest) -> HttpResponse:
     key = request.POST.get("key", "")
-    return await respond(request, lambda: actions.delete_key(request.session, key))
+
+    async def run() -> str:
+        return await actions.delete_key(request.session, check_key(key))
+
+    return await respond(request, run)
 
 
 @require_POST
@@ -138,11 +146,9 @@ async def expiry(request: HtmxHttpRequest) -> HttpResponse:
 
 @require_POST
 async def undo(request: HtmxHttpRequest) -> HttpResponse:
-    version = _int_or_none(request.POST.get("version"))
+    raw = request.POST.get("version")
 
     async def run() -> str:
-        if version is None:
-            raise Invalid("Say which version to undo.")
-        return await actions.undo(request.session, version)
+        return await actions.undo(request.session, parse_undo(raw))
 
     return await respond(request, run)

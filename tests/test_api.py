@@ -1,4 +1,4 @@
-"""The JSON API through AsyncClient with CSRF enforced (contract in DESIGN.md)."""
+"""The JSON API through AsyncClient with CSRF enforced (contract: docs/design.md, section 3)."""
 
 from __future__ import annotations
 

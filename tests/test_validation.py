@@ -1,4 +1,4 @@
-"""The write rules of dashboard.validation, one by one (DESIGN.md, "Rules for every write")."""
+"""The write rules of dashboard.validation, one by one (docs/design.md, section 6)."""
 
 from __future__ import annotations
 
