@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path, re_path
 
-from dashboard import accounts, api, demos, pitfalls, staff, views
+from dashboard import accounts, api, demos, metrics, pitfalls, staff, views
 
 urlpatterns = [
     path("", views.page, name="page"),
@@ -21,7 +21,7 @@ urlpatterns = [
     path("pitfalls/append/", pitfalls.append, name="pitfall-append"),
     path("pitfalls/default/", pitfalls.default, name="pitfall-default"),
     path("color/", demos.color, name="color"),
-    path("metrics/", demos.metrics_page, name="metrics"),
+    path("metrics/", metrics.page, name="metrics"),
     path("staff/sessions/", staff.sessions, name="staff-sessions"),
     path("staff/sessions/<str:digest>/", staff.watch, name="staff-watch"),
     path("api/session", api.session, name="api-session"),

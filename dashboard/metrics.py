@@ -1,0 +1,16 @@
+"""The /metrics/ page: this process's live counters, drawn by dashboard.charts."""
+
+from __future__ import annotations
+
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.views.decorators.http import require_safe
+
+from dashboard import charts
+from live import metrics as counters
+
+
+@require_safe
+async def page(request: HttpRequest) -> HttpResponse:
+    """This process's recent samples; the charts then arrive over /ws/metrics/ each second."""
+    return render(request, charts.PAGE, charts.context(list(counters.history)))
