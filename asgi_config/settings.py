@@ -147,8 +147,9 @@ else:
         "default": {
             "BACKEND": "live.layers.LocalChannelLayer",
             # Each process's hub listens on one channel for every session its
-            # tabs follow; 100 queued events would drop pushes under a burst of
-            # writes, and a dropped push costs that session's tabs a resync.
+            # tabs follow; the in-memory layer's default of 100 queued events
+            # drops pushes under a burst of writes, and a dropped push costs
+            # that session's tabs a resync.
             "CONFIG": {"capacity": 1000, "expiry": 60},
         }
     }

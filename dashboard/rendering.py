@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 from django.conf import settings
 from django.template.loader import render_to_string
 from django.utils import timezone
 
-from live.conf import is_reserved, setting
+from live.conf import is_reserved, setting, visible
 from live.sessions.codec import dumps
 from live.types import Snapshot, Summary
 
@@ -113,8 +114,9 @@ def session_context(
     snapshot: Snapshot, tabs: int, history: list[dict[str, Any]] | None = None
 ) -> dict[str, Any]:
     """The context of the page's live partials for one session at one version."""
-    rows = [row(k, v) for k, v in sorted(snapshot.data.items()) if not is_reserved(k)]
-    reserved = [row(k, v) for k, v in sorted(snapshot.data.items()) if is_reserved(k)]
+    data = snapshot.data
+    rows = [row(key, data[key]) for key in sorted(visible(data))]
+    reserved = [row(key, data[key]) for key in sorted(filter(is_reserved, data))]
     expiry = snapshot.data.get("_session_expiry")
     browser_close = settings.SESSION_EXPIRE_AT_BROWSER_CLOSE if expiry is None else expiry == 0
     age = int((snapshot.expire_date - timezone.now()).total_seconds())
@@ -163,40 +165,44 @@ def render_live_fragments(
     `only` picks a subset: "tabs" (the tab count), "followed" or "final" (the
     session ended, and the socket did or did not follow its successor).
     `labels` are the short names of the tabs open on this session, in every process.
-
-    A change reaches every tab of a session in this process one after the
-    other, each holding the same state at the same version, so the HTML is
-    rendered once per change and reused: a hundred tabs cost one render.
     """
-    read_only = bool(scope.get("live_read_only", False))
-    key = (
+    shown = _Shown(
         snapshot.digest if snapshot else None,
         snapshot.version if snapshot else None,
-        tabs,
-        only,
-        read_only,
         history[0]["version"] if history else None,
-        labels,
+        snapshot,
+        history,
     )
-    html = _rendered.get(key)
-    if html is None:
-        context: dict[str, Any] = (
-            session_context(snapshot, tabs, history) if snapshot else {"tabs": tabs}
-        )
-        if only in ("followed", "final"):
-            context["ended"] = only
-        context["tab_labels"] = labels
-        context["read_only"] = read_only
-        html = "".join(render_to_string(f"{PAGE}#{name}", context) for name in _FRAGMENTS[only])
-        if len(_rendered) >= _RENDERED_MAX:
-            _rendered.pop(next(iter(_rendered)))
-        _rendered[key] = html
-    return html
+    return _render(shown, tabs, only, bool(scope.get("live_read_only", False)), labels)
 
 
-# The most recent renders, oldest first (dicts keep insertion order).
-_rendered: dict[tuple[Any, ...], str] = {}
-_RENDERED_MAX = 128
+@dataclass(frozen=True)
+class _Shown:
+    """A session at one version and timeline entry: equal for every tab that shows it."""
+
+    digest: str | None
+    version: int | None
+    latest: int | None
+    snapshot: Snapshot | None = field(compare=False)
+    history: list[dict[str, Any]] | None = field(compare=False)
+
+
+# A change reaches every tab of a session in this process one after the other,
+# each with the same state at the same version, so it is rendered once and
+# reused: a hundred tabs cost one render. The hub shows one event to all its
+# tabs before the next, so a few entries cover every fan-out.
+@lru_cache(maxsize=32)
+def _render(
+    shown: _Shown, tabs: int, only: str | None, read_only: bool, labels: tuple[str, ...]
+) -> str:
+    context: dict[str, Any] = (
+        session_context(shown.snapshot, tabs, shown.history) if shown.snapshot else {"tabs": tabs}
+    )
+    if only in ("followed", "final"):
+        context["ended"] = only
+    context["tab_labels"] = labels
+    context["read_only"] = read_only
+    return "".join(render_to_string(f"{PAGE}#{name}", context) for name in _FRAGMENTS[only])
 
 
 def staff_rows(rows: list[Summary], tabs: dict[str, int]) -> list[dict[str, Any]]:

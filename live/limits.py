@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from live.conf import setting
 
@@ -35,21 +36,18 @@ class Bucket:
         return True
 
 
-_writes: dict[str, Bucket] = {}
-# Forget idle sessions' buckets so the dict cannot grow without bound.
-_MAX_BUCKETS = 100_000
+# Bounded so that many sessions cannot grow it without end: the bucket of the
+# session written to least lately goes first, and comes back full, as it
+# would have refilled by then.
+@lru_cache(maxsize=100_000)
+def _bucket(digest: str) -> Bucket:
+    return Bucket(float(setting("WRITE_RATE")), float(setting("WRITE_BURST")))
 
 
 def allow_write(digest: str) -> bool:
     """Take a token for one write to this session; False means "slow down"."""
-    bucket = _writes.get(digest)
-    if bucket is None:
-        if len(_writes) >= _MAX_BUCKETS:
-            _writes.clear()
-        rate, burst = float(setting("WRITE_RATE")), float(setting("WRITE_BURST"))
-        bucket = _writes[digest] = Bucket(rate, burst)
-    return bucket.take()
+    return _bucket(digest).take()
 
 
 def reset() -> None:
-    _writes.clear()
+    _bucket.cache_clear()
