@@ -2,7 +2,7 @@
 
 asyncio connections belong to the loop that opened them, and tests (and
 async_to_sync) run several loops in one process, so async clients are kept per
-loop rather than in a module global. Every wait is bounded and nothing is
+loop (live.loops.PerLoop). Every wait is bounded and nothing is
 retried (a retried write whose reply was lost could apply twice). A stopped
 Redis refuses connections at once; the timeouts only bound a hung or
 unreachable one. They are loose on purpose: under a burst an event loop can
@@ -12,8 +12,7 @@ a busy process as Redis being down. Callers turn DOWN errors into what suits the
 
 from __future__ import annotations
 
-import asyncio
-import weakref
+from functools import cache
 from typing import Any
 
 import redis
@@ -23,6 +22,8 @@ import redis.retry
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from redis.backoff import NoBackoff
+
+from live.loops import PerLoop
 
 CONNECT_TIMEOUT = 5.0
 SOCKET_TIMEOUT = 5.0
@@ -41,10 +42,8 @@ _OPTIONS: dict[str, Any] = {
     "max_connections": MAX_CONNECTIONS,
     "timeout": POOL_TIMEOUT,
 }
-_sync: dict[str, redis.Redis] = {}
-_async: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, redis.asyncio.Redis]] = (
-    weakref.WeakKeyDictionary()
-)
+# Each loop's clients, by URL.
+_async: PerLoop[dict[str, redis.asyncio.Redis]] = PerLoop(dict)
 
 
 def url() -> str:
@@ -56,18 +55,20 @@ def url() -> str:
 
 def sync_client() -> redis.Redis:
     """The process's sync client (its pool is thread-safe)."""
-    address = url()
-    if address not in _sync:
-        retry = redis.retry.Retry(NoBackoff(), 0)
-        pool = redis.BlockingConnectionPool.from_url(address, retry=retry, **_OPTIONS)
-        _sync[address] = redis.Redis(connection_pool=pool)
-    return _sync[address]
+    return _sync_client(url())
+
+
+@cache
+def _sync_client(address: str) -> redis.Redis:
+    retry = redis.retry.Retry(NoBackoff(), 0)
+    pool = redis.BlockingConnectionPool.from_url(address, retry=retry, **_OPTIONS)
+    return redis.Redis(connection_pool=pool)
 
 
 def async_client() -> redis.asyncio.Redis:
     """The running event loop's client."""
     address = url()
-    clients = _async.setdefault(asyncio.get_running_loop(), {})
+    clients = _async.get()
     if address not in clients:
         retry = redis.asyncio.retry.Retry(NoBackoff(), 0)
         pool = redis.asyncio.BlockingConnectionPool.from_url(address, retry=retry, **_OPTIONS)
@@ -77,5 +78,7 @@ def async_client() -> redis.asyncio.Redis:
 
 async def aclose() -> None:
     """Close the running loop's clients (tests, before their loop ends)."""
-    for client in _async.pop(asyncio.get_running_loop(), {}).values():
+    clients = _async.get()
+    while clients:
+        _address, client = clients.popitem()
         await client.aclose(close_connection_pool=True)

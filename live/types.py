@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from live.sessions.codec import dumps, flat, loads
+from live.sessions.codec import dumps
 
 
 def same(a: Any, b: Any) -> bool:
@@ -21,19 +21,6 @@ def same(a: Any, b: Any) -> bool:
     return bool(a == b)
 
 
-def copy_data(data: dict[str, Any], text: str, is_flat: bool) -> dict[str, Any]:
-    """A fresh copy of a session's data, given the JSON text it was stored as.
-
-    is_flat is what codec.flat(data) says; callers remember it, so it is asked once.
-    """
-    # While every value is a scalar under a str key, as JSON has them, a
-    # shallow copy is exact and an unchanged value stays the very same object;
-    # a list or a dict may have been changed in place, so the text is parsed.
-    if is_flat:
-        return dict(data)
-    return loads(text)  # type: ignore[no-any-return]
-
-
 @dataclass
 class Snapshot:
     """A session's state at one version, as stored."""
@@ -44,27 +31,9 @@ class Snapshot:
     masked_key: str
     expires_at: float
     key_versions: dict[str, int] = field(default_factory=dict)
-    # The stored JSON text of `data`, as read or written.
+    # The stored JSON text of `data`, as read or written: the base of the
+    # writer's next diff, and what a merge measures against the size limit.
     text: str = "{}"
-    # Whether data holds only JSON scalars under str keys (codec.flat), once
-    # asked: a kept row is copied for every request that reads it, and asking
-    # again each time costs more than the copy.
-    flat: bool | None = field(default=None, compare=False, repr=False)
-
-    def copy(self) -> Snapshot:
-        """A copy whose data and key_versions can change without changing this one."""
-        if self.flat is None:
-            self.flat = flat(self.data)
-        return Snapshot(
-            self.digest,
-            self.version,
-            copy_data(self.data, self.text, self.flat),
-            self.masked_key,
-            self.expires_at,
-            dict(self.key_versions),
-            self.text,
-            self.flat,
-        )
 
     @property
     def expire_date(self) -> datetime:

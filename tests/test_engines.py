@@ -101,6 +101,15 @@ async def test_engine_stores_and_reads_back_json_values(Store: Engine):
     assert again.key_versions == dict.fromkeys(values, 0)
 
 
+def test_engine_encode_and_decode_are_djangos(Store: Engine):
+    # SessionBase.encode() and decode() sign with SESSION_SERIALIZER, which
+    # SessionBase.__init__ sets up; the engine's own storage does not use them.
+    session = Store()
+    data = {"n": 1, "nested": {"a": [True, None, "ü"]}}
+    assert session.decode(session.encode(data)) == data
+    assert session.decode("not signed") == {}
+
+
 async def test_engine_reads_back_the_whole_row_after_writes(Store: Engine):
     # What a listener reads (the hub, the staff page) after writes is the row as
     # stored, masked key and all, however the engine answers it.
@@ -297,9 +306,8 @@ async def test_engine_saves_a_list_changed_in_place(Store: Engine, written: bool
 
 
 async def test_engine_never_shares_a_list_set_into_a_session_of_scalars(Store: Engine):
-    # A session of scalars is copied shallowly between requests; once a list is
-    # set into it, a request changing that list in place must not change the
-    # copy that the next request reads.
+    # Once a list is set into a session of scalars, a request changing that
+    # list in place without saving must not change what the next request reads.
     session = await new_session(Store, n=1)
     writer = await loaded(Store, session.session_key)
     await writer.aset("items", [1])

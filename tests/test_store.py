@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from live.sessions import connections
+from live.sessions import connections, timeline
 from live.sessions import sql as store
 from live.types import Applied, Changes, Conflict, Snapshot, TooLarge, same
 
@@ -96,9 +96,6 @@ class Recording:
 
     def atomic(self) -> object:
         return self.inner.atomic()
-
-    def kept_rows(self, check: bool = True) -> dict[str, object] | None:
-        return self.inner.kept_rows(check)
 
 
 def merge_from(base: Snapshot, **kwargs: object) -> tuple[Snapshot, list[str]]:
@@ -193,7 +190,7 @@ def test_the_timeline_is_one_btree_on_sqlite_and_keeps_its_entries_both_ways():
         migrate_live(None)
     definition, entries = table()
     assert definition.endswith("WITHOUT ROWID") and entries == kept
-    assert [e["version"] for e in connections.call(store.history, digest)] == [2, 1]
+    assert [e["version"] for e in connections.call(timeline.history, digest)] == [2, 1]
 
 
 def test_upgrade_keeps_every_timeline_entry():
@@ -226,7 +223,7 @@ def test_upgrade_keeps_every_timeline_entry():
         migrate_live(None)
 
 
-# --- rows kept in memory by the event loop's connection ------------------------------------
+# --- the event loop's connection ------------------------------------------------------------
 
 
 @pytest.fixture
@@ -244,53 +241,20 @@ def read_on(conn: connections.Db, digest: str) -> tuple[Snapshot | None, list[st
     return store.read(recording, digest), recording.statements  # type: ignore[arg-type]
 
 
-def test_a_kept_row_answers_until_another_connection_writes(conn):
-    digest = create(a=1)
-    assert read_on(conn, digest) == (connections.call(store.read, digest), ["SELECT"])
-    snap, statements = read_on(conn, digest)
-    assert snap is not None and snap.data == {"a": 1} and statements == []
-    # Django's connection stands for any other: another thread, another process.
-    merge(digest, sets={"a": 2})
-    snap, statements = read_on(conn, digest)
-    assert snap is not None and snap.data == {"a": 2} and statements == ["SELECT"]
-
-
-def test_a_row_written_here_is_kept_and_read_back(conn):
+def test_a_row_written_on_the_loop_connection_reads_back_on_both(conn):
     digest = create(a=1)
     base = store.read(conn, digest)
     store.merge(conn, digest, Changes(sets={"b": 2}), expiry, base=base)
     snap, statements = read_on(conn, digest)
-    assert snap is not None and statements == []
+    assert snap is not None and statements == ["SELECT"]
     assert (snap.data, snap.version) == ({"a": 1, "b": 2}, 1)
     assert (
         snap.key_versions == connections.call(store.read, digest).key_versions == {"a": 0, "b": 1}
     )
 
 
-class WriteRightAfter(Recording):
-    """A Db on which another connection commits a change right after each commit of its own."""
-
-    def __init__(self, inner: connections.Db, digest: str) -> None:
-        super().__init__(inner)
-        self.digest = digest
-
-    @contextmanager
-    def atomic(self) -> Iterator[None]:
-        with self.inner.atomic():
-            yield
-        merge(self.digest, sets={"theirs": True})
-
-
-def test_a_row_written_here_is_not_kept_when_someone_wrote_right_after(conn):
-    digest = create(a=1)
-    racing = WriteRightAfter(conn, digest)
-    store.merge(racing, digest, Changes(sets={"ours": True}), expiry)  # type: ignore[arg-type]
-    snap, _ = read_on(conn, digest)
-    assert snap is not None and snap.data == {"a": 1, "ours": True, "theirs": True}
-
-
 @pytest.mark.parametrize("value", [1, [1]], ids=["scalar", "list"])
-def test_a_kept_row_is_handed_out_as_a_copy(value, conn):
+def test_each_read_hands_out_a_row_of_its_own(value, conn):
     digest = create(a=value)
     for _ in range(2):
         snap = store.read(conn, digest)
@@ -301,38 +265,13 @@ def test_a_kept_row_is_handed_out_as_a_copy(value, conn):
         snap.data["b"] = snap.key_versions["b"] = 3
 
 
-def test_a_kept_row_is_not_read_past_its_expiry(monkeypatch, conn):
+def test_a_row_is_not_read_past_its_expiry(monkeypatch, conn):
     digest = create(a=1)
     snap = store.read(conn, digest)
     assert snap is not None
     later = snap.expires_at + 1
-    monkeypatch.setattr(store.time, "time", lambda: later)
+    monkeypatch.setattr(time, "time", lambda: later)
     assert store.read(conn, digest) is None
-
-
-def test_a_large_row_is_not_kept(monkeypatch, conn):
-    monkeypatch.setattr(store, "KEPT_ROW_CHARS", 40)
-    digest = create(a="x" * 10)
-    store.read(conn, digest)
-    assert digest in conn.kept
-    # Grown past the size, it is kept neither as written nor as read anew.
-    base = store.read(conn, digest)
-    store.merge(conn, digest, Changes(sets={"b": "y" * 40}), expiry, base=base)
-    assert digest not in conn.kept
-    snap, statements = read_on(conn, digest)
-    assert snap is not None and snap.data == {"a": "x" * 10, "b": "y" * 40}
-    assert statements == ["SELECT"] and digest not in conn.kept
-
-
-def test_kept_rows_are_bounded(monkeypatch, conn):
-    monkeypatch.setattr(store, "KEPT_ROWS", 2)
-    digests = [f"{n}" * 64 for n in range(3)]
-    for digest in digests:
-        connections.call(store.insert, digest, "abcd…wxyz", {"n": digest[0]}, expiry)
-    for digest in digests:
-        store.read(conn, digest)
-    assert list(conn.kept) == digests[1:]
-    assert all(store.read(conn, digest).data == {"n": digest[0]} for digest in digests)  # type: ignore[union-attr]
 
 
 def test_loop_transactions_nest_and_roll_back_whole(tmp_path):
@@ -352,7 +291,7 @@ def test_loop_transactions_nest_and_roll_back_whole(tmp_path):
     assert loop.depth == 0 and not loop.raw.in_transaction
 
 
-def test_a_write_rolled_back_by_an_outer_block_is_not_kept(conn):
+def test_a_write_rolled_back_by_an_outer_block_is_not_read_back(conn):
     digest = create(a=1)
     base = store.read(conn, digest)
     with pytest.raises(ZeroDivisionError), conn.atomic():

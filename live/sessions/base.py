@@ -14,35 +14,23 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from django.conf import settings
-from django.contrib.sessions.backends.base import (
-    VALID_KEY_CHARS,
-    SessionBase,
-)
+from django.contrib.sessions.backends.base import VALID_KEY_CHARS, SessionBase
 from django.utils.crypto import get_random_string
-from django.utils.module_loading import import_string
 
 from live import metrics
 from live.realtime import events
-from live.sessions.codec import dumps, flat
+from live.sessions.codec import dumps, loads
 from live.sessions.keys import digest, mask
-from live.types import Applied, Changes, Snapshot, Summary, Written, copy_data, same
+from live.types import Applied, Changes, Snapshot, Summary, Written, same
 
 
 class LiveSessionBase(SessionBase):
     def __init__(self, session_key: str | None = None) -> None:
-        # SessionBase.__init__, less its import of SESSION_SERIALIZER: it runs
-        # for every request, and this engine stores JSON itself (see serializer).
-        self._session_key = session_key
-        self.accessed = False
-        self.modified = False
-        # The JSON text of what was loaded or last written: the base of the diff,
-        # parsed again only when saving, so read-only requests pay nothing for it.
+        super().__init__(session_key)
+        # The JSON text of what was loaded or last written: the base of the diff.
+        # It is parsed only when saving, so read-only requests pay nothing for it,
+        # and a value the request changed in place still differs from it.
         self._base_text = "{}"
-        # A shallow copy of the same state, which spares that parse when it
-        # holds only scalars (see copy_data), and whether it does.
-        self._base_values: dict[str, Any] = {}
-        self._base_flat: bool | None = True
         self._wiped = False
         self._expect: dict[str, int] = {}
         # True right after this object wrote the row, so a second save of an
@@ -55,12 +43,6 @@ class LiveSessionBase(SessionBase):
         self._stored_expiry: float | None = None
         # Who is writing, for the change events: the middleware sets "POST /path".
         self.source = "code"
-        self._digest: tuple[str, str] | None = None
-
-    @property
-    def serializer(self) -> Any:
-        """Django's SESSION_SERIALIZER, for SessionBase.encode() and decode() only."""
-        return import_string(settings.SESSION_SERIALIZER)
 
     # The base class's loaders are private and untyped in the stubs; one typed door each.
     def _data(self) -> dict[str, Any]:
@@ -74,12 +56,7 @@ class LiveSessionBase(SessionBase):
     @property
     def digest(self) -> str | None:
         key = self.session_key
-        if not key:
-            return None
-        # Asked for several times per request; the key changes only on a cycle or flush.
-        if self._digest is None or self._digest[0] != key:
-            self._digest = (key, digest(key))
-        return self._digest[1]
+        return digest(key) if key else None
 
     @property
     def masked_key(self) -> str:
@@ -159,13 +136,11 @@ class LiveSessionBase(SessionBase):
     def _loaded(self, snapshot: Snapshot | None) -> dict[str, Any]:
         if snapshot is None:
             self._session_key = None
-            self._base_text, self._base_values, self.version, self.key_versions = "{}", {}, 0, {}
-            self._base_flat = True
+            self._base_text, self.version, self.key_versions = "{}", 0, {}
             return {}
         self.version = snapshot.version
         self.key_versions = snapshot.key_versions
-        self._base_text, self._base_values = snapshot.text, dict(snapshot.data)
-        self._base_flat = snapshot.flat
+        self._base_text = snapshot.text
         self._stored_expiry = snapshot.expires_at
         return snapshot.data
 
@@ -197,14 +172,8 @@ class LiveSessionBase(SessionBase):
     def _diff(self) -> tuple[Changes, dict[str, Any]]:
         """This request's changes against what it loaded, and a fresh copy of what it loaded."""
         current = self._data()
-        if self._base_flat is None:
-            self._base_flat = flat(self._base_values)
-        base = copy_data(self._base_values, self._base_text, self._base_flat)
-        sets = {
-            k: v
-            for k, v in current.items()
-            if k not in base or (v is not base[k] and not same(v, base[k]))
-        }
+        base: dict[str, Any] = loads(self._base_text)
+        sets = {k: v for k, v in current.items() if k not in base or not same(v, base[k])}
         # A value JSON cannot hold raises TypeError when the merge encodes the
         # session (the Redis engine: each value), with the json module's own
         # message, as Django's serializer does; nothing is written then. A
@@ -228,7 +197,6 @@ class LiveSessionBase(SessionBase):
             expires_at=self._stored_expiry or 0.0,
             key_versions=dict(self.key_versions),
             text=self._base_text,
-            flat=self._base_flat,
         )
 
     def _expiry(self, value: Any) -> float:
@@ -241,8 +209,7 @@ class LiveSessionBase(SessionBase):
     def _written(self, snapshot: Snapshot) -> None:
         self._session_cache = snapshot.data
         self._stored_expiry = snapshot.expires_at
-        self._base_text, self._base_values = snapshot.text, dict(snapshot.data)
-        self._base_flat = snapshot.flat
+        self._base_text = snapshot.text
         self.version, self.key_versions = snapshot.version, snapshot.key_versions
         self._wiped, self._expect, self._in_sync = False, {}, True
 

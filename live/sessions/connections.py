@@ -1,26 +1,24 @@
 """Two ways to reach the session tables: Django's connection, or SQLite on the event loop.
 
-Async callers used to pay a thread hop for every statement batch. On SQLite,
-where one uncontended statement takes microseconds and a hop tens of them, the
-store runs its work right on the event loop through a connection of its own
-that never waits for a lock: if another process holds the write lock it gives
-up at once (Busy) and the work is redone in a thread that may wait. PostgreSQL
-(and anything else) always goes through Django's connection in a thread.
+On SQLite an uncontended statement costs less than a hop to a thread, so async
+callers run the store's work right on the event loop, through a connection of
+the loop's own that never waits for a lock: if another process holds the write
+lock it gives up at once (Busy) and the work is redone in a thread that may
+wait. PostgreSQL (and anything else) always goes through Django's connection
+in a thread.
 """
 
 from __future__ import annotations
 
 import sqlite3
-import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from functools import lru_cache
+from functools import cache, lru_cache
 from types import TracebackType
 from typing import Any, Protocol, TypeVar
 
 from asgiref.sync import sync_to_async
 from django.db import (
-    DEFAULT_DB_ALIAS,
     IntegrityError,
     InterfaceError,
     OperationalError,
@@ -30,6 +28,7 @@ from django.db import (
 )
 
 from live.conf import setting
+from live.loops import PerLoop
 from live.models import LiveSession
 
 T = TypeVar("T")
@@ -49,10 +48,6 @@ class Db(Protocol):
         ...
 
     def atomic(self) -> Any: ...
-
-    def kept_rows(self, check: bool = True) -> dict[str, Any] | None:
-        """Rows this connection may answer from memory (see LoopSqlite), or None."""
-        ...
 
 
 class DjangoDb:
@@ -75,9 +70,6 @@ class DjangoDb:
 
     def atomic(self) -> Any:
         return transaction.atomic(using=self.alias)
-
-    def kept_rows(self, check: bool = True) -> None:
-        return None
 
 
 # Commits on the loop between two checkpoints: at about 6 pages per session
@@ -103,9 +95,6 @@ class LoopSqlite:
         self.depth = 0
         self.commits = 0
         self.checkpoint: Future[tuple[int, int, int]] | None = None
-        # Rows read or written here, by key, for as long as nobody else writes.
-        self.kept: dict[str, Any] = {}
-        self.seen_version: int | None = None
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         return self._run(sql, params).fetchall()
@@ -146,9 +135,6 @@ class LoopSqlite:
         self.depth -= 1
         if self.depth:
             return
-        # Kept rows may have been read or written inside the transaction: once
-        # it ends, either way, they are forgotten.
-        self.kept.clear()
         if kind is not None:
             self.raw.execute("ROLLBACK")
             return
@@ -158,37 +144,6 @@ class LoopSqlite:
             self.raw.execute("ROLLBACK")
             raise Busy from exc
         self._committed()
-
-    def kept_rows(self, check: bool = True) -> dict[str, Any] | None:
-        """Rows read or written on this connection, by digest, while no other connection writes.
-
-        SQLite's data_version changes once this connection's next transaction
-        sees a commit of any other connection (another thread's, another
-        process's), and never for its own. Checking it, a statement but no
-        row lookup and no parse, forgets every row at the first sign of anyone
-        else's write. The end of each of this connection's own transactions
-        forgets them too (see __exit__); the store then keeps the row it
-        wrote without checking, since a write by anyone else around that
-        moment shows at the next check all the same. Inside a transaction
-        there are none: what it wrote is not committed yet and may still be
-        rolled back. The store writes only inside transactions; a write in
-        autocommit on this connection would leave the kept rows unaware of it.
-        """
-        if self.depth or self.raw.in_transaction:
-            return None
-        if not check:
-            return self.kept
-        try:
-            version = self.raw.execute("PRAGMA data_version").fetchone()[0]
-        except sqlite3.Error:
-            # Not knowing is as good as a change; the caller reads the row itself.
-            self.kept.clear()
-            self.seen_version = None
-            return None
-        if version != self.seen_version:
-            self.kept.clear()
-            self.seen_version = version
-        return self.kept
 
     def _committed(self) -> None:
         self.commits += 1
@@ -204,60 +159,45 @@ def _qmark(sql: str) -> str:
     return sql.replace("%s", "?")
 
 
-_checkpointers: list[ThreadPoolExecutor] = []
-
-
+@cache
 def _checkpointer() -> ThreadPoolExecutor:
-    if not _checkpointers:
-        _checkpointers.append(ThreadPoolExecutor(1, thread_name_prefix="live-checkpoint"))
-    return _checkpointers[0]
+    return ThreadPoolExecutor(1, thread_name_prefix="live-checkpoint")
 
 
 def _checkpoint(path: str) -> tuple[int, int, int]:
     """Checkpoint without waiting for anyone: (busy, WAL frames, frames copied)."""
-    # One connection per database file, kept by the checkpoint thread; sqlite3
-    # releases the GIL while it copies and syncs, so the loop runs on meanwhile.
-    raw = _checkpoint_connections.get(path)
-    if raw is None:
-        raw = _checkpoint_connections[path] = sqlite3.connect(path, isolation_level=None)
-    busy, frames, copied = raw.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+    # sqlite3 releases the GIL while it copies and syncs, so the loop runs on meanwhile.
+    busy, frames, copied = (
+        _checkpoint_connection(path).execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+    )
     return busy, frames, copied
 
 
-_checkpoint_connections: dict[str, sqlite3.Connection] = {}
+@cache
+def _checkpoint_connection(path: str) -> sqlite3.Connection:
+    # One per database file, opened and used by the checkpoint thread alone.
+    return sqlite3.connect(path, isolation_level=None)
 
 
-def alias() -> str:
-    # Asked on every request; without routers Django's answer is the default
-    # alias, reached through a closure, a loop and a dict of hints.
-    if not router.routers:
-        return DEFAULT_DB_ALIAS
-    return router.db_for_write(LiveSession)
+# Each loop's SQLite connections, by database file: the test runner swaps in its
+# test database after start-up.
+_loop_connections: PerLoop[dict[str, LoopSqlite]] = PerLoop(dict)
 
 
-_local = threading.local()
+def _loop_db(path: str) -> LoopSqlite:
+    found = _loop_connections.get()
+    if path not in found:
+        found[path] = LoopSqlite(path)
+    return found[path]
 
 
-def _loop_db(name: str) -> LoopSqlite:
-    # One connection per thread, and a new one when the database file changes
-    # (the test runner swaps in its test database after start-up).
-    db: LoopSqlite | None = getattr(_local, "sqlite", None)
-    if db is None or db.path != name:
-        db = _local.sqlite = LoopSqlite(name)
-    return db
-
-
-_executors: dict[str, ThreadPoolExecutor] = {}
-
-
+@cache
 def _executor(name: str) -> ThreadPoolExecutor:
     # Long-lived threads, each keeping one connection, instead of a fresh
     # thread and connection per request (Django's thread-sensitive hops). On
     # SQLite a single thread: it has one writer anyway.
-    if name not in _executors:
-        workers = 1 if _vendor(name) == "sqlite" else setting("DB_THREADS")
-        _executors[name] = ThreadPoolExecutor(workers, thread_name_prefix=f"live-db-{name}")
-    return _executors[name]
+    workers = 1 if connections[name].vendor == "sqlite" else setting("DB_THREADS")
+    return ThreadPoolExecutor(workers, thread_name_prefix=f"live-db-{name}")
 
 
 def _in_thread(fn: Callable[..., T], name: str) -> Callable[..., T]:
@@ -276,24 +216,13 @@ def _in_thread(fn: Callable[..., T], name: str) -> Callable[..., T]:
 
 def call(fn: Callable[..., T], *args: Any) -> T:
     """Run store work from sync code, on this thread's Django connection."""
-    return fn(DjangoDb(alias()), *args)
-
-
-_vendors: dict[str, str] = {}
-
-
-def _vendor(name: str) -> str:
-    # connections[name] is a context-local lookup, too dear for every request;
-    # a database's vendor never changes while the process runs.
-    if name not in _vendors:
-        _vendors[name] = connections[name].vendor
-    return _vendors[name]
+    return fn(DjangoDb(router.db_for_write(LiveSession)), *args)
 
 
 async def run(fn: Callable[..., T], *args: Any) -> T:
     """Run store work from async code: on the loop for SQLite when it can, else in a thread."""
-    name = alias()
-    if _vendor(name) == "sqlite" and setting("SQLITE_ON_LOOP"):
+    name = router.db_for_write(LiveSession)
+    if connections[name].vendor == "sqlite" and setting("SQLITE_ON_LOOP"):
         try:
             # The same dict as the connection's settings_dict, which the test
             # runner points at its test database.

@@ -2,8 +2,8 @@
 
 Rows live in the live_session table under the digest of their key (see
 live.sessions.keys); live.sessions.sql merges each request's diff onto the
-stored row under the write lock, and live.sessions.connections decides which
-connection does it.
+stored row under the write lock, live.sessions.timeline keeps what each version
+changed, and live.sessions.connections decides which connection does it.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 from django.contrib.sessions.backends.base import CreateError, UpdateError
 
 from live.realtime import events
-from live.sessions import connections, sql
+from live.sessions import connections, sql, timeline
 from live.sessions.base import LiveSessionBase
 from live.sessions.connections import Db
 from live.types import Changes, Conflict, Missing, Snapshot, Summary, TooLarge, Written
@@ -118,11 +118,11 @@ class SessionStore(LiveSessionBase):
     @classmethod
     async def ahistory(cls, session_digest: str) -> list[dict[str, Any]]:
         """The session's timeline, newest first."""
-        return await connections.run(sql.history, session_digest)
+        return await connections.run(timeline.history, session_digest)
 
     @classmethod
     async def aentry(cls, session_digest: str, version: int) -> dict[str, Any] | None:
-        return await connections.run(sql.entry, session_digest, version)
+        return await connections.run(timeline.entry, session_digest, version)
 
     @classmethod
     async def asummaries(cls, limit: int = 200) -> list[Summary]:

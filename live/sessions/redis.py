@@ -2,7 +2,7 @@
 
 Same interface and semantics as live.engine (diff-merge, versions, If-Match
 conflicts, timeline, events), with the storage in Redis (see
-redis.lua): a session is a hash under the digest of its key with one
+redis.lua and live.sessions.redis_script): a session is a hash under the digest of its key with one
 field per session key, its version a counter, its expiry a TTL. Each operation
 is one Lua script call, atomic in Redis, so concurrent writers never lose each
 other's keys and async code awaits redis-py's asyncio client on the event loop,
@@ -15,30 +15,29 @@ stopped, within live.redis_client's bounded timeouts when it hangs.
 from __future__ import annotations
 
 import json
-import logging
 import time
-import weakref
-from collections.abc import Generator
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from django.contrib.sessions.backends.base import CreateError, UpdateError
-from redis import TimeoutError as RedisTimeout
 
 from live import redis_client
 from live.conf import setting
 from live.sessions.base import LiveSessionBase
 from live.sessions.codec import dumps, loads
-from live.types import Applied, Changes, Conflict, Snapshot, Summary, TooLarge, Unavailable, Written
-
-logger = logging.getLogger(__name__)
+from live.sessions.redis_script import (
+    Call,
+    Operation,
+    call_async,
+    call_many,
+    call_sync,
+    to_applied,
+    to_snapshot,
+    unavailable,
+)
+from live.types import Changes, Conflict, Snapshot, Summary, TooLarge, Written
 
 PREFIX = "live:session:"
 EXPIRY_KEY = "_session_expiry"
-_SCRIPT = Path(__file__).with_name("redis.lua").read_text()
-
-T = TypeVar("T")
 
 
 def session_keys(session_digest: str) -> list[str]:
@@ -47,102 +46,18 @@ def session_keys(session_digest: str) -> list[str]:
     return [base + "data", base + "versions", base + "meta", base + "log"]
 
 
-@dataclass
-class _Call:
-    """One script call: the keys, the operation and its JSON arguments."""
-
-    keys: list[str]
-    op: str
-    args: dict[str, Any]
-
-
-# An operation is written once, as a generator that yields script calls and
-# receives their replies; _call_sync and _call_async drive it with either client.
-Operation = Generator[_Call, Any, T]
-_scripts: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
-
-
-def _script(client: Any) -> Any:
-    # A registered script runs by its SHA and loads itself again after a restart.
-    if client not in _scripts:
-        _scripts[client] = client.register_script(_SCRIPT)
-    return _scripts[client]
-
-
-def _unavailable(exc: Exception) -> Unavailable:
-    logger.warning("Session store unavailable: %s", exc)
-    if isinstance(exc, RedisTimeout | TimeoutError):
-        message = "The session store (Redis) did not answer in time; the change may not be saved."
-    else:
-        message = "The session store (Redis) cannot be reached right now; try again in a moment."
-    return Unavailable(message)
-
-
-def _call_sync(operation: Operation[T]) -> T:
-    reply = None
-    try:
-        while True:
-            call = operation.send(reply)
-            try:
-                script = _script(redis_client.sync_client())
-                reply = script(call.keys, [call.op, json.dumps(call.args)])
-            except redis_client.DOWN as exc:
-                raise _unavailable(exc) from exc
-    except StopIteration as done:
-        return done.value  # type: ignore[no-any-return]
-
-
-async def _call_async(operation: Operation[T]) -> T:
-    reply = None
-    try:
-        while True:
-            call = operation.send(reply)
-            try:
-                script = _script(redis_client.async_client())
-                reply = await script(call.keys, [call.op, json.dumps(call.args)])
-            except redis_client.DOWN as exc:
-                raise _unavailable(exc) from exc
-    except StopIteration as done:
-        return done.value  # type: ignore[no-any-return]
-
-
-def _snapshot(session_digest: str, state: list[Any]) -> Snapshot:
-    version, masked, expires, text, versions = state[:5]
-    return Snapshot(
-        digest=session_digest,
-        version=int(version),
-        data=loads(text),
-        masked_key=masked,
-        expires_at=float(expires),
-        key_versions=loads(versions),
-        text=text,
-    )
-
-
-def _applied(raw: list[list[Any]]) -> Applied:
-    applied: Applied = []
-    for op, key, value, old in raw:
-        change: dict[str, Any] = {"op": op, "key": key}
-        if op == "set":
-            change["value"] = loads(value)
-        if old is not None:
-            change["old"] = loads(old)
-        applied.append(change)
-    return applied
-
-
 def _reading(session_digest: str) -> Operation[Snapshot | None]:
-    state = yield _Call(session_keys(session_digest), "read", {})
-    return _snapshot(session_digest, state) if state else None
+    state = yield Call(session_keys(session_digest), "read", {})
+    return to_snapshot(session_digest, state) if state else None
 
 
 def _deleting(session_digest: str) -> Operation[bool]:
-    found = yield _Call(session_keys(session_digest), "delete", {})
+    found = yield Call(session_keys(session_digest), "delete", {})
     return bool(found)
 
 
 def _existing(session_digest: str) -> Operation[bool]:
-    found = yield _Call(session_keys(session_digest), "exists", {})
+    found = yield Call(session_keys(session_digest), "exists", {})
     return bool(found)
 
 
@@ -195,41 +110,41 @@ class SessionStore(LiveSessionBase):
     # and driven by the sync or the async client.
 
     def _read(self, session_digest: str) -> Snapshot | None:
-        return _call_sync(_reading(session_digest))
+        return call_sync(_reading(session_digest))
 
     async def _aread(self, session_digest: str) -> Snapshot | None:
-        return await _call_async(_reading(session_digest))
+        return await call_async(_reading(session_digest))
 
     def _exists(self, session_digest: str) -> bool:
-        return _call_sync(_existing(session_digest))
+        return call_sync(_existing(session_digest))
 
     async def _aexists(self, session_digest: str) -> bool:
-        return await _call_async(_existing(session_digest))
+        return await call_async(_existing(session_digest))
 
     def _remove(self, session_digest: str) -> bool:
-        return _call_sync(_deleting(session_digest))
+        return call_sync(_deleting(session_digest))
 
     async def _aremove(self, session_digest: str) -> bool:
-        return await _call_async(_deleting(session_digest))
+        return await call_async(_deleting(session_digest))
 
     def _write(self, must_create: bool) -> Written | None:
-        return _call_sync(self._writing(must_create))
+        return call_sync(self._writing(must_create))
 
     async def _awrite(self, must_create: bool) -> Written | None:
-        return await _call_async(self._writing(must_create))
+        return await call_async(self._writing(must_create))
 
     def _rekey(self, keep_data: bool) -> tuple[str | None, str]:
-        return _call_sync(self._moving(keep_data))
+        return call_sync(self._moving(keep_data))
 
     async def _arekey(self, keep_data: bool) -> tuple[str | None, str]:
-        return await _call_async(self._moving(keep_data))
+        return await call_async(self._moving(keep_data))
 
     def _inserting(self) -> Operation[None]:
         changes = Changes(sets=self._data())
         for _ in range(10):
             self._session_key = self._new_key()
             args = self._write_args(changes, "")
-            reply = yield _Call(session_keys(self.digest or ""), "insert", args)
+            reply = yield Call(session_keys(self.digest or ""), "insert", args)
             if reply[0] == "ok":
                 data = changes.sets
                 self._written(
@@ -254,7 +169,7 @@ class SessionStore(LiveSessionBase):
         expiry_text = self._expiry_text
         while True:
             args = self._write_args(changes, expiry_text)
-            reply = yield _Call(session_keys(self.digest or ""), "merge", args)
+            reply = yield Call(session_keys(self.digest or ""), "merge", args)
             if reply[0] == "missing":
                 raise UpdateError
             if reply[0] == "conflict":
@@ -270,8 +185,8 @@ class SessionStore(LiveSessionBase):
                 # Someone changed "_session_expiry" meanwhile: recompute from theirs.
                 expiry_text = reply[1]
                 continue
-            snapshot = _snapshot(self.digest or "", reply[1:6])
-            applied = _applied(reply[6])
+            snapshot = to_snapshot(self.digest or "", reply[1:6])
+            applied = to_applied(reply[6])
             self._written(snapshot)
             return (snapshot, applied) if applied else None
 
@@ -285,7 +200,7 @@ class SessionStore(LiveSessionBase):
             args = self._write_args(changes, expiry_text)
             args.update(has_old=old is not None, keep=keep_data)
             keys = session_keys(old or "") + session_keys(self.digest or "")
-            reply = yield _Call(keys, "rotate", args)
+            reply = yield Call(keys, "rotate", args)
             if reply[0] == "taken":
                 attempts += 1
                 self._session_key = self._new_key()
@@ -293,7 +208,7 @@ class SessionStore(LiveSessionBase):
             if reply[0] == "expiry":
                 expiry_text = reply[1]
                 continue
-            self._written(_snapshot(self.digest or "", reply[1:6]))
+            self._written(to_snapshot(self.digest or "", reply[1:6]))
             self.modified = True
             return old, self.digest or ""
         raise CreateError
@@ -302,7 +217,7 @@ class SessionStore(LiveSessionBase):
 
     @classmethod
     async def aread(cls, session_digest: str) -> Snapshot | None:
-        return await _call_async(_reading(session_digest))
+        return await call_async(_reading(session_digest))
 
     @classmethod
     async def ahistory(cls, session_digest: str) -> list[dict[str, Any]]:
@@ -320,19 +235,19 @@ class SessionStore(LiveSessionBase):
         for a staff page refreshed at most twice a second, not for a hot path.
         """
         recent = sorted(await _updated(), key=lambda pair: pair[1], reverse=True)[:limit]
-        snapshots = await _read_many([session_digest for session_digest, _ in recent])
+        snapshots = await call_many([_reading(session_digest) for session_digest, _ in recent])
         rows = []
-        for (session_digest, updated), snapshot in zip(recent, snapshots, strict=True):
-            if snapshot is not None:  # it expired or moved in the meantime
-                size = len(snapshot.text.encode())
+        for (session_digest, updated), found in zip(recent, snapshots, strict=True):
+            if found is not None:  # it expired or moved in the meantime
+                size = len(found.text.encode())
                 rows.append(
                     Summary(
                         session_digest,
-                        snapshot.masked_key,
-                        len(snapshot.data),
+                        found.masked_key,
+                        len(found.data),
                         size,
-                        snapshot.version,
-                        snapshot.expires_at,
+                        found.version,
+                        found.expires_at,
                         updated,
                     )
                 )
@@ -352,28 +267,6 @@ class SessionStore(LiveSessionBase):
         """Nothing to do: Redis drops a session when its TTL runs out."""
 
 
-async def _read_many(digests: list[str]) -> list[Snapshot | None]:
-    """Several sessions in one round trip: their read operations, pipelined."""
-    client = redis_client.async_client()
-    script = _script(client)
-    operations = [_reading(session_digest) for session_digest in digests]
-    try:
-        async with client.pipeline(transaction=False) as pipe:
-            for operation in operations:
-                call = next(operation)
-                await script(call.keys, [call.op, json.dumps(call.args)], client=pipe)
-            replies = await pipe.execute()
-    except redis_client.DOWN as exc:
-        raise _unavailable(exc) from exc
-    snapshots: list[Snapshot | None] = []
-    for operation, reply in zip(operations, replies, strict=True):
-        try:
-            operation.send(reply)
-        except StopIteration as done:  # a read is one call: its reply finishes it
-            snapshots.append(done.value)
-    return snapshots
-
-
 async def _updated() -> list[tuple[str, float]]:
     """(digest, time of its last change) of every session in Redis."""
     client = redis_client.async_client()
@@ -386,7 +279,7 @@ async def _updated() -> list[tuple[str, float]]:
                 pipe.hget(name, "updated")
             stamps = await pipe.execute()
     except redis_client.DOWN as exc:
-        raise _unavailable(exc) from exc
+        raise unavailable(exc) from exc
     # A key that expired between the SCAN and the HGET answers None.
     return [(n[start:end], float(u)) for n, u in zip(names, stamps, strict=True) if u is not None]
 
@@ -397,5 +290,5 @@ async def _timeline(session_digest: str) -> list[dict[str, Any]]:
         log = session_keys(session_digest)[3]
         entries = await client.lrange(log, 0, setting("HISTORY_LENGTH") - 1)
     except redis_client.DOWN as exc:
-        raise _unavailable(exc) from exc
+        raise unavailable(exc) from exc
     return [json.loads(entry) for entry in entries]

@@ -1,7 +1,8 @@
-"""Rows of live sessions: read, merge a request's changes, rotate, delete; the timeline.
+"""Rows of live sessions: read, merge a request's changes, rotate, delete, list.
 
-Each function takes a live.sessions.connections.Db and does its work in one transaction, in a
-few plain SQL statements (this is every request's hot path). The merge applies
+Each function takes a live.sessions.connections.Db and does its work in one
+transaction, in a few plain SQL statements (this is every request's hot path);
+the timeline's entries go with the rows (live.sessions.timeline). The merge applies
 only what a request changed onto the latest stored state under the write lock
 (BEGIN IMMEDIATE on SQLite, FOR UPDATE on PostgreSQL), so concurrent requests
 to one session never overwrite each other.
@@ -13,8 +14,9 @@ import time
 from typing import Any
 
 from live.conf import setting
-from live.models import LiveChange, LiveSession
-from live.sessions.codec import dumps, dumps_plain, flat, loads, plain
+from live.models import LiveSession
+from live.sessions import timeline
+from live.sessions.codec import dumps, loads
 from live.sessions.connections import Db
 from live.types import (
     Applied,
@@ -29,7 +31,6 @@ from live.types import (
 )
 
 SESSIONS = LiveSession._meta.db_table
-CHANGES = LiveChange._meta.db_table
 _COLUMNS = "digest, data, key_versions, version, masked_key, expires_at"
 
 
@@ -58,39 +59,9 @@ def _select(db: Db, digest: str, lock: bool = False) -> Snapshot | None:
     return _row(rows[0]) if rows else None
 
 
-# Sessions a connection keeps in memory at most (see LoopSqlite.kept_rows),
-# and the largest it keeps, in characters of JSON: a parsed session takes a few
-# times its text, so these bound the memory at a few tens of MB however large
-# sessions grow. Sessions are mostly far smaller, and a larger one is read anew.
-KEPT_ROWS = 512
-KEPT_ROW_CHARS = 8192
-
-
 def read(db: Db, digest: str) -> Snapshot | None:
     """Return the live (unexpired) session with this digest, or None."""
-    kept = db.kept_rows()
-    if kept is not None:
-        snap = kept.get(digest)
-        if snap is not None and snap.expires_at > time.time():
-            return snap.copy()  # type: ignore[no-any-return]
-    snap = _select(db, digest)
-    if kept is not None and snap is not None:
-        # A write by someone else since the look above clears it at the next.
-        _keep(kept, snap)
-    return snap
-
-
-def _keep(kept: dict[str, Any] | None, snap: Snapshot) -> None:
-    if kept is None:
-        return
-    if len(snap.text) > KEPT_ROW_CHARS:
-        # What this connection kept of the session, if anything, is older still.
-        kept.pop(snap.digest, None)
-        return
-    if len(kept) >= KEPT_ROWS and snap.digest not in kept:
-        del kept[next(iter(kept))]
-    # A copy: the caller goes on to change the one it holds.
-    kept[snap.digest] = snap.copy()
+    return _select(db, digest)
 
 
 def exists(db: Db, digest: str) -> bool:
@@ -138,10 +109,6 @@ def _check(snapshot: Snapshot, changes: Changes) -> None:
             raise Conflict(key, snapshot.data.get(key), seen)
 
 
-# The statements of every write, spelled once.
-_RECORD = (
-    f"INSERT INTO {CHANGES} (digest, version, ts, source, changes) VALUES (%s, %s, %s, %s, %s)"
-)
 _UPDATE = (
     f"UPDATE {SESSIONS} SET data = %s, key_versions = %s, version = %s, expires_at = %s,"
     " updated_at = %s WHERE digest = %s"
@@ -149,24 +116,11 @@ _UPDATE = (
 _UPDATE_IF_AT = _UPDATE + " AND version = %s AND expires_at > %s"
 
 
-def _record(db: Db, digest: str, version: int, source: str, changes: str) -> None:
-    """Add a timeline entry (changes: the Applied list as JSON); now and then prune the oldest."""
-    db.execute(_RECORD, (digest, version, time.time(), source[:200], changes))
-    keep = setting("HISTORY_LENGTH")
-    # Pruning every 16th version keeps at most keep + 15 entries for one statement in 16.
-    if version % 16 == 0 and version > keep:
-        db.execute(
-            f"DELETE FROM {CHANGES} WHERE digest = %s AND version <= %s", (digest, version - keep)
-        )
-
-
 def _update(db: Db, snap: Snapshot, expiry: ExpiryFn, if_version: int | None) -> bool:
     """Write the row; with if_version, only if it is still at that version and live."""
     snap.expires_at = expiry(snap.data.get("_session_expiry"))
     now = time.time()
-    # Key versions are numbers this module set, under the session's own keys.
-    versions = dumps_plain(snap.key_versions)
-    params = [snap.text, versions, snap.version, snap.expires_at, now, snap.digest]
+    params = [snap.text, dumps(snap.key_versions), snap.version, snap.expires_at, now, snap.digest]
     if if_version is None:
         db.execute(_UPDATE, params)
         return True
@@ -215,10 +169,7 @@ def merge(
     from the row read under the lock, so the result is the same either way.
     """
     with db.atomic():
-        result = _merge_from(db, digest, changes, expiry, source, base)
-    # The commit made this connection forget its rows; this one it wrote itself.
-    _keep(db.kept_rows(check=False), result[0])
-    return result
+        return _merge_from(db, digest, changes, expiry, source, base)
 
 
 def _merge_from(
@@ -258,13 +209,7 @@ def _merge_onto(
     applied = _apply(snap.data, snap.key_versions, changes, snap.version + 1)
     if applied:
         snap.version += 1
-    # What was stored was parsed from JSON, or accepted by the json module
-    # when this object wrote it (a tuple, an IntEnum), which orjson encodes
-    # the same way; the request's new values are the only ones to look at.
-    encode = dumps_plain if all(map(plain, changes.sets.values())) else dumps
-    snap.text = encode(snap.data)
-    if snap.flat is not None:
-        snap.flat = snap.flat and flat(changes.sets)
+    snap.text = dumps(snap.data)
     # Checked here, under the lock, because concurrent writes that each fit
     # could together pass the limit; a session already over it may shrink.
     size, limit = len(snap.text.encode()), setting("MAX_SESSION_BYTES")
@@ -273,7 +218,7 @@ def _merge_onto(
     if not _update(db, snap, expiry, if_version):
         raise _Stale
     if applied:
-        _record(db, snap.digest, snap.version, source, encode(applied))
+        timeline.record(db, snap.digest, snap.version, source, applied)
     return snap, applied
 
 
@@ -315,10 +260,10 @@ def rotate(
         if keep_data:
             # The timeline moves with the data; a flush starts a new one, so a
             # logged-out user's successor never sees what came before.
-            db.execute(f"UPDATE {CHANGES} SET digest = %s WHERE digest = %s", (new, old))
-            _record(db, new, version + 1, source, dumps([*applied, {"op": "cycle", "key": ""}]))
+            timeline.move(db, old, new)
+            timeline.record(db, new, version + 1, source, [*applied, {"op": "cycle", "key": ""}])
         elif old:
-            db.execute(f"DELETE FROM {CHANGES} WHERE digest = %s", (old,))
+            timeline.drop(db, old)
     return snap, applied
 
 
@@ -327,7 +272,7 @@ def delete(db: Db, digest: str) -> bool:
     with db.atomic():
         found = bool(db.execute(f"SELECT 1 FROM {SESSIONS} WHERE digest = %s", (digest,)))
         db.execute(f"DELETE FROM {SESSIONS} WHERE digest = %s", (digest,))
-        db.execute(f"DELETE FROM {CHANGES} WHERE digest = %s", (digest,))
+        timeline.drop(db, digest)
     return found
 
 
@@ -338,33 +283,9 @@ def delete_expired(db: Db) -> list[str]:
         rows = db.execute(f"SELECT digest FROM {SESSIONS} WHERE expires_at <= %s", (now,))
         digests = [row[0] for row in rows]
         for digest in digests:
-            db.execute(f"DELETE FROM {CHANGES} WHERE digest = %s", (digest,))
+            timeline.drop(db, digest)
         db.execute(f"DELETE FROM {SESSIONS} WHERE expires_at <= %s", (now,))
     return digests
-
-
-def _entry(row: tuple[Any, ...]) -> dict[str, Any]:
-    version, ts, source, changes = row
-    return {"version": version, "ts": ts, "source": source, "changes": loads(changes)}
-
-
-def history(db: Db, digest: str) -> list[dict[str, Any]]:
-    """The newest timeline entries of a session, newest first."""
-    rows = db.execute(
-        f"SELECT version, ts, source, changes FROM {CHANGES} WHERE digest = %s"
-        " ORDER BY version DESC LIMIT %s",
-        (digest, setting("HISTORY_LENGTH")),
-    )
-    return [_entry(row) for row in rows]
-
-
-def entry(db: Db, digest: str, version: int) -> dict[str, Any] | None:
-    """The timeline entry of one version, if it is still kept."""
-    rows = db.execute(
-        f"SELECT version, ts, source, changes FROM {CHANGES} WHERE digest = %s AND version = %s",
-        (digest, version),
-    )
-    return _entry(rows[0]) if rows else None
 
 
 def count_active(db: Db, since: float) -> int:
