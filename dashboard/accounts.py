@@ -30,7 +30,7 @@ async def login(request: HtmxHttpRequest) -> HttpResponse:
 async def logout(request: HtmxHttpRequest) -> HttpResponse:
     async def run() -> str:
         await alogout(request)
-        return "await alogout(request)  # flushes: every key is gone, a new key is issued"
+        return "await alogout(request)  # flushes: the session is deleted and its cookie with it"
 
     return await respond(request, run)
 

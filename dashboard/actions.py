@@ -102,10 +102,9 @@ async def clear_editable(session: SessionBase) -> str:
 
 
 async def flush(session: SessionBase) -> str:
-    """End the session; an empty successor takes its place, stored if it was not."""
+    """End the session as Django does: nothing stays stored, and the cookie goes."""
     _throttle(session)
     await session.aflush()
-    await ensure(session)
     return "await request.session.aflush()"
 
 

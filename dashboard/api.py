@@ -119,7 +119,8 @@ def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
 @require_POST
 async def flush(request: HttpRequest) -> JsonResponse:
     await actions.flush(request.session)
-    return JsonResponse({"version": _version(request.session)})
+    # Nothing is stored any more; the middleware deletes the cookie.
+    return JsonResponse({"ended": True})
 
 
 @never_cache

@@ -31,6 +31,15 @@ DEFAULTS: dict[str, Any] = {
     "SQLITE_ON_LOOP": True,
     # Threads (each with one connection) for async database work; SQLite uses one.
     "DB_THREADS": 8,
+    # Which connections async database work uses: "own" (the engine's threads,
+    # and SQLite on the loop), "django" (Django's connection, thread-sensitive,
+    # as Django's engines do), or "auto": "django" while Django's test
+    # environment is set up, so django.test.TestCase's transaction is seen.
+    "CONNECTIONS": "auto",
+    # Dotted path of the engine the project used before (say
+    # "django.contrib.sessions.backends.db"): a cookie the live engine does not
+    # know is looked up there once and its session adopted under the same key.
+    "PREVIOUS_ENGINE": None,
     # Dotted path of a callable(snapshot, tabs, scope, only, history, labels=...)
     # -> str that renders the HTML fragments pushed to htmx tabs.
     "RENDERER": "dashboard.rendering.render_live_fragments",

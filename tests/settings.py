@@ -12,3 +12,7 @@ DJANGO_TESTS = django_tests()
 if DJANGO_TESTS is not None:
     sys.path.insert(0, str(DJANGO_TESTS))
     INSTALLED_APPS = [*INSTALLED_APPS, APP]
+
+# The suite tests the engine's own connections (SQLite on the loop, its
+# threads); the contract tests ask for the default ("auto") themselves.
+LIVE_SESSIONS = {**LIVE_SESSIONS, "CONNECTIONS": "own"}  # noqa: F405

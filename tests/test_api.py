@@ -10,6 +10,8 @@ import pytest
 from django.conf import settings
 from django.test import AsyncClient, override_settings
 
+from live.sessions.db import SessionStore
+
 pytestmark = pytest.mark.django_db(transaction=True)
 
 COOKIE = settings.SESSION_COOKIE_NAME
@@ -181,16 +183,17 @@ async def test_api_delete_session_keeps_reserved_keys():
     assert after["data"] == {} and after["reserved"] == ["_session_expiry"]
 
 
-async def test_api_flush_gives_new_empty_session_and_cookie():
+async def test_api_flush_deletes_the_session_and_its_cookie():
     client = await csrf_client()
     await put(client, "a", 1)
     old = client.cookies[COOKIE].value
-    version = (await state(client))["version"]
     response = await post(client, "/api/session/flush")
     assert response.status_code == 200
-    assert response.json()["version"] > version
-    new = response.cookies[COOKIE].value
-    assert new and new != old
+    assert response.json() == {"ended": True}
+    # Django's flush: nothing stored, and the cookie deleted (Max-Age=0).
+    assert response.cookies[COOKIE].value == ""
+    assert response.cookies[COOKIE]["max-age"] == 0
+    assert not await SessionStore().aexists(old)
     assert (await state(client))["data"] == {}
     # The old cookie is dead: it gets a new, empty session of its own.
     stale = AsyncClient()

@@ -12,12 +12,14 @@ Django's SessionBase.
 from __future__ import annotations
 
 import time
+from importlib import import_module
 from typing import Any
 
 from django.contrib.sessions.backends.base import VALID_KEY_CHARS, SessionBase
 from django.utils.crypto import get_random_string
 
 from live import metrics
+from live.conf import setting
 from live.realtime import events
 from live.sessions.codec import dumps, loads
 from live.sessions.keys import digest, mask
@@ -43,6 +45,9 @@ class LiveSessionBase(SessionBase):
         self._stored_expiry: float | None = None
         # Who is writing, for the change events: the middleware sets "POST /path".
         self.source = "code"
+        # A key to store the next new session under instead of a random one
+        # (a session adopted from the previous engine keeps its cookie).
+        self._kept_key: str | None = None
 
     # The base class's loaders are private and untyped in the stubs; one typed door each.
     def _data(self) -> dict[str, Any]:
@@ -63,6 +68,9 @@ class LiveSessionBase(SessionBase):
         return mask(self.session_key) if self.session_key else ""
 
     def _new_key(self) -> str:
+        if self._kept_key is not None:
+            key, self._kept_key = self._kept_key, None
+            return key
         # 32 characters from 36 is 165 bits; a collision is caught by the
         # primary key on insert, so no exists() round trip is needed first.
         return get_random_string(32, VALID_KEY_CHARS)
@@ -146,17 +154,61 @@ class LiveSessionBase(SessionBase):
 
     def load(self) -> dict[str, Any]:
         key = self.digest
-        return self._loaded(self._read(key) if key else None)
+        snapshot = self._read(key) if key else None
+        if snapshot is None and key and setting("PREVIOUS_ENGINE"):
+            adopted = self._adopt()
+            if adopted is not None:
+                return adopted
+        return self._loaded(snapshot)
 
     async def aload(self) -> dict[str, Any]:
         key = self.digest
-        return self._loaded(await self._aread(key) if key else None)
+        snapshot = await self._aread(key) if key else None
+        if snapshot is None and key and setting("PREVIOUS_ENGINE"):
+            adopted = await self._aadopt()
+            if adopted is not None:
+                return adopted
+        return self._loaded(snapshot)
 
-    def exists(self, session_key: str) -> bool:
-        return bool(self._exists(digest(session_key)))
+    def exists(self, session_key: str | None) -> bool:
+        return bool(session_key) and self._exists(digest(session_key or ""))
 
-    async def aexists(self, session_key: str) -> bool:
-        return bool(await self._aexists(digest(session_key)))
+    async def aexists(self, session_key: str | None) -> bool:
+        return bool(session_key) and await self._aexists(digest(session_key or ""))
+
+    # --- adopting a session of the previous engine ---------------------------------
+
+    def _previous(self) -> SessionBase:
+        engine = import_module(setting("PREVIOUS_ENGINE"))
+        return engine.SessionStore(self.session_key)  # type: ignore[no-any-return]
+
+    def _adopted(self, previous: SessionBase, data: dict[str, Any]) -> bool:
+        # Django's engines forget the key when it names no session of theirs.
+        if previous.session_key is None or not data:
+            return False
+        self._kept_key = self.session_key
+        self._session_key = None
+        self._session_cache = data
+        return True
+
+    def _adopt(self) -> dict[str, Any] | None:
+        """Store the previous engine's session under this key, and delete it there."""
+        previous = self._previous()
+        data = previous.load()
+        if not self._adopted(previous, data):
+            return None
+        self._write(must_create=True)
+        previous.delete()
+        return self._data()
+
+    async def _aadopt(self) -> dict[str, Any] | None:
+        previous = self._previous()
+        data = await previous.aload()
+        if not self._adopted(previous, data):
+            return None
+        await self._awrite(must_create=True)
+        await previous.adelete()
+        return await self._adata()
 
     # --- conflicts --------------------------------------------------------------
 
@@ -295,30 +347,6 @@ class LiveSessionBase(SessionBase):
         old, new = await self._arekey(keep_data=True)
         if old:
             await events.publish_rotated(old, new)
-
-    def flush(self) -> None:
-        """End this session and start an empty one under a new key.
-
-        Unlike the stock engines, the empty successor is stored at once, so
-        that open tabs can follow it instead of being left with no session.
-        """
-        if self.session_key is None:
-            # Not self.clear(), which would mark the next save as a wipe.
-            SessionBase.clear(self)
-            return
-        self._session_cache = {}
-        old, new = self._rekey(keep_data=False)
-        if old:
-            events.publish_from_sync(events.publish_ended, old, new)
-
-    async def aflush(self) -> None:
-        if self.session_key is None:
-            SessionBase.clear(self)
-            return
-        self._session_cache = {}
-        old, new = await self._arekey(keep_data=False)
-        if old:
-            await events.publish_ended(old, new)
 
     # --- the outside view -------------------------------------------------------
 

@@ -18,6 +18,7 @@ from types import TracebackType
 from typing import Any, Protocol, TypeVar
 
 from asgiref.sync import sync_to_async
+from django.core import mail
 from django.db import (
     IntegrityError,
     InterfaceError,
@@ -219,9 +220,29 @@ def call(fn: Callable[..., T], *args: Any) -> T:
     return fn(DjangoDb(router.db_for_write(LiveSession)), *args)
 
 
+def _on_this_thread(fn: Callable[..., T], name: str, *args: Any) -> T:
+    return fn(DjangoDb(name), *args)
+
+
+def djangos_connection() -> bool:
+    """Whether async work goes through Django's connection, thread-sensitive, as Django's does.
+
+    django.test.TestCase holds each test in a transaction on the test thread's
+    connection, which connections of the engine's own cannot see (on SQLite
+    they wait for its lock). Django's test environment sets up mail.outbox
+    for as long as it lasts, under Django's runner and pytest-django alike.
+    """
+    mode = setting("CONNECTIONS")
+    if mode == "auto":
+        return hasattr(mail, "outbox")
+    return bool(mode == "django")
+
+
 async def run(fn: Callable[..., T], *args: Any) -> T:
     """Run store work from async code: on the loop for SQLite when it can, else in a thread."""
     name = router.db_for_write(LiveSession)
+    if djangos_connection():
+        return await sync_to_async(_on_this_thread)(fn, name, *args)
     if connections[name].vendor == "sqlite" and setting("SQLITE_ON_LOOP"):
         try:
             # The same dict as the connection's settings_dict, which the test

@@ -57,6 +57,8 @@ urlpatterns = [
 SETTINGS: dict[str, Any] = {
     "ROOT_URLCONF": __name__,
     "SESSION_ENGINE": "live.engine",
+    # The engine's defaults, as a project that installs it has them.
+    "LIVE_SESSIONS": {},
     "LOGIN_URL": "/login/",
     "MIDDLEWARE": [
         "live.middleware.LiveSessionMiddleware",
