@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from importlib import import_module
 from typing import Any
 
 from django.conf import settings
@@ -59,4 +60,32 @@ def check_configuration(app_configs: Any = None, **kwargs: Any) -> list[Error]:
                 id="live.E003",
             )
         )
+    problems.extend(_previous_engine())
     return problems
+
+
+def _previous_engine() -> list[Error]:
+    previous = (getattr(settings, "LIVE_SESSIONS", None) or {}).get("PREVIOUS_ENGINE")
+    if not previous:
+        return []
+    if previous.startswith("live."):
+        return [
+            Error(
+                f"LIVE_SESSIONS['PREVIOUS_ENGINE'] names a live engine ({previous!r}).",
+                hint="Name the engine the project used before, such as "
+                "'django.contrib.sessions.backends.db', or remove the setting.",
+                id="live.E006",
+            )
+        ]
+    try:
+        import_module(previous).SessionStore  # noqa: B018
+    except (ImportError, AttributeError) as exc:
+        return [
+            Error(
+                f"LIVE_SESSIONS['PREVIOUS_ENGINE'] cannot be imported: {exc}.",
+                hint="Name a session engine module, such as "
+                "'django.contrib.sessions.backends.db', or remove the setting.",
+                id="live.E006",
+            )
+        ]
+    return []
