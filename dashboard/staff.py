@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.cache import never_cache
@@ -11,17 +10,27 @@ from django.views.decorators.http import require_safe
 from dashboard.rendering import PAGE, STAFF_PAGE, session_context, staff_rows
 from live.realtime import presence
 
+FORBIDDEN = "dashboard/forbidden.html"
 
-async def _require_staff(request: HttpRequest) -> None:
+
+async def _refused(request: HttpRequest) -> HttpResponse | None:
+    """A 403 page that says why and how to sign in, unless the user is staff.
+
+    Answered rather than raised: a raised PermissionDenied would render Django's
+    bare 403 page, and Django logs the refusal in one line either way.
+    """
     user = await request.auser()
-    if not user.is_staff:
-        raise PermissionDenied("Only staff users may see other sessions.")
+    if user.is_staff:
+        return None
+    reason = "Only staff users may see other sessions."
+    return render(request, FORBIDDEN, {"reason": reason, "user": user}, status=403)
 
 
 @require_safe
 @never_cache
 async def sessions(request: HttpRequest) -> HttpResponse:
-    await _require_staff(request)
+    if refusal := await _refused(request):
+        return refusal
     rows = await type(request.session).asummaries()  # type: ignore[attr-defined]
     tabs = await presence.counts(row.digest for row in rows)
     return render(request, STAFF_PAGE, {"sessions": staff_rows(rows, tabs)})
@@ -30,7 +39,8 @@ async def sessions(request: HttpRequest) -> HttpResponse:
 @require_safe
 @never_cache
 async def watch(request: HttpRequest, digest: str) -> HttpResponse:
-    await _require_staff(request)
+    if refusal := await _refused(request):
+        return refusal
     # Through the configured engine, as the watching socket reads it.
     engine = type(request.session)
     snapshot = await engine.aread(digest)  # type: ignore[attr-defined]
