@@ -15,10 +15,10 @@ from live.http.handler import OnLoopASGIHandler  # noqa: E402
 django_asgi_app = OnLoopASGIHandler()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from channels.sessions import CookieMiddleware  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 
+from live.realtime.origin import SameOriginValidator  # noqa: E402
 from live.realtime.routing import websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
@@ -26,8 +26,7 @@ application = ProtocolTypeRouter(
         # Serves htmx and the page's script from the apps' static folders, so
         # `daphne asgi_config.asgi:application` needs no collectstatic or CDN.
         "http": ASGIStaticFilesHandler(django_asgi_app),
-        "websocket": AllowedHostsOriginValidator(
-            CookieMiddleware(URLRouter(websocket_urlpatterns))
-        ),
+        # Sockets only from the site's own origin: scheme, host and port.
+        "websocket": SameOriginValidator(CookieMiddleware(URLRouter(websocket_urlpatterns))),
     }
 )

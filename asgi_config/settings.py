@@ -195,7 +195,17 @@ if not DEBUG:
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     SECURE_HSTS_PRELOAD = True
     SECURE_SSL_REDIRECT = _env_bool("DJANGO_SSL_REDIRECT", True)
+# X-Forwarded-Proto is trusted only behind a proxy that sets it (and strips a
+# client's own): any client could otherwise claim HTTPS for a plain request.
+if _env_bool("DJANGO_BEHIND_PROXY", False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# Origins trusted for CSRF and for sockets besides the site's own, as a proxy
+# that serves the site under another origin needs (comma-separated).
+CSRF_TRUSTED_ORIGINS = [
+    origin.strip()
+    for origin in os.environ.get("DJANGO_TRUSTED_ORIGINS", "").split(",")
+    if origin.strip()
+]
 
 CSRF_FAILURE_VIEW = "dashboard.api.csrf_failure"
 
