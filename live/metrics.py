@@ -40,6 +40,8 @@ class Sample:
     errors: float
 
 
+# Module-level rather than per loop: they count for the process, whichever loop
+# or thread does the work.
 counters = Counters()
 history: deque[Sample] = deque(maxlen=HISTORY_SECONDS)
 _last = {"at": 0.0, "writes": 0, "pushes": 0, "errors": 0}

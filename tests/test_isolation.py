@@ -158,11 +158,7 @@ class Owner:
                 version, data = message["version"], dict(message["data"])
             elif message["type"] == "session.changed":
                 assert message["version"] > version, (self.n, message)
-                for change in message["changes"]:
-                    if change["op"] == "set":
-                        data[change["key"]] = change["value"]
-                    else:
-                        data.pop(change["key"], None)
+                events.apply_change(data, message)
                 version = message["version"]
         return version, data
 

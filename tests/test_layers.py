@@ -106,7 +106,7 @@ async def test_a_change_after_a_quiet_interval_touches_the_staff_lists_at_once()
     await layer.group_add(events.STAFF_GROUP, staff)
     loop = asyncio.get_running_loop()
     # As if the last touch went out a whole interval ago.
-    events._touches[loop] = events._Touches(loop.time() - events.STAFF_REFRESH)
+    events._touches.get().sent_at = loop.time() - events.STAFF_REFRESH
     await events.publish_changed("e" * 64, events.changed_event(1, [], "test", 0.0))
     assert (await asyncio.wait_for(layer.receive(staff), 0.05))["type"] == events.TOUCHED
     await layer.group_discard(events.STAFF_GROUP, staff)

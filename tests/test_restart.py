@@ -18,6 +18,7 @@ import aiohttp
 import pytest
 from django.conf import settings
 
+from live.realtime import events
 from tests.conftest import Server
 
 COOKIE = settings.SESSION_COOKIE_NAME
@@ -81,11 +82,7 @@ class Tab:
             if message["version"] != self.version + 1:
                 await ws.send_str('{"type": "resync"}')
                 return
-            for change in message["changes"]:
-                if change["op"] == "set":
-                    self.data[change["key"]] = change["value"]
-                else:
-                    self.data.pop(change["key"], None)
+            events.apply_change(self.data, message)
             self.version = message["version"]
 
 

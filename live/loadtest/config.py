@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 OPERATIONS = ("set", "get", "delete", "clear")
-# The server's side of the contract in DESIGN.md.
+# The server's side of the contract in docs/design.md.
 SESSION_PATH = "/api/session"
 KEY_PATH = "/api/session/keys/"
 SOCKET_PATH = "/ws/session/"

@@ -76,11 +76,7 @@ class Tab:
             if version != self.version + 1:
                 self.push.gaps += 1
                 return True
-            for change in event["changes"]:
-                if change["op"] == "set":
-                    self.data[change["key"]] = change["value"]
-                else:
-                    self.data.pop(change["key"], None)
+            events.apply_change(self.data, event)
             self.version = version
         elif kind == events.SNAPSHOT:
             self.snapshots += 1

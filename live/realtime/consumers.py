@@ -9,12 +9,11 @@ fragments for htmx or, with the `session.json` subprotocol, JSON events.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
-import re
 from typing import Any
 from urllib.parse import parse_qs
 
-from channels.consumer import get_handler_name
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.layers import get_channel_layer
@@ -22,7 +21,7 @@ from django.conf import settings
 from django.utils.module_loading import import_string
 
 from live import metrics
-from live.conf import is_reserved, session_store, setting
+from live.conf import session_store, setting, tab_label, visible
 from live.limits import Bucket
 from live.realtime import events, presence
 from live.realtime.hub import Hub, Mirror, hub_for
@@ -41,48 +40,7 @@ CLOSE_MOVED = 4307
 CLOSE_TOO_BIG = 4009
 
 
-_encoded: dict[tuple[str, int], dict[str, str]] = {}
-
-
-def _changed_message(session_digest: str, event: dict[str, Any]) -> dict[str, str]:
-    """A change as the socket's send message, built once for all the JSON tabs of its session here.
-
-    The server only reads a message it is given, so every tab sends the same one.
-    """
-    key = (session_digest, event["version"])
-    sent = _encoded.get(key)
-    if sent is None:
-        message = {
-            "type": events.CHANGED,
-            "version": event["version"],
-            "changes": events.client_changes(event["changes"]),
-            "source": event["source"],
-            "ts": event["ts"],
-        }
-        sent = {"type": "websocket.send", "text": json.dumps(message, separators=(",", ":"))}
-        if len(_encoded) >= 256:
-            _encoded.pop(next(iter(_encoded)))
-        _encoded[key] = sent
-    return sent
-
-
-def _visible(data: dict[str, Any]) -> dict[str, Any]:
-    # Keys starting with "_" belong to Django; JSON clients see the user's keys.
-    return {k: v for k, v in data.items() if not is_reserved(k)}
-
-
-_LABEL = re.compile(r"^[A-Za-z0-9-]{1,16}$")
-
-
-def _tab_label(query_string: bytes) -> str:
-    """The short name a tab gives itself (?tab=x1wq), if it is a plain one."""
-    label = parse_qs(query_string.decode("latin-1")).get("tab", [""])[0]
-    return label if _LABEL.match(label) else ""
-
-
 class SessionConsumer(AsyncWebsocketConsumer):
-    # Tabs hold no channel of their own: the process's hub listens for them all.
-    channel_layer_alias = "live.tabs-have-no-channel"
     # Staff watchers follow a session without showing up as one of its tabs.
     counts_as_tab = True
     json_mode = False
@@ -90,26 +48,19 @@ class SessionConsumer(AsyncWebsocketConsumer):
     mirror: Mirror | None = None
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        # With no channel, the socket is the only source of messages, so it is
-        # read in place: channels' loop would keep a task and an asyncio.wait
-        # per idle tab for a second source that never comes (a kilobyte each).
+        """The ASGI application, as channels' own but for a consumer with no channel.
+
+        Tabs hold no channel: the process's hub listens for them all. The socket
+        is then the only source of messages, so it is read in place; channels'
+        loop would keep a task and an asyncio.wait per idle tab for a second
+        source, which docs/performance.md weighs against the idle-memory goal.
+        """
         self.scope = scope
         self.channel_layer = None
         self.base_send = send
-        try:
+        with contextlib.suppress(StopConsumer):
             while True:
                 await self.dispatch(await receive())
-        except StopConsumer:
-            pass
-
-    async def dispatch(self, message: dict[str, Any]) -> None:
-        # channels closes old Django connections before every handler, a thread
-        # hop per message; these handlers never touch Django's connections (the
-        # store keeps its own), so messages go straight through.
-        handler = getattr(self, get_handler_name(message), None)
-        if handler is None:
-            raise ValueError(f"No handler for message type {message['type']}")
-        await handler(message)
 
     @property
     def hub(self) -> Hub:
@@ -120,7 +71,8 @@ class SessionConsumer(AsyncWebsocketConsumer):
         self.resyncs = Bucket(RESYNC_RATE, RESYNC_BURST)
 
     async def connect(self) -> None:
-        self.label = _tab_label(self.scope.get("query_string", b""))
+        query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
+        self.label = tab_label(query.get("tab", [""])[0])
         self.json_mode = events.JSON_SUBPROTOCOL in self.scope.get("subprotocols", [])
         await self.accept(events.JSON_SUBPROTOCOL if self.json_mode else None)
         cookie = self.scope.get("cookies", {}).get(settings.SESSION_COOKIE_NAME)
@@ -189,15 +141,15 @@ class SessionConsumer(AsyncWebsocketConsumer):
                 {
                     "type": events.SNAPSHOT,
                     "version": mirror.snapshot.version,
-                    "data": _visible(mirror.snapshot.data),
+                    "data": visible(mirror.snapshot.data),
                 }
             )
         else:
             await self._send_html(mirror)
 
-    async def show_change(self, mirror: Mirror, event: dict[str, Any]) -> None:
+    async def show_change(self, mirror: Mirror, change: events.Change) -> None:
         if self.json_mode:
-            await self.base_send(_changed_message(mirror.digest, event))
+            await self._send_text(change.text)
         else:
             await self._send_html(mirror)
 
@@ -237,7 +189,7 @@ class SessionConsumer(AsyncWebsocketConsumer):
         history = mirror.history if mirror else None
         tabs, labels = mirror.present if mirror else presence.NOBODY
         # Rendering does no I/O, so it runs here rather than paying a thread hop;
-        # the renderer caches by version, so a change is rendered once per process.
+        # the renderer keeps what it rendered, so a change is rendered once per process.
         await self._send_text(render(snapshot, tabs, self.scope, only, history, labels=labels))
 
 

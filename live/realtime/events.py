@@ -10,15 +10,18 @@ handles its own in a method named after it (`sessions.touched` ->
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from asgiref.sync import async_to_sync
 from channels.layers import InMemoryChannelLayer, get_channel_layer
 
 from live.conf import is_reserved
+from live.loops import PerLoop
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +36,7 @@ PRESENCE = "session.presence"
 # Pushes to the session may have been lost (the layer was down): listeners fetch the truth.
 STALE = "session.stale"
 TOUCHED = "sessions.touched"
-# Channels of this process: its hub's (one per process) and its presence probe's.
+# Channels of this process: its hub's (one per process) and its probe's (live.realtime.probe).
 HUB_CHANNEL = "live-hub"
 PROBE = "live.probe"
 RESYNC = "resync"
@@ -80,15 +83,15 @@ async def _send(digest: str, event: dict[str, Any]) -> None:
 
 @dataclass
 class _Touches:
-    """When this process last told the staff lists, and the touch it has scheduled."""
+    """When this loop last told the staff lists, the touch it has due, and the touches in flight."""
 
     sent_at: float = float("-inf")
     due: asyncio.TimerHandle | None = None
+    # The loop keeps only a weak reference to its tasks.
+    sending: set[asyncio.Task[None]] = field(default_factory=set)
 
 
-# Per event loop: the server has one; tests and sync callers make their own.
-_touches: dict[asyncio.AbstractEventLoop, _Touches] = {}
-_pending: set[asyncio.Task[None]] = set()
+_touches: PerLoop[_Touches] = PerLoop(_Touches)
 
 
 async def _touch_staff(layer: Any) -> None:
@@ -96,16 +99,15 @@ async def _touch_staff(layer: Any) -> None:
 
     A staff list refreshes at most every STAFF_REFRESH seconds however many
     touches arrive, so a process sends at most one per interval: the first
-    change at once, later ones by a single touch at the interval's end. Every
-    write used to send one, which over a network layer cost a round trip per
-    write even when no staff page was open, and a message per write to each
-    one that was.
+    change at once, later ones by a single touch at the interval's end. A
+    touch per write would cost a round trip per write over a network layer,
+    even with no staff page open, and a message per write to each one that is.
     """
-    loop = asyncio.get_running_loop()
-    touches = _touches.get(loop) or _start_touches(loop)
+    touches = _touches.get()
     if touches.due is not None:
         # The scheduled touch goes after this change was saved: it covers it.
         return
+    loop = asyncio.get_running_loop()
     now, due = loop.time(), touches.sent_at + STAFF_REFRESH
     if now < due:
         touches.due = loop.call_at(due, _send_due_touch, layer, touches)
@@ -114,23 +116,12 @@ async def _touch_staff(layer: Any) -> None:
     await _send_touch(layer)
 
 
-def _start_touches(loop: asyncio.AbstractEventLoop) -> _Touches:
-    # A new loop: the loops that are gone (tests', sync callers') go. Sync
-    # callers run theirs in other threads, hence a copy of the keys to look at.
-    for other in list(_touches):
-        if other.is_closed():
-            _touches.pop(other, None)
-    touches = _touches[loop] = _Touches()
-    return touches
-
-
 def _send_due_touch(layer: Any, touches: _Touches) -> None:
     touches.due = None
     touches.sent_at = asyncio.get_running_loop().time()
     task = asyncio.ensure_future(_send_touch(layer))
-    # The loop keeps only a weak reference to its tasks.
-    _pending.add(task)
-    task.add_done_callback(_pending.discard)
+    touches.sending.add(task)
+    task.add_done_callback(touches.sending.discard)
 
 
 async def _send_touch(layer: Any) -> None:
@@ -154,6 +145,19 @@ def changed_event(
     }
 
 
+def apply_change(data: dict[str, Any], event: dict[str, Any]) -> None:
+    """Apply a `session.changed` event's changes to a session's data, in the order applied.
+
+    The layer's events and the session.json ones spell changes alike, so the
+    hub's mirror and any client's copy of a session follow it the same way.
+    """
+    for change in event["changes"]:
+        if change["op"] == "set":
+            data[change["key"]] = change["value"]
+        else:
+            data.pop(change["key"], None)
+
+
 def client_changes(applied: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The changes as the session.json protocol spells them: no old values, no Django keys."""
     return [
@@ -163,6 +167,26 @@ def client_changes(applied: list[dict[str, Any]]) -> list[dict[str, Any]]:
         for c in applied
         if not is_reserved(c["key"])
     ]
+
+
+@dataclass(eq=False)
+class Change:
+    """One `session.changed` event, as the hub hands it to every tab of its session here."""
+
+    event: dict[str, Any]
+
+    @cached_property
+    def text(self) -> str:
+        """The event as a session.json message: encoded for the first JSON tab, sent by all."""
+        event = self.event
+        message = {
+            "type": CHANGED,
+            "version": event["version"],
+            "changes": client_changes(event["changes"]),
+            "source": event["source"],
+            "ts": event["ts"],
+        }
+        return json.dumps(message, separators=(",", ":"))
 
 
 async def publish_changed(digest: str, event: dict[str, Any]) -> None:

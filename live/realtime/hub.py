@@ -1,11 +1,11 @@
 """One subscription per session per process, fanned out to the tabs of that process.
 
-Every tab used to hold its own channel, its own copy of the session and its
-own group membership, so a change to a session with a hundred tabs was copied,
+Tabs hold no channel, no copy of the session and no group membership of their
+own: a change to a session with a hundred tabs would otherwise be copied,
 queued, woken, applied and encoded a hundred times. The hub listens on one
 channel per process, keeps one mirror of each session that has tabs here
 (snapshot, timeline, tab count, expiry timer), applies each event once and
-hands the result to the tabs, which only encode (cached) and send.
+hands the result to the tabs, which render or encode it once between them and send.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ class Tab(Protocol):
 
     async def show_snapshot(self, mirror: Mirror) -> None: ...
 
-    async def show_change(self, mirror: Mirror, event: dict[str, Any]) -> None: ...
+    async def show_change(self, mirror: Mirror, change: events.Change) -> None: ...
 
     async def show_tabs(self, mirror: Mirror) -> None: ...
 
@@ -166,17 +166,14 @@ class Hub:
             # A push was dropped (a full channel, an outage): fetch the truth.
             await self.resync(mirror)
             return
-        for change in event["changes"]:
-            if change["op"] == "set":
-                snapshot.data[change["key"]] = change["value"]
-            else:
-                snapshot.data.pop(change["key"], None)
+        events.apply_change(snapshot.data, event)
         snapshot.version = event["version"]
         snapshot.expires_at = event["expires_at"]
         mirror.history.insert(0, {k: event[k] for k in ("version", "ts", "source", "changes")})
         del mirror.history[setting("HISTORY_LENGTH") :]
         self._watch_expiry(mirror)
-        await self._each(mirror, lambda tab: tab.show_change(mirror, event))
+        change = events.Change(event)
+        await self._each(mirror, lambda tab: tab.show_change(mirror, change))
         metrics.pushed(event["ts"], len(mirror.listeners))
 
     async def resync(self, mirror: Mirror, only: Tab | None = None) -> None:
@@ -235,11 +232,13 @@ class Hub:
         )
 
 
+# Keyed by layer rather than by loop (live.loops.PerLoop): the hub's channel and
+# groups belong to its layer (tests make a new one each), and a layer serves one loop.
 _hubs: weakref.WeakKeyDictionary[Any, Hub] = weakref.WeakKeyDictionary()
 
 
 def hub_for(layer: Any) -> Hub:
-    """The hub of this process for a channel layer (tests make a new layer each)."""
+    """The hub of this process for a channel layer."""
     if layer not in _hubs:
         _hubs[layer] = Hub(layer)
     return _hubs[layer]

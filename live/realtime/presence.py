@@ -9,36 +9,34 @@ counting within seconds. Redis trouble never fails a socket: the counts fall
 back to this process's own.
 
 The heartbeat (one per event loop, while this process has tabs) also restores
-the counts after Redis lost them, and checks that pushes reach this process: it
-sends itself a probe through the channel layer. When the probe comes back after
-failing, or Redis restarted in between, pushes may have been lost meanwhile, so
-it asks every session followed here to resync (events.publish_stale).
+the counts after Redis lost them, and drives live.realtime.probe, which checks
+that pushes reach this process and has its sessions resync after they did not.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import socket
 import uuid
-import weakref
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
-from channels.layers import get_channel_layer
 from django.conf import settings
 
 from live import redis_client
-from live.realtime import events
+from live.loops import PerLoop
+from live.realtime.probe import Probe
 
 logger = logging.getLogger(__name__)
 
+# This process's tabs per session, and their labels (each with how many tabs
+# carry it). Module-level rather than per loop: they are what this process
+# stores under its name in Redis, whichever loop a socket runs on.
 _local: Counter[str] = Counter()
-# The labels of this process's tabs, per session, each with how many tabs carry it.
 _labels: defaultdict[str, Counter[str]] = defaultdict(Counter)
 # This process's field name in the counts, and the alive key's suffix.
 PROCESS = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -50,11 +48,11 @@ ALIVE_MS = 5000
 COUNTS_MS = 24 * 3600 * 1000
 
 # KEYS[1]: the session's hash. Each process has two fields: its name, holding
-# its tab count, and its name + LABELS, holding its tabs' labels joined by ",".
-# (A field of its own, so that a process of an earlier release, which sums every
-# field as a count, drops it instead of failing.) ARGV: alive prefix, process,
-# its count ("" to only read), its labels, alive TTL, counts TTL, LABELS. Fields
-# of dead processes are dropped. Returns {total, live processes' labels joined by ","}.
+# its tab count, and its name + LABELS, holding its tabs' labels joined by ","
+# (a field of their own, so that every other field is a count to sum). ARGV:
+# alive prefix, process, its count ("" to only read), its labels, alive TTL,
+# counts TTL, LABELS. Fields of dead processes are dropped. Returns {total,
+# live processes' labels joined by ","}.
 LABELS = "/labels"
 _TOTAL = """
 local suffix = ARGV[7]
@@ -175,19 +173,16 @@ def reset() -> None:
 @dataclass
 class _Beat:
     task: asyncio.Task[None] | None = None
-    probe: str | None = None
-    receiver: asyncio.Task[None] | None = None
-    echoed: asyncio.Event = field(default_factory=asyncio.Event)
+    # Redis's run_id at the last beat: a new one means Redis restarted and lost the counts.
     run_id: str | None = None
-    # Pushes may have been lost since the last healthy beat.
-    lost: bool = False
+    probe: Probe = field(default_factory=lambda: Probe(timeout=BEAT_SECONDS))
 
 
-_beats: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Beat] = weakref.WeakKeyDictionary()
+_beats: PerLoop[_Beat] = PerLoop(_Beat)
 
 
 def _heartbeat() -> None:
-    beat = _beats.setdefault(asyncio.get_running_loop(), _Beat())
+    beat = _beats.get()
     if beat.task is None or beat.task.done():
         beat.task = asyncio.ensure_future(_beat_forever(beat))
 
@@ -196,20 +191,10 @@ async def _beat_forever(beat: _Beat) -> None:
     try:
         while _local:
             restarted = await _announce(beat)
-            # No probe while Redis is down: subscribing would fail half-way.
-            delivered = restarted is not None and await _probe(beat)
-            if restarted or not delivered:
-                beat.lost = True
-            elif beat.lost:
-                beat.lost = False
-                logger.info("Pushes flow again; %d sessions resync.", len(_local))
-                for digest in list(_local):
-                    await events.publish_stale(digest)
+            await beat.probe.check(restarted, list(_local))
             await asyncio.sleep(BEAT_SECONDS)
     finally:
-        if beat.receiver is not None:
-            beat.receiver.cancel()
-        beat.receiver = beat.probe = None
+        beat.probe.stop()
 
 
 async def _announce(beat: _Beat) -> bool | None:
@@ -228,26 +213,3 @@ async def _announce(beat: _Beat) -> bool | None:
         return None
     run_id, beat.run_id = beat.run_id, replies[-1].get("run_id")
     return run_id is not None and run_id != beat.run_id
-
-
-async def _probe(beat: _Beat) -> bool:
-    """Send this process a message through the channel layer; True if it came back."""
-    layer: Any = get_channel_layer()
-    try:
-        if beat.probe is None:
-            probe = await asyncio.wait_for(layer.new_channel(events.PROBE + "."), BEAT_SECONDS)
-            beat.receiver = asyncio.ensure_future(_receive_probes(layer, probe, beat))
-            beat.probe = probe
-        beat.echoed.clear()
-        await asyncio.wait_for(layer.send(beat.probe, {"type": events.PROBE}), BEAT_SECONDS)
-        await asyncio.wait_for(beat.echoed.wait(), BEAT_SECONDS)
-    except Exception:  # any failure means the same: pushes may not arrive
-        return False
-    return True
-
-
-async def _receive_probes(layer: Any, channel: str, beat: _Beat) -> None:
-    with contextlib.suppress(asyncio.CancelledError):
-        while True:
-            await layer.receive(channel)
-            beat.echoed.set()
