@@ -11,7 +11,9 @@ it made, which the page shows to teach the API.
 from __future__ import annotations
 
 import json
-from typing import Any
+from collections.abc import Awaitable, Callable
+from functools import wraps
+from typing import Any, Concatenate, ParamSpec
 
 from django.contrib.sessions.backends.base import SessionBase, UpdateError
 
@@ -19,6 +21,8 @@ from dashboard.validation import Invalid, check_session_size, missing_key
 from live import limits
 from live.conf import is_reserved, visible
 from live.types import TooLarge
+
+P = ParamSpec("P")
 
 _SHOWN = 120
 
@@ -45,10 +49,27 @@ async def ensure(session: SessionBase) -> None:
         await session.acreate()
 
 
-def _throttle(session: SessionBase) -> None:
-    digest = getattr(session, "digest", None)
-    if digest and not limits.allow_write(digest):
-        raise Invalid("Too many writes to this session; slow down and try again.", 429)
+def _limited(
+    action: Callable[Concatenate[SessionBase, P], Awaitable[str]],
+) -> Callable[Concatenate[SessionBase, P], Awaitable[str]]:
+    """Refuse a write beyond the session's rate, and make a flood of them take turns."""
+
+    @wraps(action)
+    async def limited(session: SessionBase, *args: P.args, **kwargs: P.kwargs) -> str:
+        digest = getattr(session, "digest", None)
+        if not digest:
+            return await action(session, *args, **kwargs)
+        if not limits.allow_write(digest):
+            raise Invalid("Too many writes to this session; slow down and try again.", 429)
+        try:
+            async with limits.writing(digest):
+                return await action(session, *args, **kwargs)
+        except limits.Busy:
+            raise Invalid(
+                "Too many writes to this session are waiting; slow down and try again.", 429
+            ) from None
+
+    return limited
 
 
 async def _save(session: SessionBase) -> None:
@@ -62,10 +83,10 @@ async def _save(session: SessionBase) -> None:
         ) from None
 
 
+@_limited
 async def set_key(session: SessionBase, key: str, value: Any, seen: int | None = None) -> str:
     """Set a checked key to a checked value; the session is created if there is none."""
     await ensure(session)
-    _throttle(session)
     check_session_size(dict(await session.aitems()), key, value)
     if seen is not None:
         session.expect(key, seen)  # type: ignore[attr-defined]
@@ -75,9 +96,9 @@ async def set_key(session: SessionBase, key: str, value: Any, seen: int | None =
     return f"await request.session.aset({literal(key)}, {literal(value)})"
 
 
+@_limited
 async def delete_key(session: SessionBase, key: str, seen: int | None = None) -> str:
     """Delete a checked key; a session that has none is not created."""
-    _throttle(session)
     if not await session.ahas_key(key):
         raise missing_key(key)
     if seen is not None:
@@ -87,8 +108,8 @@ async def delete_key(session: SessionBase, key: str, seen: int | None = None) ->
     return f"await request.session.apop({literal(key)})"
 
 
+@_limited
 async def clear_editable(session: SessionBase) -> str:
-    _throttle(session)
     # There is no aclear(): clear() would also drop Django's own keys (the
     # login, the expiry), so the user's keys are popped one by one, from a
     # copy, as popping changes the session's own dict.
@@ -101,30 +122,30 @@ async def clear_editable(session: SessionBase) -> str:
     )
 
 
+@_limited
 async def flush(session: SessionBase) -> str:
     """End the session as Django does: nothing stays stored, and the cookie goes."""
-    _throttle(session)
     await session.aflush()
     return "await request.session.aflush()"
 
 
+@_limited
 async def cycle(session: SessionBase) -> str:
-    _throttle(session)
     await ensure(session)
     await session.acycle_key()
     return "await request.session.acycle_key()"
 
 
+@_limited
 async def set_expiry(session: SessionBase, seconds: int | None) -> str:
-    _throttle(session)
     await session.aset_expiry(seconds)
     await _save(session)
     return f"await request.session.aset_expiry({literal(seconds)})"
 
 
+@_limited
 async def undo(session: SessionBase, version: int) -> str:
     """Restore the old values of one change, as a new change through the same write path."""
-    _throttle(session)
     await ensure(session)
     entry = await session.aentry(session.digest, version)  # type: ignore[attr-defined]
     if entry is None:

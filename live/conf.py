@@ -21,6 +21,10 @@ DEFAULTS: dict[str, Any] = {
     # Writes per second to one session, and the burst allowed above that rate.
     "WRITE_RATE": 500,
     "WRITE_BURST": 2000,
+    # Writes to one session that run at once in a process, and how many more
+    # may wait their turn before the next is refused (see live.limits).
+    "WRITES_IN_FLIGHT": 4,
+    "WRITES_QUEUED": 2000,
     # Open sockets (tabs) per session, and the largest message a socket may send.
     "MAX_TABS": 200,
     "MAX_MESSAGE_BYTES": 4096,

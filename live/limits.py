@@ -1,18 +1,27 @@
-"""Limits that keep one client from hurting the others: token buckets.
+"""Limits that keep one client from hurting the others: token buckets and write slots.
 
 Each bucket holds up to `burst` tokens and gets `rate` back a second; an
 action takes one token or is refused. Writes are limited per session digest,
 in this process (with several processes each enforces its own share, which
 bounds the total just the same); each socket keeps a bucket for its resyncs.
+
+A session's writes also take turns: at most WRITES_IN_FLIGHT of them run at
+once in a process, the next WRITES_QUEUED wait (costing nothing while they
+wait), and any more are refused. One session's flood then holds only a few
+of the process's turns, and other sessions' writes are served between them.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
 
 from live.conf import setting
+from live.loops import PerLoop
 
 
 @dataclass
@@ -51,3 +60,37 @@ def allow_write(digest: str) -> bool:
 
 def reset() -> None:
     _bucket.cache_clear()
+
+
+class Busy(Exception):
+    """Too many writes to one session are already running or waiting."""
+
+
+@dataclass
+class _Slots:
+    free: asyncio.Semaphore
+    holders: int = 0
+
+
+# Only sessions being written right now have an entry; the last writer removes it.
+_slots: PerLoop[dict[str, _Slots]] = PerLoop(dict)
+
+
+@asynccontextmanager
+async def writing(digest: str) -> AsyncIterator[None]:
+    """Hold one of the session's write slots for the duration; Busy if too many wait."""
+    running = int(setting("WRITES_IN_FLIGHT"))
+    slots = _slots.get()
+    entry = slots.get(digest)
+    if entry is None:
+        entry = slots[digest] = _Slots(asyncio.Semaphore(running))
+    if entry.holders >= running + int(setting("WRITES_QUEUED")):
+        raise Busy
+    entry.holders += 1
+    try:
+        async with entry.free:
+            yield
+    finally:
+        entry.holders -= 1
+        if not entry.holders:
+            del slots[digest]
