@@ -28,7 +28,7 @@ class PerLoop(Generic[T]):
         if value is None:
             # Values may hold their loop (timers, clients), so a weak mapping
             # would never drop them: closed loops go when a new one comes.
-            for other in [other for other in self._values if other.is_closed()]:
+            for other in [other for other in list(self._values) if other.is_closed()]:
                 del self._values[other]
             value = self._values[loop] = self._factory()
         return value
