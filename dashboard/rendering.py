@@ -147,8 +147,9 @@ LIVE_FRAGMENTS = ("session-meta", "session-keys", "session-reserved", "session-h
 _FRAGMENTS = {
     None: LIVE_FRAGMENTS,
     "tabs": ("live-tabs",),
-    "followed": ("session-ended",),
-    "final": ("session-ended",),
+    # The session ended and this browser holds no other: the notice, and the
+    # page emptied, so nothing of the ended session stays on screen.
+    "final": ("session-ended", *LIVE_FRAGMENTS),
 }
 
 
@@ -162,8 +163,8 @@ def render_live_fragments(
 ) -> str:
     """Render the fragments pushed over the WebSocket: the page's own partials.
 
-    `only` picks a subset: "tabs" (the tab count), "followed" or "final" (the
-    session ended, and the socket did or did not follow its successor).
+    `only` picks a subset: "tabs" (the tab count) or "final" (the session
+    ended, and the browser's cookie holds no other).
     `labels` are the short names of the tabs open on this session, in every process.
     """
     shown = _Shown(
@@ -195,10 +196,13 @@ class _Shown:
 def _render(
     shown: _Shown, tabs: int, only: str | None, read_only: bool, labels: tuple[str, ...]
 ) -> str:
+    snapshot = shown.snapshot
+    if snapshot is None and only == "final":
+        snapshot = Snapshot(digest="", version=0, data={}, masked_key="", expires_at=time.time())
     context: dict[str, Any] = (
-        session_context(shown.snapshot, tabs, shown.history) if shown.snapshot else {"tabs": tabs}
+        session_context(snapshot, tabs, shown.history) if snapshot else {"tabs": tabs}
     )
-    if only in ("followed", "final"):
+    if only == "final":
         context["ended"] = only
     context["tab_labels"] = labels
     context["read_only"] = read_only

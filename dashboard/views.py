@@ -31,8 +31,11 @@ class HtmxHttpRequest(HttpRequest):
     htmx: HtmxDetails
 
 
-async def _context(request: HtmxHttpRequest, **extra: Any) -> dict[str, Any]:
-    await actions.ensure(request.session)
+async def _context(request: HtmxHttpRequest, create: bool = False, **extra: Any) -> dict[str, Any]:
+    # Only the page itself starts a session: after a flush or a logout the
+    # answer shows the empty state and, as Django's, stores nothing.
+    if create:
+        await actions.ensure(request.session)
     snapshot = await request.session.asnapshot()  # type: ignore[attr-defined]
     history = await request.session.ahistory(snapshot.digest)  # type: ignore[attr-defined]
     context = session_context(snapshot, await presence.count(snapshot.digest), history)
@@ -48,7 +51,7 @@ async def _context(request: HtmxHttpRequest, **extra: Any) -> dict[str, Any]:
 async def page(request: HtmxHttpRequest) -> HttpResponse:
     edit = request.GET.get("edit")
     form = {"key": "", "value": ""}
-    context = await _context(request)
+    context = await _context(request, create=True)
     if edit is not None:
         found = next((r for r in context["rows"] if r.key == edit), None)
         if found:

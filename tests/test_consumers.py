@@ -12,7 +12,7 @@ from django.conf import settings
 from django.test import AsyncClient
 
 from asgi_config.asgi import application
-from live.realtime.consumers import CLOSE_TOO_BIG
+from live.realtime.consumers import CLOSE_MOVED, CLOSE_NO_SESSION, CLOSE_TOO_BIG
 from live.sessions import connections
 from live.sessions import sql as rows
 from live.sessions.db import SessionStore
@@ -168,7 +168,7 @@ async def test_consumer_counts_tabs_live():
     await first.disconnect()
 
 
-async def test_consumer_follows_rotation():
+async def test_consumer_follows_rotation_by_reconnecting_with_its_cookie():
     store = await new_session(a=1)
     comm = communicator(store.session_key)
     await comm.connect()
@@ -178,21 +178,29 @@ async def test_consumer_follows_rotation():
     assert response.status_code == 200
     new_key = response.cookies[settings.SESSION_COOKIE_NAME].value
     assert new_key != store.session_key
+    # The socket is told and closed; it never follows the new key by itself.
     assert await receive(comm) == {"type": "session.rotated"}
-    again = await receive(comm)
-    assert again["type"] == "session.snapshot"
-    assert again["data"] == {"a": 1} and again["version"] > snapshot["version"]
-    # The socket now follows the new key: a write under it is pushed.
+    assert await comm.receive_output(timeout=3) == {"type": "websocket.close", "code": CLOSE_MOVED}
+    # Reconnecting with the browser's new cookie finds the session, data and all.
+    again = communicator(new_key)
+    await again.connect()
+    reconnected = await receive(again)
+    assert reconnected["type"] == "session.snapshot"
+    assert reconnected["data"] == {"a": 1} and reconnected["version"] > snapshot["version"]
     await client_for(new_key).get("/color/")
-    pushed = await receive(comm)
-    assert pushed["changes"][0]["key"] == "favorite_color"
-    # And the old key is dead: it cannot write into the new session.
-    stale = await client_for(store.session_key).get("/api/session")
-    assert stale.json()["data"] == {}
-    await comm.disconnect()
+    assert (await receive(again))["changes"][0]["key"] == "favorite_color"
+    await again.disconnect()
+    # The old cookie leads nowhere.
+    stale = communicator(store.session_key)
+    await stale.connect()
+    assert await receive(stale) == {"type": "session.ended"}
+    assert await stale.receive_output(timeout=3) == {
+        "type": "websocket.close",
+        "code": CLOSE_NO_SESSION,
+    }
 
 
-async def test_consumer_follows_flush_to_empty_successor():
+async def test_consumer_ends_on_flush_and_its_cookie_finds_no_session():
     store = await new_session(a=1)
     comm = communicator(store.session_key)
     await comm.connect()
@@ -200,12 +208,14 @@ async def test_consumer_follows_flush_to_empty_successor():
     response = await client_for(store.session_key).post("/api/session/flush")
     assert response.status_code == 200
     assert await receive(comm) == {"type": "session.ended"}
-    successor = await receive(comm)
-    assert successor["type"] == "session.snapshot" and successor["data"] == {}
-    new_key = response.cookies[settings.SESSION_COOKIE_NAME].value
-    await client_for(new_key).get("/color/")
-    assert (await receive(comm))["changes"][0]["value"] == "green"
-    await comm.disconnect()
+    assert await comm.receive_output(timeout=3) == {"type": "websocket.close", "code": CLOSE_MOVED}
+    again = communicator(store.session_key)
+    await again.connect()
+    assert await receive(again) == {"type": "session.ended"}
+    assert await again.receive_output(timeout=3) == {
+        "type": "websocket.close",
+        "code": CLOSE_NO_SESSION,
+    }
 
 
 async def test_consumer_resyncs_on_request_and_on_gap():

@@ -107,7 +107,7 @@ class Owner:
     def __init__(self, n: int, client: AsyncClient, comm: WebsocketCommunicator) -> None:
         self.n = n
         self.client = client
-        self.comm = comm
+        self.comm: WebsocketCommunicator | None = comm
         self.model: dict[str, Any] = {}
         self.received: list[dict[str, Any]] = []
         self.random = random.Random(1000 + n)
@@ -117,8 +117,26 @@ class Owner:
 
     async def catch_up(self, version: int, data: dict[str, Any]) -> None:
         """Read this socket's pushes until it shows the session's final state."""
+        await self.connect()
+        assert self.comm is not None
         while self.replay() != (version, data):
             self.received.append(json.loads(await self.comm.receive_from(timeout=3)))
+
+    async def connect(self) -> None:
+        """Open a socket with the browser's cookie, as the page does, if it has a session."""
+        if self.comm is None and self.client.cookies[COOKIE].value:
+            self.comm = tab(key_of(self.client))
+            assert (await self.comm.connect())[0]
+
+    async def reconnect(self) -> None:
+        """Read the socket up to the close a rotation or a flush makes, then connect again."""
+        assert self.comm is not None
+        while (output := await self.comm.receive_output(timeout=3))["type"] != "websocket.close":
+            self.received.append(json.loads(output["text"]))
+        assert output["code"] == CLOSE_MOVED
+        await self.comm.disconnect()
+        self.comm = None
+        await self.connect()
 
     async def act(self, steps: int) -> None:
         for step in range(steps):
@@ -129,6 +147,7 @@ class Owner:
                 value = {"owner": self.n, "step": step, "pad": "x" * self.random.randrange(50)}
                 await put(self.client, key, value)
                 self.model[key] = value
+                await self.connect()
             elif roll < 0.85:
                 key = self.random.choice(keys)
                 response = await self.client.delete(
@@ -139,6 +158,7 @@ class Owner:
             elif roll < 0.93:
                 response = await self.client.post("/api/session/cycle", headers=token(self.client))
                 assert response.status_code == 200
+                await self.reconnect()
             elif roll < 0.97:
                 response = await self.client.delete("/api/session", headers=token(self.client))
                 assert response.status_code == 200
@@ -147,6 +167,7 @@ class Owner:
                 response = await self.client.post("/api/session/flush", headers=token(self.client))
                 assert response.status_code == 200
                 self.model.clear()
+                await self.reconnect()
             # Let other sessions' requests interleave with this one's.
             await asyncio.sleep(0)
 
@@ -183,7 +204,8 @@ async def test_many_concurrent_sessions_receive_only_their_own_data():
                 (c["key"], c.get("value", {"owner": owner.n})) for c in message.get("changes", [])
             ]
             strangers += sum(not owner.mine(key, value) for key, value in values)
-        await owner.comm.disconnect()
+        if owner.comm is not None:
+            await owner.comm.disconnect()
     assert strangers == 0
     print(f"\nisolation: 20 sessions, {sum(len(o.received) for o in owners)} pushes, 0 strangers")
 
@@ -300,37 +322,50 @@ async def drive_traffic(server: Server) -> set[str]:
         keys.add(traffic_keys(jar))
         csrf = {"X-CSRFToken": next(c.value for c in jar if c.key == "csrftoken")}
         headers = {"Origin": server.url}
-        async with http.ws_connect(
-            server.ws_url, protocols=["session.json"], headers=headers
-        ) as ws:
-            await ws.receive_json(timeout=5)
-            for path, status in [("a", 200), ("_x", 400), ("%FF", 400)]:
-                async with http.put(
-                    f"{server.url}/api/session/keys/{path}", data=b"1", headers=csrf
-                ) as response:
-                    assert response.status == status
-            async with http.put(server.url + "/api/session/keys/a", data=b"2") as response:
-                assert response.status == 403  # no CSRF token
-            async with http.get(server.url + "/api/session/keys/missing") as response:
-                assert response.status == 404
-            for action in ("cycle", "flush"):
-                async with http.post(
-                    f"{server.url}/api/session/{action}", headers=csrf
-                ) as response:
-                    assert response.status == 200
-                keys.add(traffic_keys(jar))
-                # As a person would, let the tab follow before the next step.
-                while (await ws.receive_json(timeout=5))["type"] != "session.snapshot":
-                    pass
+        ws = await http.ws_connect(server.ws_url, protocols=["session.json"], headers=headers)
+        await ws.receive_json(timeout=5)
+        for path, status in [("a", 200), ("_x", 400), ("%FF", 400)]:
             async with http.put(
-                server.url + "/api/session/keys/b", data=b"3", headers=csrf
+                f"{server.url}/api/session/keys/{path}", data=b"1", headers=csrf
             ) as response:
+                assert response.status == status
+        async with http.put(server.url + "/api/session/keys/a", data=b"2") as response:
+            assert response.status == 403  # no CSRF token
+        async with http.get(server.url + "/api/session/keys/missing") as response:
+            assert response.status == 404
+        for action, told in (("cycle", "session.rotated"), ("flush", "session.ended")):
+            async with http.post(f"{server.url}/api/session/{action}", headers=csrf) as response:
                 assert response.status == 200
-            # The socket followed the cycle and the flush: the last write reaches it.
-            while True:
-                message = await ws.receive_json(timeout=5)
-                if {"op": "set", "key": "b", "value": 3} in message.get("changes", []):
-                    break
+            # Told, then closed: a tab reconnects with its cookie, as the page does.
+            while (message := await ws.receive_json(timeout=5))["type"] == "session.changed":
+                pass
+            assert message["type"] == told
+            await ws.receive(timeout=5)
+            assert ws.close_code == 4307
+            if action == "cycle":
+                keys.add(traffic_keys(jar))
+                ws = await http.ws_connect(
+                    server.ws_url, protocols=["session.json"], headers=headers
+                )
+                assert (await ws.receive_json(timeout=5))["data"] == {"a": 1}
+        # After the flush the cookie is gone; the next write starts a session.
+        assert not any(c.key == COOKIE and c.value for c in jar)
+        async with http.put(
+            server.url + "/api/session/keys/b", data=b"3", headers=csrf
+        ) as response:
+            assert response.status == 200
+        keys.add(traffic_keys(jar))
+        ws = await http.ws_connect(server.ws_url, protocols=["session.json"], headers=headers)
+        assert (await ws.receive_json(timeout=5))["data"] == {"b": 3}
+        async with http.put(
+            server.url + "/api/session/keys/c", data=b"4", headers=csrf
+        ) as response:
+            assert response.status == 200
+        while True:
+            message = await ws.receive_json(timeout=5)
+            if {"op": "set", "key": "c", "value": 4} in message.get("changes", []):
+                break
+        await ws.close()
         for origin in ("http://evil.example", "null"):
             with pytest.raises(aiohttp.WSServerHandshakeError):
                 await http.ws_connect(server.ws_url, headers={"Origin": origin})
@@ -513,7 +548,11 @@ async def assert_stale_key_reaches_nothing(
         assert "stale" not in (await state(watched))["data"]
 
 
-async def test_cycle_old_sockets_follow_and_old_key_reaches_nothing():
+async def closed_to_reconnect(comm: WebsocketCommunicator) -> None:
+    assert await comm.receive_output(timeout=3) == {"type": "websocket.close", "code": CLOSE_MOVED}
+
+
+async def test_cycle_old_sockets_reconnect_and_old_key_reaches_nothing():
     client = await visitor()
     await put(client, "a", 1)
     old = key_of(client)
@@ -522,14 +561,17 @@ async def test_cycle_old_sockets_follow_and_old_key_reaches_nothing():
     await receive(comm)
     assert (await client.post("/api/session/cycle", headers=token(client))).status_code == 200
     assert await receive(comm) == {"type": "session.rotated"}
-    assert (await receive(comm))["data"] == {"a": 1}
-    await assert_stale_key_reaches_nothing(old, comm, client)
+    await closed_to_reconnect(comm)
+    again = tab(key_of(client))
+    await again.connect()
+    assert (await receive(again))["data"] == {"a": 1}
+    await assert_stale_key_reaches_nothing(old, again, client)
     await put(client, "b", 2)
-    assert (await receive(comm))["changes"] == [{"op": "set", "key": "b", "value": 2}]
-    await comm.disconnect()
+    assert (await receive(again))["changes"] == [{"op": "set", "key": "b", "value": 2}]
+    await again.disconnect()
 
 
-async def test_logout_old_sockets_follow_empty_successor_and_old_key_reaches_nothing():
+async def test_logout_old_sockets_end_and_old_key_reaches_nothing():
     await get_user_model().objects.acreate_user("demo", password="demo")
     client = await visitor()
     response = await client.post(
@@ -543,14 +585,15 @@ async def test_logout_old_sockets_follow_empty_successor_and_old_key_reaches_not
     assert (await receive(comm))["data"] == {"private": "before logout"}
     assert (await client.post("/logout/", headers=token(client))).status_code == 302
     assert await receive(comm) == {"type": "session.ended"}
-    successor = await receive(comm)
-    assert successor["type"] == "session.snapshot" and successor["data"] == {}
-    await assert_stale_key_reaches_nothing(old, comm, client)
-    # The successor's own writes still arrive, and nothing of before.
+    await closed_to_reconnect(comm)
+    # The browser's next session is a new one, with nothing of before.
     await put(client, "after", 1)
-    assert (await receive(comm))["changes"] == [{"op": "set", "key": "after", "value": 1}]
+    again = tab(key_of(client))
+    await again.connect()
+    assert (await receive(again))["data"] == {"after": 1}
+    await assert_stale_key_reaches_nothing(old, again, client)
     assert "private" not in json.dumps((await state(client))["data"])
-    await comm.disconnect()
+    await again.disconnect()
 
 
 async def test_expiry_old_sockets_end_and_old_key_reaches_nothing():
@@ -563,34 +606,37 @@ async def test_expiry_old_sockets_end_and_old_key_reaches_nothing():
     await comm.connect()
     assert (await receive(comm))["data"] == {"a": 1}
     assert json.loads(await comm.receive_from(timeout=4)) == {"type": "session.ended"}
+    await closed_to_reconnect(comm)
     layer = get_channel_layer()
     assert not any(comm_in_group for comm_in_group in layer.groups.values())  # type: ignore[attr-defined]
     await assert_stale_key_reaches_nothing(old, comm, None)
-    await comm.disconnect()
 
 
-async def test_socket_whose_successor_moved_on_closes_to_reconnect_instead_of_going_deaf():
-    # The successor was rotated or flushed again before this socket caught up
-    # (a Redis round trip is enough): where it went was told before it listened.
-    client = await visitor()
-    comm = tab(key_of(client))
-    await comm.connect()
-    await receive(comm)
-    layer = get_channel_layer()
-    gone = digest("no-such-session-key-0123456789abcdef")
-    await events.publish_rotated(digest(key_of(client)), gone)
-    assert await receive(comm) == {"type": "session.rotated"}
-    # Closed with a code the page reconnects on; nothing more is sent or heard.
-    assert await comm.receive_output(timeout=3) == {"type": "websocket.close", "code": CLOSE_MOVED}
-    assert not any(layer.groups.values())  # type: ignore[attr-defined]
-    await comm.disconnect()
-    # Reconnecting as the page does, the cookie leads to the session.
-    again = tab(key_of(client))
+async def test_a_rotated_session_never_hands_its_sockets_the_new_session():
+    # An attacker planted their cookie in the victim's browser and keeps a socket
+    # open on it. The victim logs in: the key rotates, and the attacker's socket
+    # is told and closed, and its cookie leads nowhere. It never sees the session.
+    await get_user_model().objects.acreate_user("victim", password="pin1234")
+    planted = await visitor()
+    attacker = tab(key_of(planted))
+    await attacker.connect()
+    await receive(attacker)
+    victim = AsyncClient()
+    victim.cookies[COOKIE] = key_of(planted)
+    await victim.get("/")
+    victim.cookies["csrftoken"] = planted.cookies["csrftoken"].value
+    response = await victim.post(
+        "/login/submit/", {"username": "victim", "password": "pin1234"}, headers=token(planted)
+    )
+    assert response.status_code == 302
+    await put(victim, "pin", "1234")
+    heard = [json.loads(await attacker.receive_from(timeout=3))]
+    await closed_to_reconnect(attacker)
+    assert heard == [{"type": "session.rotated"}]
+    again = tab(key_of(planted))
     await again.connect()
-    assert (await receive(again))["type"] == "session.snapshot"
-    await put(client, "after", 1)
-    assert (await receive(again))["changes"] == [{"op": "set", "key": "after", "value": 1}]
-    await again.disconnect()
+    assert await receive(again) == {"type": "session.ended"}
+    assert await again.receive_output(timeout=3) == {"type": "websocket.close", "code": 4404}
 
 
 # --- headers and cookies ----------------------------------------------------------------

@@ -32,8 +32,8 @@ RESYNC_BURST, RESYNC_RATE = 50, 5.0
 CLOSE_NO_SESSION = 4404
 CLOSE_FORBIDDEN = 4403
 CLOSE_TOO_MANY_TABS = 4429
-# The session moved on (rotated or flushed again) faster than this socket could
-# follow: the page reconnects, and the browser's cookie leads it to the session.
+# The session left the key this socket's cookie named (rotated, flushed,
+# deleted or expired): the client reconnects, and its cookie decides what it sees.
 CLOSE_MOVED = 4307
 # 1009 ("message too big") is the protocol layer's code: daphne's autobahn lets an
 # application close only with 1000 or 3000-4999, and turns 1009 into a crash (1011).
@@ -90,20 +90,19 @@ class SessionConsumer(AsyncWebsocketConsumer):
             return
         mirror = await self.hub.attach(self, session_digest) if session_digest else None
         if mirror is None:
-            await self.show_ended(followed=False)
+            if self.json_mode:
+                await self._send_json({"type": events.ENDED})
+            else:
+                await self._send_html(None, only="final")
             await self.close(code=CLOSE_NO_SESSION)
             return
-        await self.attached(mirror)
+        metrics.counters.sockets += 1
+        self.mirror = mirror
         if self.counts_as_tab:
             mirror.present = await presence.join(mirror.digest, self.label)
         await self.show_snapshot(mirror)
         if self.counts_as_tab:
             await events.publish_presence(mirror.digest, *mirror.present)
-
-    async def attached(self, mirror: Mirror) -> None:
-        if self.mirror is None:
-            metrics.counters.sockets += 1
-        self.mirror = mirror
 
     async def disconnect(self, code: int) -> None:
         mirror, self.mirror = self.mirror, None
@@ -157,22 +156,13 @@ class SessionConsumer(AsyncWebsocketConsumer):
         if not self.json_mode:
             await self._send_html(mirror, only="tabs")
 
-    async def show_ended(self, followed: bool) -> None:
-        if self.mirror is not None and not followed:
+    async def session_gone(self, rotated: bool) -> None:
+        # The hub has already let go of this tab (and its presence).
+        if self.mirror is not None:
             self.mirror = None
             metrics.counters.sockets -= 1
         if self.json_mode:
-            await self._send_json({"type": events.ENDED})
-        else:
-            await self._send_html(None, only="followed" if followed else "final")
-
-    async def show_rotated(self) -> None:
-        if self.json_mode:
-            await self._send_json({"type": events.ROTATED})
-
-    async def lost_track(self) -> None:
-        self.mirror = None
-        metrics.counters.sockets -= 1
+            await self._send_json({"type": events.ROTATED if rotated else events.ENDED})
         await self.close(code=CLOSE_MOVED)
 
     async def _send_json(self, message: dict[str, Any]) -> None:

@@ -193,12 +193,13 @@ async def publish_changed(digest: str, event: dict[str, Any]) -> None:
     await _send(digest, event)
 
 
-async def publish_rotated(digest: str, new_digest: str) -> None:
-    await _send(digest, {"type": ROTATED, "next": new_digest})
+async def publish_rotated(digest: str) -> None:
+    # No successor travels with it: listeners follow cookies, never the server.
+    await _send(digest, {"type": ROTATED})
 
 
-async def publish_ended(digest: str, new_digest: str | None = None) -> None:
-    await _send(digest, {"type": ENDED, "next": new_digest})
+async def publish_ended(digest: str) -> None:
+    await _send(digest, {"type": ENDED})
 
 
 async def publish_presence(digest: str, tabs: int, labels: tuple[str, ...] = ()) -> None:

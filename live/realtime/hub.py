@@ -37,13 +37,9 @@ class Tab(Protocol):
 
     async def show_tabs(self, mirror: Mirror) -> None: ...
 
-    async def show_ended(self, followed: bool) -> None: ...
-
-    async def show_rotated(self) -> None: ...
-
-    async def lost_track(self) -> None: ...
-
-    async def attached(self, mirror: Mirror) -> None: ...
+    async def session_gone(self, rotated: bool) -> None:
+        """The session is no longer under this key (rotated, flushed, deleted, expired)."""
+        ...
 
 
 @dataclass(eq=False)
@@ -69,6 +65,8 @@ class Hub:
         self.mirrors: dict[str, Mirror] = {}
         self._opening: dict[str, asyncio.Future[None]] = {}
         self._listener: asyncio.Task[None] | None = None
+        # Tabs of a fresh process open at once; only one of them may start the listener.
+        self._starting = asyncio.Lock()
 
     # --- tabs come and go -----------------------------------------------------------
 
@@ -118,9 +116,15 @@ class Hub:
     # --- the one listener of this process -----------------------------------------------
 
     async def _listen(self) -> None:
-        if self._listener is None or self._listener.done():
+        async with self._starting:
+            if self._listener is not None and not self._listener.done():
+                return
             self.channel = await self.layer.new_channel(prefix=events.HUB_CHANNEL)
             self._listener = asyncio.ensure_future(self._run())
+            # A listener started again (its task ended) joins the groups of the
+            # sessions it already follows under its new channel.
+            for digest in self.mirrors:
+                await self.layer.group_add(events.group_name(digest), self.channel)
 
     async def _run(self) -> None:
         assert self.channel is not None
@@ -142,12 +146,8 @@ class Hub:
         elif kind == events.PRESENCE:
             mirror.present = presence.Presence(event["tabs"], tuple(event.get("labels", ())))
             await self._each(mirror, lambda tab: tab.show_tabs(mirror))
-        elif kind == events.ROTATED:
-            await self._each(mirror, lambda tab: tab.show_rotated())
-            await self._move(mirror, event["next"])
-        elif kind == events.ENDED:
-            await self._each(mirror, lambda tab: tab.show_ended(bool(event.get("next"))))
-            await self._move(mirror, event.get("next"))
+        elif kind in (events.ROTATED, events.ENDED):
+            await self._end(mirror, rotated=kind == events.ROTATED)
         elif kind == events.STALE:
             await self.resync(mirror)
 
@@ -180,8 +180,7 @@ class Hub:
         """Read the session again; show it to one tab, or to all of them."""
         snapshot = await session_store().aread(mirror.digest)
         if snapshot is None:
-            await self._each(mirror, lambda tab: tab.show_ended(False))
-            await self._drop(mirror)
+            await self._end(mirror, rotated=False)
             return
         changed = snapshot.version != mirror.snapshot.version
         mirror.snapshot = snapshot
@@ -193,33 +192,23 @@ class Hub:
         else:
             await self._each(mirror, lambda tab: tab.show_snapshot(mirror))
 
-    async def _drop(self, mirror: Mirror) -> None:
-        """The session is gone and has no successor: its tabs follow nothing."""
-        tabs = [tab for tab in mirror.listeners if tab.counts_as_tab]
+    async def _end(self, mirror: Mirror, rotated: bool) -> None:
+        """The session left this key: its tabs stop following it.
+
+        The hub never moves a tab to another key, not even the successor of a
+        rotation: a socket holds only what its own cookie holds. Each tab
+        reconnects, and the browser's current cookie decides what it sees.
+        """
+        tabs = list(mirror.listeners)
         mirror.listeners.clear()
         await self._close(mirror)
         for tab in tabs:
-            await presence.leave(mirror.digest, tab.label)
-
-    async def _move(self, mirror: Mirror, new_digest: str | None) -> None:
-        """Follow a session to its successor (a cycled key or a flush)."""
-        listeners = list(mirror.listeners)
-        await self._drop(mirror)
-        if new_digest is None:
-            return
-        for tab in listeners:
-            successor = await self.attach(tab, new_digest)
-            if successor is None:
-                # It moved on again before this process caught up; the tab
-                # reconnects and the cookie leads it to the current session.
-                await tab.lost_track()
-                continue
-            if tab.counts_as_tab:
-                successor.present = await presence.join(new_digest, tab.label)
-            await tab.show_snapshot(successor)
-            await tab.attached(successor)
-        if new_digest in self.mirrors:
-            await events.publish_presence(new_digest, *self.mirrors[new_digest].present)
+            try:
+                if tab.counts_as_tab:
+                    await presence.leave(mirror.digest, tab.label)
+                await tab.session_gone(rotated)
+            except Exception:
+                logger.exception("Could not end a tab")
 
     # --- expiry: nobody writes when a session dies of age, so the hub watches -----------
 

@@ -338,15 +338,15 @@ class LiveSessionBase(SessionBase):
 
     def cycle_key(self) -> None:
         self._data()
-        old, new = self._rekey(keep_data=True)
+        old, _ = self._rekey(keep_data=True)
         if old:
-            events.publish_from_sync(events.publish_rotated, old, new)
+            events.publish_from_sync(events.publish_rotated, old)
 
     async def acycle_key(self) -> None:
         await self._adata()
-        old, new = await self._arekey(keep_data=True)
+        old, _ = await self._arekey(keep_data=True)
         if old:
-            await events.publish_rotated(old, new)
+            await events.publish_rotated(old)
 
     # --- the outside view -------------------------------------------------------
 

@@ -31,12 +31,17 @@
     return v === null || v === undefined ? null : parseInt(v, 10);
   }
 
-  // Pushes and HTTP answers race; never let an older version replace a newer one.
+  // Pushes and HTTP answers race; never let an older version of the same
+  // session replace a newer one. Another session (after a login, a logout or
+  // a flush) starts its versions afresh, and always replaces the old one.
   document.addEventListener("htmx:oobBeforeSwap", function (evt) {
     var incoming = evt.detail.fragment && evt.detail.fragment.firstElementChild;
+    var target = evt.detail.target;
+    var same = incoming && target && incoming.getAttribute &&
+      incoming.getAttribute("data-session-id") === target.getAttribute("data-session-id");
     var next = versionOf(incoming);
-    var current = versionOf(evt.detail.target);
-    if (next !== null && current !== null && next < current) {
+    var current = versionOf(target);
+    if (same && next !== null && current !== null && next < current) {
       evt.detail.shouldSwap = false;
     }
   });
@@ -49,29 +54,62 @@
     }
   }
 
-  document.addEventListener("htmx:wsOpen", function () { setStatus("live", "open"); });
+  // A new socket: re-process a fresh copy of the element that holds it. The
+  // server sends what the browser's cookie holds now.
+  function reconnect() {
+    var live = document.getElementById("live");
+    if (!live || !live.hasAttribute("ws-connect")) { return; }
+    var fresh = live.cloneNode(true);
+    live.replaceWith(fresh);
+    htmx.process(fresh);
+  }
+
+  // Tabs of one browser share its cookie. When one of them may have started a
+  // session (a page load, a write, a login), it tells the others, and a tab
+  // whose session has ended reconnects to find the browser's current one.
+  var ended = false;
+  var tabs = "BroadcastChannel" in window ? new BroadcastChannel("live-session") : null;
+  function announce() {
+    if (tabs) { tabs.postMessage("session"); }
+  }
+  if (tabs) {
+    tabs.onmessage = function () {
+      if (ended) { reconnect(); }
+    };
+  }
+  document.addEventListener("DOMContentLoaded", announce);
+  document.addEventListener("htmx:afterRequest", function (evt) {
+    if (!evt.detail.successful) { return; }
+    announce();
+    if (ended) { reconnect(); }
+  });
+
+  document.addEventListener("htmx:wsOpen", function () {
+    ended = false;
+    setStatus("live", "open");
+  });
   document.addEventListener("htmx:wsClose", function (evt) {
     var code = evt.detail.event.code;
     setStatus("reconnecting…", "closed");
     if ([1006, 1011, 1012, 1013].indexOf(code) >= 0) {
       return; // htmx reconnects these by itself
     }
-    // Refusals that a retry cannot fix: no session, not allowed, too many
-    // tabs, a message too big. Anything else gets a fresh socket.
-    var refused = {4403: "not allowed", 4404: "no session", 4429: "too many tabs", 4009: "refused"};
+    if (code === 4404) {
+      // This browser holds no session now: wait until a tab starts one.
+      ended = true;
+      setStatus("no session", "ended");
+      return;
+    }
+    // Refusals that a retry cannot fix: not allowed, too many tabs, a message too big.
+    var refused = {4403: "not allowed", 4429: "too many tabs", 4009: "refused"};
     if (refused[code]) {
       setStatus(refused[code], "ended");
       return;
     }
-    // Anything else (an idle timeout's 1000, a proxy's 1001): start a new
-    // socket by re-processing a fresh copy of the element that holds it.
-    setTimeout(function () {
-      var live = document.getElementById("live");
-      if (!live) { return; }
-      var fresh = live.cloneNode(true);
-      live.replaceWith(fresh);
-      htmx.process(fresh);
-    }, 500);
+    // The session left this key (4307: a login, a logout, a flush, a key
+    // cycled), or an idle timeout's 1000, a proxy's 1001: a fresh socket
+    // follows the cookie, once the answer that changed it has set it.
+    setTimeout(reconnect, 300);
   });
 
   function human(seconds) {
@@ -81,8 +119,6 @@
     return (h ? h + " h " : "") + (h || m ? m + " min " : "") + s + " s";
   }
 
-  // Versions keep growing across a flush or a key rotation (the engine
-  // carries them over), so the guard above holds for successor sessions too.
   setInterval(function () {
     var now = Date.now();
     document.querySelectorAll("[data-expires-at]").forEach(function (el) {
