@@ -317,3 +317,46 @@ def test_scale_out_browser_tab_on_one_process_sees_an_edit_through_the_other(
         expect(watcher.value("color")).to_have_text(shown("green"), timeout=WAIT_MS)
     finally:
         context.close()
+
+
+def test_scale_out_no_tab_goes_deaf_when_many_connect_at_once_to_fresh_processes(
+    fresh_postgres: str, redis_url: str, cluster: Start
+):
+    # Many tabs of many sessions opening at once on processes that have none
+    # yet all start at the hub: it must listen on one channel, and every tab
+    # hear its session's change.
+    servers = cluster(2, DATABASE_URL=fresh_postgres, REDIS_URL=redis_url)
+
+    async def run() -> int:
+        visitors = [Visitor() for _ in range(10)]
+        try:
+            await asyncio.gather(*(visitor.open(servers[0]) for visitor in visitors))
+            opening = [visitors[n % 10].tab(servers[n % 2]) for n in range(100)]
+            tabs = await asyncio.gather(*opening)
+            snapshots = await asyncio.gather(
+                *(until(tab, lambda m: m["type"] == "session.snapshot") for tab in tabs)
+            )
+            for visitor in visitors:
+                assert (await visitor.put(servers[1], "heard", True))[0] == 200
+
+            async def hears(tab: aiohttp.ClientWebSocketResponse, version: int) -> bool:
+                try:
+                    await until(tab, lambda m: m.get("version") == version, timeout=PROMPT)
+                except pytest.fail.Exception:
+                    return False
+                return True
+
+            heard = await asyncio.gather(
+                *(
+                    hears(tab, snap["version"] + 1)
+                    for tab, snap in zip(tabs, snapshots, strict=True)
+                )
+            )
+            await asyncio.gather(*(tab.close() for tab in tabs))
+            return heard.count(False)
+        finally:
+            await asyncio.gather(*(visitor.close() for visitor in visitors))
+
+    deaf = asyncio.run(run())
+    print(f"\n100 tabs of 10 sessions connecting at once to 2 fresh processes: {deaf} deaf")
+    assert deaf == 0
