@@ -18,6 +18,7 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.sessions import CookieMiddleware  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 
+from live.http.gate import SessionWriteGate  # noqa: E402
 from live.realtime.origin import SameOriginValidator  # noqa: E402
 from live.realtime.routing import websocket_urlpatterns  # noqa: E402
 
@@ -25,7 +26,8 @@ application = ProtocolTypeRouter(
     {
         # Serves htmx and the page's script from the apps' static folders, so
         # `daphne asgi_config.asgi:application` needs no collectstatic or CDN.
-        "http": ASGIStaticFilesHandler(django_asgi_app),
+        # A session's writes take turns (live.http.gate), so one flood cannot hold the loop.
+        "http": SessionWriteGate(ASGIStaticFilesHandler(django_asgi_app)),
         # Sockets only from the site's own origin: scheme, host and port.
         "websocket": SameOriginValidator(CookieMiddleware(URLRouter(websocket_urlpatterns))),
     }

@@ -52,7 +52,7 @@ async def ensure(session: SessionBase) -> None:
 def _limited(
     action: Callable[Concatenate[SessionBase, P], Awaitable[str]],
 ) -> Callable[Concatenate[SessionBase, P], Awaitable[str]]:
-    """Refuse a write beyond the session's rate, and make a flood of them take turns."""
+    """Refuse a write beyond the session's rate (the site's ASGI gate makes floods take turns)."""
 
     @wraps(action)
     async def limited(session: SessionBase, *args: P.args, **kwargs: P.kwargs) -> str:
@@ -61,13 +61,7 @@ def _limited(
             return await action(session, *args, **kwargs)
         if not limits.allow_write(digest):
             raise Invalid("Too many writes to this session; slow down and try again.", 429)
-        try:
-            async with limits.writing(digest):
-                return await action(session, *args, **kwargs)
-        except limits.Busy:
-            raise Invalid(
-                "Too many writes to this session are waiting; slow down and try again.", 429
-            ) from None
+        return await action(session, *args, **kwargs)
 
     return limited
 

@@ -1,0 +1,66 @@
+"""ASGI middleware: a session's writes take turns before Django sees them.
+
+A client that opens many connections to one session gets as many turns of
+the event loop as it has requests in progress, so its flood would slow every
+other session's requests. Here each unsafe request of a session (by its
+cookie) takes one of the session's write slots (see live.limits.writing)
+before any of Django's work: a few run at once, the rest wait without using
+the loop, and beyond the queue the request is refused with 429 at once.
+"""
+
+from __future__ import annotations
+
+import json
+from http.cookies import SimpleCookie
+from typing import Any
+
+from django.conf import settings
+
+from live import limits
+from live.sessions.keys import digest
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
+BUSY = "Too many writes to this session are waiting; slow down and try again."
+
+
+def _session_key(scope: dict[str, Any]) -> str | None:
+    for name, value in scope.get("headers", ()):
+        if name == b"cookie":
+            cookie = SimpleCookie()
+            try:
+                cookie.load(bytes(value).decode("latin-1"))
+            except Exception:
+                return None
+            morsel = cookie.get(settings.SESSION_COOKIE_NAME)
+            return morsel.value if morsel is not None and morsel.value else None
+    return None
+
+
+class SessionWriteGate:
+    """Wrap an ASGI HTTP application so that one session's writes take turns."""
+
+    def __init__(self, application: Any) -> None:
+        self.application = application
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
+        if scope["type"] != "http" or scope.get("method") in SAFE_METHODS:
+            return await self.application(scope, receive, send)
+        key = _session_key(scope)
+        if key is None:
+            return await self.application(scope, receive, send)
+        try:
+            slot = limits.writing(digest(key))
+            await slot.__aenter__()
+        except limits.Busy:
+            return await _refuse(send)
+        try:
+            return await self.application(scope, receive, send)
+        finally:
+            await slot.__aexit__(None, None, None)
+
+
+async def _refuse(send: Any) -> None:
+    body = json.dumps({"error": BUSY}).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": 429, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
