@@ -305,20 +305,6 @@ def test_scale_out_tab_count_and_labels_span_processes_and_dead_ones_stop_counti
 
 
 @pytest.mark.browser
-def test_scale_out_browser_tab_on_one_process_sees_an_edit_through_the_other(
-    fresh_postgres: str, redis_url: str, cluster: Start, browser: Browser
-):
-    first, second = cluster(2, DATABASE_URL=fresh_postgres, REDIS_URL=redis_url)
-    context = browser.new_context()
-    try:
-        # Cookies belong to the host, not the port: both tabs share one session.
-        editor, watcher = Tab(context.new_page(), first), Tab(context.new_page(), second)
-        editor.add("color", "green")
-        expect(watcher.value("color")).to_have_text(shown("green"), timeout=WAIT_MS)
-    finally:
-        context.close()
-
-
 def test_scale_out_no_tab_goes_deaf_when_many_connect_at_once_to_fresh_processes(
     fresh_postgres: str, redis_url: str, cluster: Start
 ):
@@ -360,3 +346,17 @@ def test_scale_out_no_tab_goes_deaf_when_many_connect_at_once_to_fresh_processes
     deaf = asyncio.run(run())
     print(f"\n100 tabs of 10 sessions connecting at once to 2 fresh processes: {deaf} deaf")
     assert deaf == 0
+
+
+def test_scale_out_browser_tab_on_one_process_sees_an_edit_through_the_other(
+    fresh_postgres: str, redis_url: str, cluster: Start, browser: Browser
+):
+    first, second = cluster(2, DATABASE_URL=fresh_postgres, REDIS_URL=redis_url)
+    context = browser.new_context()
+    try:
+        # Cookies belong to the host, not the port: both tabs share one session.
+        editor, watcher = Tab(context.new_page(), first), Tab(context.new_page(), second)
+        editor.add("color", "green")
+        expect(watcher.value("color")).to_have_text(shown("green"), timeout=WAIT_MS)
+    finally:
+        context.close()
