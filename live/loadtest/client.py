@@ -5,11 +5,19 @@ A user is what one person with a browser would be: a cookie jar of its own
 and sent back as X-CSRFToken with same-origin Origin and Referer headers, and
 `tabs` WebSockets on the `session.json` subprotocol. It runs `concurrency`
 request loops on that one session, like tabs that each edit.
+
+A user keeps going through a server restart: a request refused at connect
+is counted as an error of kind "connect" (and, in a closed loop, the next one
+waits as a reconnecting tab does), its tabs reconnect by themselves, and the
+final read is tried again until --timeout before the session's keys are
+declared unverifiable.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
 import json
 import random
 from bisect import bisect
@@ -21,11 +29,10 @@ import aiohttp
 from yarl import URL
 
 from live.loadtest.config import CSRF_COOKIE, KEY_PATH, SESSION_PATH, SOCKET_PATH, Config
-from live.loadtest.model import Consistency, SessionModel
+from live.loadtest.model import ABSENT, Consistency, SessionModel
 from live.loadtest.schedule import Schedule
 from live.loadtest.stats import Stats
-from live.loadtest.tab import SetupError, Tab
-from live.realtime import events
+from live.loadtest.tab import SetupError, Tab, retry_delay
 
 
 def _error_kind(exc: BaseException) -> str:
@@ -35,6 +42,8 @@ def _error_kind(exc: BaseException) -> str:
         return "connect"
     if isinstance(exc, aiohttp.ServerDisconnectedError):
         return "disconnected"
+    if isinstance(exc, aiohttp.ClientOSError) and exc.errno == errno.ECONNRESET:
+        return "reset"
     if isinstance(exc, ValueError | KeyError | TypeError):
         return "bad answer"
     return type(exc).__name__
@@ -63,6 +72,7 @@ class User:
         # domain or path matching; Secure cookies are sent over plain HTTP too, as
         # browsers do for localhost, so a server with DEBUG off can be tested locally.
         self.cookies: dict[str, str] = {}
+        self._cookie_set = asyncio.Event()
         self.headers = {
             "Origin": self.origin,
             "Referer": base + "/",
@@ -74,7 +84,15 @@ class User:
             cookie_jar=aiohttp.DummyCookieJar(),
             timeout=aiohttp.ClientTimeout(total=config.timeout),
         )
+        # aiohttp sends a PUT or DELETE again, unseen, when a kept-alive connection drops
+        # under it; if the server died after applying the first, the second's "connection
+        # refused" would pass for a write that never happened. Every attempt is reported.
+        self.http._retry_connection = False
         self.rng = random.Random(config.seed * 1_000_003 + index)
+        # Retry jitter from its own generator: outages must not change the operations drawn.
+        self.jitter = random.Random(config.seed * 1_000_003 + index + 1)
+        # Requests in a row refused at connect (the server is down).
+        self.refused = 0
         self.tabs: list[Tab] = []
         self.listeners: list[asyncio.Task[None]] = []
         self.slot = 0
@@ -105,21 +123,20 @@ class User:
         ws_url = URL(base + SOCKET_PATH)
         ws_url = ws_url.with_scheme("wss" if ws_url.scheme == "https" else "ws")
         for _ in range(self.config.tabs):
-            ws = await self.http.ws_connect(
-                ws_url,
-                protocols=(events.JSON_SUBPROTOCOL,),
-                origin=self.origin,
-                headers={"Cookie": self.headers["Cookie"]},
-                max_msg_size=0,
-            )
-            if ws.protocol != events.JSON_SUBPROTOCOL:
-                await ws.close()
-                raise SetupError(f"{ws_url} did not accept the {events.JSON_SUBPROTOCOL} protocol")
-            tab = Tab(ws, self.stats.push)
+            rng = random.Random(self.jitter.random())
+            push, timeout = self.stats.push, self.config.timeout
+            tab = Tab(self.http, ws_url, self.origin, self, push, rng, timeout)
             self.tabs.append(tab)
             async with asyncio.timeout(self.config.timeout):
-                await tab.first_snapshot()
-            self.listeners.append(asyncio.create_task(tab.listen()))
+                await tab.open()
+            self.listeners.append(asyncio.create_task(tab.follow()))
+
+    def cookie_header(self) -> str:
+        return self.headers.get("Cookie", "")
+
+    async def cookie_change(self, since: str) -> None:
+        while self.cookie_header() == since:
+            await self._cookie_set.wait()
 
     async def _session_state(self) -> tuple[int, dict[str, Any]]:
         async with self.http.get(self.session_url, headers=self.headers) as response:
@@ -145,6 +162,9 @@ class User:
             elif open_loop and -delay > stats.max_lag:
                 stats.max_lag = -delay
             await self._one(due)
+            if self.refused and not open_loop:
+                # The server is down: knock again as a reconnecting tab would, not in a spin.
+                await asyncio.sleep(retry_delay(self.refused - 1, self.jitter))
 
     async def _one(self, due: float) -> None:
         name = self.operations[bisect(self.weights, self.rng.random() * self.weights[-1])]
@@ -183,6 +203,7 @@ class User:
         except (TimeoutError, aiohttp.ClientError, ValueError) as exc:
             result = _error_kind(exc)
         stats.latency.record(perf_counter() - due)
+        self.refused = self.refused + 1 if result == "connect" else 0
         if result.__class__ is int:
             if result == 404 and name in ("get", "delete"):
                 stats.misses += 1
@@ -206,18 +227,21 @@ class User:
         if changed:
             self.headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
             self.headers["X-CSRFToken"] = self.cookies.get(CSRF_COOKIE, "")
+            # Wake the tabs waiting for a new cookie; later waits take a fresh event.
+            self._cookie_set.set()
+            self._cookie_set = asyncio.Event()
 
-    def _acked(self, version: int, sent: float) -> None:
-        now = perf_counter()
+    def _acked(self, version: int, sent: float, at: float) -> None:
         for tab in self.tabs:
-            tab.expect(version, now, sent)
+            tab.expect(version, at, sent)
 
-    def _failed(self, result: Any, key: str | None) -> None:
-        # A 4xx changed nothing; anything else (5xx, timeout, garbled answer) might have.
-        if result.__class__ is int and 400 <= result < 500:
+    def _failed(self, result: Any, key: str | None, value: Any, sent: float) -> None:
+        # A 4xx changed nothing, nor did a request that found no server to connect to;
+        # anything else (5xx, timeout, dropped connection, garbled answer) might have.
+        if (result.__class__ is int and 400 <= result < 500) or result == "connect":
             self.model.write_refused()
         else:
-            self.model.write_unknown(key)
+            self.model.write_unknown(key, value, sent)
 
     async def _set(self, index: int, due: float) -> bool:
         self.writes += 1
@@ -226,34 +250,37 @@ class User:
         value = token + "x" * (self.config.value_size - 2 - len(token))
         body = b'"' + value.encode() + b'"'
         result, sent = await self._call("set", "PUT", self.key_urls[index], due, body)
+        at = perf_counter()
         try:
             version = result["version"]
-            self.model.set_acked(self.keys[index], value, version)
+            self.model.set_acked(self.keys[index], value, version, at)
         except (TypeError, KeyError):
-            self._failed(result, self.keys[index])
+            self._failed(result, self.keys[index], value, sent)
             return False
-        self._acked(version, sent)
+        self._acked(version, sent, at)
         return True
 
     async def _delete(self, index: int, due: float) -> None:
         result, sent = await self._call("delete", "DELETE", self.key_urls[index], due, None)
+        at = perf_counter()
         try:
             version = result["version"]
-            self.model.delete_acked(self.keys[index], version)
+            self.model.delete_acked(self.keys[index], version, at)
         except (TypeError, KeyError):
-            self._failed(result, self.keys[index])
+            self._failed(result, self.keys[index], ABSENT, sent)
             return
-        self._acked(version, sent)
+        self._acked(version, sent, at)
 
     async def _clear(self, due: float) -> None:
         result, sent = await self._call("clear", "DELETE", self.session_url, due, None)
+        at = perf_counter()
         try:
             version = result["version"]
-            self.model.clear_acked(version, result["data"])
+            self.model.clear_acked(version, result["data"], at)
         except (TypeError, KeyError):
-            self._failed(result, None)
+            self._failed(result, None, ABSENT, sent)
             return
-        self._acked(version, sent)
+        self._acked(version, sent, at)
 
     async def _get(self, index: int, due: float) -> None:
         floor = self.model.read_started()
@@ -267,11 +294,32 @@ class User:
 
     async def verify(self) -> None:
         """Compare the server's final state with the model and with every tab."""
-        version, data = await self._session_state()
+        try:
+            version, data = await self._final_state()
+        except (TimeoutError, aiohttp.ClientError, OSError, SetupError, ValueError, KeyError):
+            self.model.unread()
+            return
         self.model.final(version, data)
+        # A tab whose socket dropped near the end gets --drain to come back and catch up.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self.config.drain):
+                await asyncio.gather(*(tab.reach(version) for tab in self.tabs))
         for tab in self.tabs:
-            if tab.version != version or tab.data != data:
+            if tab.ended:
+                self.consistency.tabs_ended += 1
+            elif tab.version != version or tab.data != data:
                 self.consistency.tabs_diverged += 1
+
+    async def _final_state(self) -> tuple[int, dict[str, Any]]:
+        """GET /api/session, tried again until --timeout while the server is away."""
+        attempt = 0
+        async with asyncio.timeout(self.config.timeout):
+            while True:
+                try:
+                    return await self._session_state()
+                except (TimeoutError, aiohttp.ClientError, OSError, SetupError):
+                    await asyncio.sleep(retry_delay(attempt, self.jitter))
+                    attempt += 1
 
     async def close(self) -> None:
         for tab in self.tabs:
@@ -280,5 +328,5 @@ class User:
             listener.cancel()
         await asyncio.gather(*self.listeners, return_exceptions=True)
         for tab in self.tabs:
-            await tab.ws.close()
+            await tab.close()
         await self.http.close()

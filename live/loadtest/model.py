@@ -4,11 +4,19 @@ The server answers every write with the session version it produced, and
 versions order all writes to one session whatever order the answers arrive
 in. So the state of a key at version V is the last acknowledged event on it
 at or below V: a set, a delete, or a clear (whose answer carries the whole
-session). A write that failed without an answer may or may not have happened,
-so the keys it touched are left out of every check ("unverifiable").
+session). A write refused before it reached the server (connection refused)
+changed nothing. A write that got no answer (a timeout, a dropped connection,
+a 5xx) may or may not have happened, and is kept with the time it was sent.
 
-Checks: the final GET /api/session must hold exactly the latest acknowledged
-state (else a write or a delete was lost); each GET of a key must not be older
+Checks: the final GET /api/session must hold the latest acknowledged state of
+every key, or else a value that a write without an answer explains: its
+value, or absence after a delete or clear. Such a write landed after every
+acknowledged write to the key only if it was sent after all their answers
+came; then the key is verified. Otherwise the final state cannot tell an
+acknowledged write lost from one overwritten by the unanswered write, and the
+key is counted as unverifiable, as are the keys of a session whose final read
+failed; a run with any of those proves nothing about them and fails. Any
+other difference is a lost write or delete. Each GET of a key must not be older
 than a write already acknowledged (stale read), and must hold the value the
 history gives for the version it reports (inconsistent read). Reads are
 checked when no write of the session is in flight, so the history up to their
@@ -42,18 +50,28 @@ class Consistency:
     """Counts of everything the model found wrong, summed over sessions."""
 
     sessions: int = 0
+    acked_writes: int = 0
     verified_keys: int = 0
     lost_sets: int = 0
     lost_deletes: int = 0
     stale_reads: int = 0
     inconsistent_reads: int = 0
-    unverifiable_keys: int = 0
+    # Keys whose check the final state cannot decide, and sessions whose final read failed.
+    undecided_keys: int = 0
+    unread_sessions: int = 0
+    unread_keys: int = 0
     tabs_diverged: int = 0
+    # Tabs closed by the server because their session ended (4404): not compared.
+    tabs_ended: int = 0
     samples: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def lost_writes(self) -> int:
         return self.lost_sets + self.lost_deletes
+
+    @property
+    def unverifiable_keys(self) -> int:
+        return self.undecided_keys + self.unread_keys
 
     def note(self, kind: str, user: int, key: str, expected: Any, found: Any, version: int) -> None:
         if len(self.samples) < MAX_SAMPLES:
@@ -71,13 +89,17 @@ class Consistency:
     def merge(self, other: Consistency) -> None:
         for name in (
             "sessions",
+            "acked_writes",
             "verified_keys",
             "lost_sets",
             "lost_deletes",
             "stale_reads",
             "inconsistent_reads",
-            "unverifiable_keys",
+            "undecided_keys",
+            "unread_sessions",
+            "unread_keys",
             "tabs_diverged",
+            "tabs_ended",
         ):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.samples.extend(other.samples[: max(0, 2 * MAX_SAMPLES - len(self.samples))])
@@ -106,8 +128,13 @@ class SessionModel:
         self.writes_in_flight = 0
         self._read_floors: Counter[int] = Counter()
         self._reads: list[tuple[str, Any, int, int]] = []
-        self._unknown: set[str] = set()
-        self._unknown_all = False
+        # When the last acknowledged write to each key, and the last clear, was answered
+        # (perf_counter): the server applied them before then.
+        self._answered: dict[str, float] = {}
+        self._cleared = float("-inf")
+        # Writes without an answer: (value or ABSENT, when sent) per key, and clears' send times.
+        self._unknown: dict[str, list[tuple[Any, float]]] = {}
+        self._unknown_clears: list[float] = []
         # Events recorded since the last compaction: cheaper to test than every list.
         self._recorded = 0
 
@@ -120,32 +147,41 @@ class SessionModel:
     def write_started(self) -> None:
         self.writes_in_flight += 1
 
-    def set_acked(self, key: str, value: Any, version: int) -> None:
+    def set_acked(self, key: str, value: Any, version: int, at: float) -> None:
+        """A set answered at `at` (perf_counter) with `version`."""
         self.history.setdefault(key, []).append((version, value))
+        self._answered[key] = max(self._answered.get(key, at), at)
         self._acked(version)
 
-    def delete_acked(self, key: str, version: int) -> None:
+    def delete_acked(self, key: str, version: int, at: float) -> None:
         self.history.setdefault(key, []).append((version, ABSENT))
+        self._answered[key] = max(self._answered.get(key, at), at)
         self._acked(version)
 
-    def clear_acked(self, version: int, data: dict[str, Any]) -> None:
+    def clear_acked(self, version: int, data: dict[str, Any], at: float) -> None:
         self.snapshots.append((version, data))
+        self._cleared = max(self._cleared, at)
         self._acked(version)
 
     def write_refused(self) -> None:
-        """A 4xx answer: by the contract the write changed nothing."""
+        """A 4xx answer, or no connection at all: the write changed nothing."""
         self._done()
 
-    def write_unknown(self, key: str | None) -> None:
-        """No usable answer (timeout, 5xx): the write may have happened. None means a clear."""
+    def write_unknown(self, key: str | None, value: Any, sent: float) -> None:
+        """No usable answer (timeout, dropped connection, 5xx): the write may have happened.
+
+        `key` None means a clear; `value` is what a set wrote, ABSENT for a delete;
+        `sent` is when the request left (perf_counter).
+        """
         if key is None:
-            self._unknown_all = True
+            self._unknown_clears.append(sent)
         else:
-            self._unknown.add(key)
+            self._unknown.setdefault(key, []).append((value, sent))
         self._done()
 
     def _acked(self, version: int) -> None:
         self.acked = max(self.acked, version)
+        self.result.acked_writes += 1
         self._recorded += 1
         self._done()
 
@@ -199,7 +235,7 @@ class SessionModel:
     # --- the expected state -------------------------------------------------------
 
     def _unknowable(self, key: str) -> bool:
-        return self._unknown_all or key in self._unknown
+        return bool(self._unknown_clears) or key in self._unknown
 
     def state(self, key: str, version: int | None = None) -> Any:
         """The key's value at `version` (default: the latest), or ABSENT."""
@@ -213,6 +249,22 @@ class SessionModel:
                 best_version, best = at, data.get(key, ABSENT)
         return best
 
+    def explained(self, key: str, found: Any) -> bool | None:
+        """Whether a write without an answer explains `found`: True when it landed after
+        every acknowledged write to the key, None when it may have landed before one
+        (undecidable), False when none explains it."""
+        sent = [at for value, at in self._unknown.get(key, ()) if value is found or value == found]
+        if found is ABSENT:
+            sent += self._unknown_clears
+        if not sent:
+            return False
+        answered = max(self._answered.get(key, float("-inf")), self._cleared)
+        return True if max(sent) > answered else None
+
+    def keys(self) -> set[str]:
+        """Every key the model knows of: written, deleted, or in a whole-session state."""
+        return set(self.history).union(*(snapshot for _, snapshot in self.snapshots))
+
     def final(self, version: int, data: dict[str, Any]) -> None:
         """Compare the server's final state with every acknowledged write."""
         self._settle()
@@ -221,16 +273,29 @@ class SessionModel:
         if version < self.acked:
             result.stale_reads += 1
             result.note("stale final read", self.user, "*", self.acked, version, version)
-        keys = set(self.history).union(data, *(snapshot for _, snapshot in self.snapshots))
-        for key in sorted(keys):
-            if self._unknowable(key):
-                result.unverifiable_keys += 1
+        for key in sorted(self.keys().union(data)):
+            expected, found = self.state(key), data.get(key, ABSENT)
+            if found is expected or found == expected:
+                result.verified_keys += 1
+                continue
+            explained = self.explained(key, found)
+            if explained is None:
+                result.undecided_keys += 1
+                result.note("unverifiable", self.user, key, expected, found, version)
                 continue
             result.verified_keys += 1
-            expected, found = self.state(key), data.get(key, ABSENT)
-            if expected is ABSENT and found is not ABSENT:
+            if explained:
+                continue
+            if expected is ABSENT:
                 result.lost_deletes += 1
                 result.note("lost delete", self.user, key, expected, found, version)
-            elif expected is not ABSENT and (found is ABSENT or found != expected):
+            else:
                 result.lost_sets += 1
                 result.note("lost write", self.user, key, expected, found, version)
+
+    def unread(self) -> None:
+        """The final read failed: none of this session's keys can be checked."""
+        self._settle()
+        self.result.sessions += 1
+        self.result.unread_sessions += 1
+        self.result.unread_keys += len(self.keys())

@@ -54,9 +54,15 @@ def build(config: Config, outcome: Outcome) -> dict[str, Any]:
             "resyncs": push.resyncs,
             "gaps": push.gaps,
             "unexpected": dict(push.unexpected),
+            "reconnects": push.reconnects,
+            "drops": dict(push.drops.most_common()),
+            "refused": push.refused,
+            "moved": push.moved,
+            "ended": push.ended,
         },
         "consistency": {
             "sessions": consistency.sessions,
+            "acked_writes": consistency.acked_writes,
             "verified_keys": consistency.verified_keys,
             "lost_writes": consistency.lost_writes,
             "lost_sets": consistency.lost_sets,
@@ -64,7 +70,11 @@ def build(config: Config, outcome: Outcome) -> dict[str, Any]:
             "stale_reads": consistency.stale_reads,
             "inconsistent_reads": consistency.inconsistent_reads,
             "unverifiable_keys": consistency.unverifiable_keys,
+            "undecided_keys": consistency.undecided_keys,
+            "unread_sessions": consistency.unread_sessions,
+            "unread_keys": consistency.unread_keys,
             "tabs_diverged": consistency.tabs_diverged,
+            "tabs_ended": consistency.tabs_ended,
             "samples": consistency.samples,
         },
         "generator": {
@@ -82,7 +92,8 @@ def build(config: Config, outcome: Outcome) -> dict[str, Any]:
 
 
 def failures(report: dict[str, Any], max_error_rate: float) -> list[str]:
-    """Why the test failed: lost writes, reads that contradict acked writes, too many errors."""
+    """Why the test failed: lost writes, keys it could not check, reads that contradict
+    acked writes, tabs off the final state, too many errors."""
     found = []
     consistency, requests = report["consistency"], report["requests"]
     if consistency["lost_writes"]:
@@ -90,15 +101,45 @@ def failures(report: dict[str, Any], max_error_rate: float) -> list[str]:
             f"{consistency['lost_writes']} acknowledged writes were lost "
             f"({consistency['lost_sets']} sets, {consistency['lost_deletes']} deletes or clears)."
         )
+    if consistency["unverifiable_keys"]:
+        found.append(_unverifiable(consistency))
+    elif consistency["acked_writes"] and not consistency["verified_keys"]:
+        found.append(
+            f"No key could be checked although {consistency['acked_writes']} writes were "
+            "acknowledged, so the run shows nothing about lost writes."
+        )
     bad_reads = consistency["stale_reads"] + consistency["inconsistent_reads"]
     if bad_reads:
         found.append(f"{bad_reads} reads contradicted acknowledged writes.")
+    if consistency["tabs_diverged"]:
+        found.append(
+            f"{consistency['tabs_diverged']} tabs did not end on their session's final state."
+        )
     if requests["error_rate"] > max_error_rate:
         found.append(
             f"The error rate {requests['error_rate']:.2%} is above --max-error-rate "
             f"{max_error_rate:.2%} ({requests['errors']} of {requests['total']} requests)."
         )
     return found
+
+
+def _unverifiable(consistency: dict[str, Any]) -> str:
+    """One sentence: how many keys went unchecked, and why."""
+    why = []
+    if consistency["undecided_keys"]:
+        why.append(
+            f"{consistency['undecided_keys']} hold what a write without an answer wrote, "
+            "which may have landed after an acknowledged one"
+        )
+    if consistency["unread_sessions"]:
+        why.append(
+            f"{consistency['unread_keys']} belong to the {consistency['unread_sessions']} "
+            "sessions whose final read failed"
+        )
+    return (
+        f"{consistency['unverifiable_keys']} keys could not be verified ({'; '.join(why)}), "
+        "so the run cannot show that no acknowledged write was lost."
+    )
 
 
 def _ms(value: float) -> str:
@@ -162,14 +203,22 @@ def render(report: dict[str, Any], console: Console) -> None:
         ("write to tab", f"{_spread(push['from_send_ms'])} from the write's request being sent"),
         ("pushes missed", f"{push['missed']:,}"),
         ("resyncs, gaps", f"{push['resyncs']:,}, {push['gaps']:,}"),
-        ("lost writes", f"{consistency['lost_writes']:,} of {consistency['verified_keys']:,} keys"),
+        (
+            "reconnects",
+            f"{push['reconnects']:,} after {sum(push['drops'].values()):,} dropped sockets "
+            f"(close codes: {_errors(push['drops'])}), {push['refused']:,} attempts refused",
+        ),
+        (
+            "lost writes",
+            f"{consistency['lost_writes']:,} of {consistency['verified_keys']:,} keys checked; "
+            f"{consistency['unverifiable_keys']:,} keys could not be verified",
+        ),
         (
             "bad reads",
             f"{consistency['stale_reads']:,} stale, "
             f"{consistency['inconsistent_reads']:,} inconsistent",
         ),
         ("tabs diverged", f"{consistency['tabs_diverged']:,}"),
-        ("unverifiable keys", f"{consistency['unverifiable_keys']:,} (a write to them failed)"),
         (
             "generator",
             f"{generator['cpu_s']:.2f} s CPU in {generator['processes']} process(es), "
@@ -178,6 +227,16 @@ def render(report: dict[str, Any], console: Console) -> None:
     ]
     if config["rate"]:
         lines.append(("max send lag", f"{_ms(generator['max_send_lag_ms'])} ms"))
+    if push["moved"] or push["ended"]:
+        lines.append(
+            (
+                "server closes",
+                f"{push['moved']:,} moved (4307, reconnected with the cookie), "
+                f"{push['ended']:,} ended (4404, left closed)",
+            )
+        )
+    if consistency["unread_sessions"]:
+        lines.append(("unread sessions", f"{consistency['unread_sessions']:,} final reads failed"))
     if push["unexpected"]:
         lines.append(("unexpected events", _errors(push["unexpected"])))
     summary = Table.grid(padding=(0, 2))
@@ -195,4 +254,7 @@ def render(report: dict[str, Any], console: Console) -> None:
         for failure in report["failures"]:
             console.print(f"[bold red]FAIL[/bold red] {failure}")
     else:
-        console.print("[bold green]PASS[/bold green] no lost writes, errors within the limit.")
+        console.print(
+            "[bold green]PASS[/bold green] no lost writes, every key checked, tabs on the "
+            "final state, errors within the limit."
+        )

@@ -142,6 +142,14 @@ class PushStats:
     resyncs: int = 0
     gaps: int = 0
     unexpected: Counter[str] = field(default_factory=Counter)
+    # Sockets that dropped without the server meaning it, by close code (1006: the
+    # connection was lost), the new sockets that followed, and attempts refused meanwhile.
+    drops: Counter[str] = field(default_factory=Counter)
+    reconnects: int = 0
+    refused: int = 0
+    # The server's own endings: 4307 (the session left the cookie's key), 4404 (no session).
+    moved: int = 0
+    ended: int = 0
 
     def merge(self, other: PushStats) -> None:
         self.latency.merge(other.latency)
@@ -152,6 +160,11 @@ class PushStats:
         self.resyncs += other.resyncs
         self.gaps += other.gaps
         self.unexpected.update(other.unexpected)
+        self.drops.update(other.drops)
+        self.reconnects += other.reconnects
+        self.refused += other.refused
+        self.moved += other.moved
+        self.ended += other.ended
 
 
 @dataclass

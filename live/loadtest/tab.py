@@ -4,68 +4,203 @@ A tab applies `session.changed` events to its own copy of the session, asks
 for a resync when it sees a version gap (as the page does), and settles the
 acknowledged versions it owes: each settles when the tab holds that version
 or a later one, which gives the push latency of that write to that tab.
+
+When its socket drops (a server restart, a proxy's 1001, a refused connection
+while the server is down) the tab reconnects as the page does, after a delay
+doubling from 250 ms to 2 s with jitter, and takes the new socket's snapshot
+as the truth. The server's own endings are not faults: 4307 (the session left
+the key the cookie named) reconnects with the user's cookie once it changes
+(the answer that rotated or ended the session carries the new one, and may
+arrive after the close), and 4404 (no session for the cookie, after
+`session.ended`) leaves the tab closed, as the page stays closed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import json
+import random
 from collections import deque
 from time import perf_counter
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
+from yarl import URL
 
 from live.loadtest.stats import PushStats
 from live.realtime import events
+from live.realtime.consumers import (
+    CLOSE_FORBIDDEN,
+    CLOSE_MOVED,
+    CLOSE_NO_SESSION,
+    CLOSE_TOO_BIG,
+    CLOSE_TOO_MANY_TABS,
+)
+
+FIRST_DELAY, MAX_DELAY = 0.25, 2.0
+# After these the page stays closed: the server refused this tab for good.
+_REFUSED = frozenset({CLOSE_FORBIDDEN, CLOSE_TOO_MANY_TABS, CLOSE_TOO_BIG})
+_RESYNC = json.dumps({"type": events.RESYNC})
+
+
+class Cookies(Protocol):
+    """What a tab needs of its user's cookies."""
+
+    def cookie_header(self) -> str: ...
+
+    async def cookie_change(self, since: str) -> None:
+        """Return once the Cookie header differs from `since`."""
+        ...
 
 
 class SetupError(Exception):
     """A user could not get a session, a token or a tab; the test cannot start."""
 
 
+def retry_delay(attempt: int, rng: random.Random) -> float:
+    """Seconds before retry number `attempt` (from 0): doubling to a cap, with jitter so
+    that the tabs of a restarted server do not all come back in the same instant."""
+    ceiling = min(FIRST_DELAY * 2.0 ** min(attempt, 16), MAX_DELAY)
+    return ceiling / 2 + rng.random() * ceiling / 2
+
+
 class Tab:
     """One WebSocket following the user's session, and the acked versions it still owes."""
 
-    def __init__(self, ws: aiohttp.ClientWebSocketResponse, push: PushStats) -> None:
-        self.ws = ws
+    def __init__(
+        self,
+        http: aiohttp.ClientSession,
+        url: URL,
+        origin: str,
+        cookies: Cookies,
+        push: PushStats,
+        rng: random.Random,
+        patience: float,
+    ) -> None:
+        self.http, self.url, self.origin, self.cookies = http, url, origin, cookies
         self.push = push
+        self.rng = rng
+        # How long a 4307 waits for the new cookie: the bound of the HTTP answer bringing it.
+        self.patience = patience
+        self.cookie = ""
+        self.ws: aiohttp.ClientWebSocketResponse | None = None
         self.version = -1
         self.data: dict[str, Any] = {}
-        self.snapshots = 0
         # (version, when its write was answered, when it was sent): a heap, oldest first.
         self.pending: list[tuple[int, float, float]] = []
         # (version, time) of recent receipts, to date a push that beat the HTTP answer.
         self.received: deque[tuple[int, float]] = deque(maxlen=64)
         self.settled: asyncio.Future[None] | None = None
+        self.updated = asyncio.Event()
         self.closing = False
+        # The session is gone (4404): the tab stays closed and is not compared.
+        self.ended = False
+        # No snapshot yet on the current socket; and whether that socket replaces a dropped one.
+        self._fresh = True
+        self._dropped = False
 
-    async def first_snapshot(self) -> None:
-        message = await self.ws.receive()
+    # --- the socket ---------------------------------------------------------------
+
+    @property
+    def following(self) -> bool:
+        """A socket is open and has delivered its snapshot."""
+        return self.ws is not None and not self._fresh
+
+    async def _connect(self) -> aiohttp.ClientWebSocketResponse:
+        # The user's cookie now: after a rotation it names the session's new key.
+        self.cookie = self.cookies.cookie_header()
+        ws = await self.http.ws_connect(
+            self.url,
+            protocols=(events.JSON_SUBPROTOCOL,),
+            origin=self.origin,
+            headers={"Cookie": self.cookie},
+            max_msg_size=0,
+        )
+        if ws.protocol != events.JSON_SUBPROTOCOL:
+            await ws.close()
+            raise SetupError(f"{self.url} did not accept the {events.JSON_SUBPROTOCOL} protocol")
+        self._fresh = True
+        return ws
+
+    async def open(self) -> None:
+        """The first socket and its snapshot; without them the test cannot start."""
+        self.ws = ws = await self._connect()
+        message = await ws.receive()
         if message.type != aiohttp.WSMsgType.TEXT:
             raise SetupError(f"the tab got {message.type.name} instead of a snapshot")
         event = json.loads(message.data)
+        if event.get("type") == events.ENDED:
+            raise SetupError("the server has no session for the user's cookie")
         if event.get("type") != events.SNAPSHOT:
             raise SetupError(f"the tab's first message was {event.get('type')!r}, not a snapshot")
         self._handle(event, perf_counter())
 
-    async def listen(self) -> None:
-        ws, push = self.ws, self.push
-        async for message in ws:
-            if message.type is not aiohttp.WSMsgType.TEXT:
-                continue
-            now = perf_counter()
-            push.messages += 1
-            try:
-                gap = self._handle(json.loads(message.data), now)
-            except (ValueError, KeyError, TypeError):
-                push.unexpected["malformed"] += 1
-                continue
-            if gap:
-                await ws.send_str(json.dumps({"type": events.RESYNC}))
-        if not self.closing:
-            push.unexpected["socket closed"] += 1
+    async def follow(self) -> None:
+        """Read pushes until the run ends, opening a new socket whenever one drops."""
+        attempt, push = 0, self.push
+        while not self.closing:
+            if self.ws is None:
+                try:
+                    self.ws = await self._connect()
+                except (aiohttp.ClientError, OSError, TimeoutError, SetupError):
+                    push.refused += 1
+                    await asyncio.sleep(retry_delay(attempt, self.rng))
+                    attempt += 1
+                    continue
+            ws = self.ws
+            await self._read(ws)
+            self.ws = None
+            if self.closing:
+                return
+            if not self._fresh:
+                attempt = 0  # the socket worked: the next failure starts from the short delay
+            code = ws.close_code
+            if code == CLOSE_MOVED:
+                push.moved += 1
+                if not self._fresh:
+                    # The session left this cookie's key: come back with the next cookie,
+                    # or with this one if none comes (the session ended by itself).
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(self.patience):
+                            await self.cookies.cookie_change(self.cookie)
+                    continue
+            elif code == CLOSE_NO_SESSION:
+                push.ended += 1
+                self.ended = True
+                self.updated.set()
+                return
+            else:
+                push.drops[str(code)] += 1
+                if code in _REFUSED:
+                    return
+                self._dropped = True
+            await asyncio.sleep(retry_delay(attempt, self.rng))
+            attempt += 1
+
+    async def _read(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        push = self.push
+        with contextlib.suppress(aiohttp.ClientError, OSError):
+            async for message in ws:
+                if message.type is not aiohttp.WSMsgType.TEXT:
+                    continue
+                now = perf_counter()
+                push.messages += 1
+                try:
+                    gap = self._handle(json.loads(message.data), now)
+                except (ValueError, KeyError, TypeError):
+                    push.unexpected["malformed"] += 1
+                    continue
+                if gap:
+                    await ws.send_str(_RESYNC)
+
+    async def close(self) -> None:
+        self.closing = True
+        if self.ws is not None:
+            await self.ws.close()
+
+    # --- the session as this tab sees it ----------------------------------------------
 
     def _handle(self, event: dict[str, Any], now: float) -> bool:
         """Apply one event; return True when a gap means the tab must ask for a resync."""
@@ -79,14 +214,27 @@ class Tab:
             events.apply_change(self.data, event)
             self.version = version
         elif kind == events.SNAPSHOT:
-            self.snapshots += 1
-            if self.snapshots > 1:
+            if not self._fresh:
+                if version < self.version:
+                    # As the page's version guard: one socket never takes the tab back.
+                    self.push.unexpected["older snapshot"] += 1
+                    return False
                 self.push.resyncs += 1
-            self.data, self.version = event["data"], max(self.version, version)
+            elif self._dropped:
+                self.push.reconnects += 1
+                self._dropped = False
+            self._fresh = False
+            # A new socket's first snapshot is the truth even if older than what the tab
+            # holds: a server that lost writes in a restart shows it, and the check sees it.
+            self.data, self.version = dict(event["data"]), version
+        elif kind in (events.ROTATED, events.ENDED):
+            # The close that follows says what to do: 4307 reconnect, 4404 stay closed.
+            return False
         else:
             self.push.unexpected[str(kind)] += 1
             return False
         self.received.append((self.version, now))
+        self.updated.set()
         pending, push = self.pending, self.push
         while pending and pending[0][0] <= self.version:
             _, acked_at, sent_at = heapq.heappop(pending)
@@ -116,3 +264,9 @@ class Tab:
             return None
         self.settled = asyncio.get_running_loop().create_future()
         return self.settled
+
+    async def reach(self, version: int) -> None:
+        """Await pushes (or a new socket's snapshot) until this tab holds `version` or ends."""
+        while self.version < version and not self.ended:
+            self.updated.clear()
+            await self.updated.wait()

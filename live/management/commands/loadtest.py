@@ -1,8 +1,9 @@
 """`manage.py loadtest`: virtual users with tabs hammer the JSON API of a running server.
 
-It reports latency per operation, push latency to every tab, pushes missed
-and lost writes, and exits with 1 when an acknowledged write was lost (or a
-read contradicted one) or the error rate is above --max-error-rate.
+It reports latency per operation, push latency to every tab, pushes missed,
+reconnects and lost writes, and exits with 1 when an acknowledged write was
+lost (or a read contradicted one), a key could not be verified, a tab did not
+end on its session's final state, or the error rate is above --max-error-rate.
 """
 
 from __future__ import annotations
