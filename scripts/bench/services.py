@@ -16,7 +16,7 @@ ADMIN_URL = os.environ.get("DATABASE_TEST_URL") or "postgres://postgres@127.0.0.
 REDIS_URL = (
     os.environ.get("REDIS_TEST_URL") or os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
 )
-# Every key of the Redis engine starts with this (live.redis_engine.PREFIX).
+# Every key of the Redis engine starts with this (live.sessions.redis.PREFIX).
 SESSION_KEYS = "live:session:*"
 
 

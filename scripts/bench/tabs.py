@@ -1,6 +1,6 @@
 """Tabs without a browser: sessions, CSRF-checked writes and `session.json` sockets.
 
-These speak the project's public contract (DESIGN.md) as a browser would, so
+These speak the project's public contract (docs/design.md) as a browser would, so
 they import nothing from the server's code.
 """
 
