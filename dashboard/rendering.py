@@ -163,8 +163,9 @@ def render_live_fragments(
 ) -> str:
     """Render the fragments pushed over the WebSocket: the page's own partials.
 
-    `only` picks a subset: "tabs" (the tab count) or "final" (the session
-    ended, and the browser's cookie holds no other).
+    `only` picks a subset: "tabs" (the tab count), "final" (the session
+    ended, and the browser's cookie holds no other), or "paused" and "open"
+    (the status line: pushes do not reach this process, or flow again).
     `labels` are the short names of the tabs open on this session, in every process.
     """
     shown = _Shown(
@@ -196,6 +197,8 @@ class _Shown:
 def _render(
     shown: _Shown, tabs: int, only: str | None, read_only: bool, labels: tuple[str, ...]
 ) -> str:
+    if only in ("paused", "open"):
+        return render_to_string("base.html#live-status", {"live_state": only})
     snapshot = shown.snapshot
     if snapshot is None and only == "final":
         snapshot = Snapshot(digest="", version=0, data={}, masked_key="", expires_at=time.time())

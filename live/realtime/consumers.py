@@ -165,6 +165,12 @@ class SessionConsumer(AsyncWebsocketConsumer):
             await self._send_json({"type": events.ROTATED if rotated else events.ENDED})
         await self.close(code=CLOSE_MOVED)
 
+    async def show_paused(self, paused: bool) -> None:
+        if self.json_mode:
+            await self._send_json({"type": events.PAUSED if paused else events.RESUMED})
+        else:
+            await self._send_html(None, only="paused" if paused else "open")
+
     async def _send_json(self, message: dict[str, Any]) -> None:
         await self._send_text(json.dumps(message, separators=(",", ":")))
 

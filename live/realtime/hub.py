@@ -41,6 +41,10 @@ class Tab(Protocol):
         """The session is no longer under this key (rotated, flushed, deleted, expired)."""
         ...
 
+    async def show_paused(self, paused: bool) -> None:
+        """Pushes stopped reaching this process (True), or flow again (False)."""
+        ...
+
 
 @dataclass(eq=False)
 class Mirror:
@@ -121,6 +125,7 @@ class Hub:
                 return
             self.channel = await self.layer.new_channel(prefix=events.HUB_CHANNEL)
             self._listener = asyncio.ensure_future(self._run())
+            presence.watch_pushes(self._pushes_paused)
             # A listener started again (its task ended) joins the groups of the
             # sessions it already follows under its new channel.
             for digest in self.mirrors:
@@ -191,6 +196,12 @@ class Hub:
             await only.show_snapshot(mirror)
         else:
             await self._each(mirror, lambda tab: tab.show_snapshot(mirror))
+
+    async def _pushes_paused(self, paused: bool) -> None:
+        # Tabs must not look live while nothing reaches them; the resync that
+        # follows the outage (live.realtime.probe) brings them up to date.
+        for mirror in list(self.mirrors.values()):
+            await self._each(mirror, lambda tab: tab.show_paused(paused))
 
     async def _end(self, mirror: Mirror, rotated: bool) -> None:
         """The session left this key: its tabs stop following it.

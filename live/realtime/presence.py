@@ -21,7 +21,7 @@ import os
 import socket
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -170,9 +170,14 @@ def reset() -> None:
 # --- the heartbeat ------------------------------------------------------------------
 
 
+Watcher = Callable[[bool], Awaitable[None]]
+
+
 @dataclass
 class _Beat:
     task: asyncio.Task[None] | None = None
+    # Told True when pushes stop reaching this process, False when they flow again.
+    watchers: list[Watcher] = field(default_factory=list)
     # Redis's run_id at the last beat: a new one means Redis restarted and lost the counts.
     run_id: str | None = None
     probe: Probe = field(default_factory=lambda: Probe(timeout=BEAT_SECONDS))
@@ -187,11 +192,25 @@ def _heartbeat() -> None:
         beat.task = asyncio.ensure_future(_beat_forever(beat))
 
 
+def watch_pushes(watcher: Watcher) -> None:
+    """Call `watcher(True)` when pushes stop reaching this process, `watcher(False)` when back."""
+    watchers = _beats.get().watchers
+    if watcher not in watchers:
+        watchers.append(watcher)
+
+
 async def _beat_forever(beat: _Beat) -> None:
     try:
         while _local:
             restarted = await _announce(beat)
+            was_lost = beat.probe.lost
             await beat.probe.check(restarted, list(_local))
+            if beat.probe.lost != was_lost:
+                for watcher in list(beat.watchers):
+                    try:
+                        await watcher(beat.probe.lost)
+                    except Exception:
+                        logger.exception("Could not tell the tabs about pushes")
             await asyncio.sleep(BEAT_SECONDS)
     finally:
         beat.probe.stop()
