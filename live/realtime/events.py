@@ -13,6 +13,7 @@ import asyncio
 import json
 import logging
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -32,6 +33,9 @@ SNAPSHOT = "session.snapshot"
 CHANGED = "session.changed"
 ROTATED = "session.rotated"
 ENDED = "session.ended"
+# Pushes stopped reaching the socket's process (the layer is down), and flow again.
+PAUSED = "session.paused"
+RESUMED = "session.resumed"
 PRESENCE = "session.presence"
 # Pushes to the session may have been lost (the layer was down): listeners fetch the truth.
 STALE = "session.stale"
@@ -44,9 +48,15 @@ RESYNC = "resync"
 # JSON subprotocol offered to clients that want events instead of HTML.
 JSON_SUBPROTOCOL = "session.json"
 
-# A push must never hold up a write: when the layer is slow or down, the
-# change is saved, the push skipped and logged, and tabs resync on reconnect.
+# A push must never hold up a write. The in-memory layer never waits, so its
+# pushes are sent in place; a network layer's are handed to one sender per
+# loop (_Outbox), which sends them in order, each within PUBLISH_TIMEOUT, while
+# the write answers. When the layer is slow or down, pushes are skipped and
+# logged, and the sessions they were for resync once it answers again.
 PUBLISH_TIMEOUT = 2.0
+# Pushes waiting for the sender, at most: beyond this a slow layer loses pushes
+# rather than this process piling them up.
+MAX_PENDING = 1000
 
 # Staff lists refresh at most this often (seconds), and each process tells them
 # that sessions changed at most this often too (see _touch_staff).
@@ -57,28 +67,92 @@ def group_name(digest: str) -> str:
     return f"{GROUP_PREFIX}{digest}"
 
 
-async def _bounded(layer: Any, sending: Any) -> None:
-    # The in-memory layer never waits, so it skips the timer (a task per
-    # send, on every write); a network layer gets PUBLISH_TIMEOUT.
-    if isinstance(layer, InMemoryChannelLayer):
-        await sending
-    else:
-        await asyncio.wait_for(sending, PUBLISH_TIMEOUT)
+@dataclass
+class _Outbox:
+    """This loop's pushes waiting for a network layer, and the one task that sends them."""
+
+    waiting: deque[tuple[Any, str, dict[str, Any]]] = field(default_factory=deque)
+    # Held here: the loop keeps only a weak reference to its tasks.
+    sender: asyncio.Task[None] | None = None
+    # Pushes lost since the layer last answered, and the sessions they were for.
+    lost: int = 0
+    missed: set[str] = field(default_factory=set)
+
+    def post(self, layer: Any, group: str, event: dict[str, Any]) -> None:
+        if len(self.waiting) >= MAX_PENDING:
+            if not self.lost:
+                logger.warning("The channel layer is not keeping up: pushes are dropped.")
+            self._lose(event)
+            return
+        self.waiting.append((layer, group, event))
+        if self.sender is None:
+            self.sender = asyncio.get_running_loop().create_task(self._send_all())
+
+    async def flushed(self) -> None:
+        """Wait for the pushes posted so far, at most PUBLISH_TIMEOUT."""
+        if self.sender is not None:
+            await asyncio.wait({self.sender}, timeout=PUBLISH_TIMEOUT)
+
+    async def _send_all(self) -> None:
+        try:
+            while self.waiting:
+                layer, group, event = self.waiting.popleft()
+                try:
+                    await asyncio.wait_for(layer.group_send(group, event), PUBLISH_TIMEOUT)
+                except Exception as exc:  # the write was saved; a lost push costs a resync
+                    self._failed(event, exc)
+                else:
+                    if self.lost:
+                        self._recovered(layer)
+        finally:
+            self.sender = None
+
+    def _failed(self, event: dict[str, Any], exc: Exception) -> None:
+        # Those waiting behind it would wait on the same dead layer, in turn.
+        skipped = [event, *(waiting[2] for waiting in self.waiting)]
+        self.waiting.clear()
+        for each in skipped:
+            self._lose(each)
+        logger.warning("Skipped %d pushes: %s", len(skipped), exc.__class__.__name__)
+
+    def _lose(self, event: dict[str, Any]) -> None:
+        self.lost += 1
+        if "digest" in event and event["type"] != PRESENCE and len(self.missed) < MAX_PENDING:
+            self.missed.add(event["digest"])
+
+    def _recovered(self, layer: Any) -> None:
+        logger.info(
+            "Pushes flow again after %d were lost; %d sessions resync.", self.lost, len(self.missed)
+        )
+        missed, self.missed, self.lost = self.missed, set(), 0
+        for digest in missed:
+            self.post(layer, group_name(digest), {"type": STALE, "digest": digest})
+        self.post(layer, STAFF_GROUP, {"type": TOUCHED})
+
+
+_outbox: PerLoop[_Outbox] = PerLoop(_Outbox)
+
+
+async def _publish(layer: Any, group: str, event: dict[str, Any]) -> None:
+    if not isinstance(layer, InMemoryChannelLayer):
+        _outbox.get().post(layer, group, event)
+        return
+    try:
+        await layer.group_send(group, event)
+    except Exception as exc:  # as in _Outbox: a lost push costs a resync
+        logger.warning("Skipped a %s push: %s", event["type"], exc.__class__.__name__)
 
 
 async def _send(digest: str, event: dict[str, Any]) -> None:
     layer = get_channel_layer()
     if layer is None:
         return
-    try:
-        # The digest travels with the event: each process's hub listens on one
-        # channel for all the sessions its tabs follow.
-        event = {**event, "digest": digest}
-        await _bounded(layer, layer.group_send(group_name(digest), event))
-        if event["type"] != PRESENCE:
-            await _touch_staff(layer)
-    except Exception as exc:  # the write already succeeded; losing a push only costs a resync
-        logger.warning("Skipped a %s push: %s", event["type"], exc.__class__.__name__)
+    # The digest travels with the event: each process's hub listens on one
+    # channel for all the sessions its tabs follow.
+    event = {**event, "digest": digest}
+    await _publish(layer, group_name(digest), event)
+    if event["type"] != PRESENCE:
+        await _touch_staff(layer)
 
 
 @dataclass
@@ -125,10 +199,8 @@ def _send_due_touch(layer: Any, touches: _Touches) -> None:
 
 
 async def _send_touch(layer: Any) -> None:
-    try:
-        await _bounded(layer, layer.group_send(STAFF_GROUP, {"type": TOUCHED}))
-    except Exception as exc:  # as in _send: a lost touch only delays a staff refresh
-        logger.warning("Skipped a %s push: %s", TOUCHED, exc.__class__.__name__)
+    # A lost touch only delays a staff refresh.
+    await _publish(layer, STAFF_GROUP, {"type": TOUCHED})
 
 
 def changed_event(
@@ -211,5 +283,14 @@ async def publish_stale(digest: str) -> None:
 
 
 def publish_from_sync(coroutine_function: Any, *args: Any) -> None:
-    """Run a publish function from sync code (a sync view, a command, a thread)."""
-    async_to_sync(coroutine_function)(*args)
+    """Run a publish function from sync code (a sync view, a command, a thread).
+
+    async_to_sync may run it on a loop of its own, which cancels what is left
+    when it returns, so the push is waited for here (at most PUBLISH_TIMEOUT).
+    """
+
+    async def publish() -> None:
+        await coroutine_function(*args)
+        await _outbox.get().flushed()
+
+    async_to_sync(publish)()
