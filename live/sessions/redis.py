@@ -8,8 +8,9 @@ is one Lua script call, atomic in Redis, so concurrent writers never lose each
 other's keys and async code awaits redis-py's asyncio client on the event loop,
 with no thread hop. Sync code (a command, the shell) uses redis-py's sync
 client for the same scripts. When Redis cannot be reached, every operation
-raises Unavailable (the middleware answers 503): at once when Redis is
-stopped, within live.redis_client's bounded timeouts when it hangs.
+raises Unavailable (the middleware answers 503) with a sentence saying whether
+the change may have been saved: at once when Redis is stopped, within
+live.redis_client.BUDGET when it hangs.
 """
 
 from __future__ import annotations
@@ -18,9 +19,9 @@ import json
 import time
 from typing import Any
 
+import redis.asyncio
 from django.contrib.sessions.backends.base import CreateError, UpdateError
 
-from live import redis_client
 from live.conf import setting
 from live.sessions.base import LiveSessionBase
 from live.sessions.codec import dumps, loads
@@ -30,9 +31,9 @@ from live.sessions.redis_script import (
     call_async,
     call_many,
     call_sync,
+    read,
     to_applied,
     to_snapshot,
-    unavailable,
 )
 from live.types import Changes, Conflict, Snapshot, Summary, TooLarge, Written
 
@@ -269,26 +270,22 @@ class SessionStore(LiveSessionBase):
 
 async def _updated() -> list[tuple[str, float]]:
     """(digest, time of its last change) of every session in Redis."""
-    client = redis_client.async_client()
     # session_keys() names a meta key PREFIX + "{digest}:meta".
     start, end = len(PREFIX) + 1, -len("}:meta")
-    try:
+
+    async def fetch(client: redis.asyncio.Redis) -> tuple[list[str], list[Any]]:
         names = [name async for name in client.scan_iter(match=f"{PREFIX}*:meta", count=1000)]
         async with client.pipeline(transaction=False) as pipe:
             for name in names:
                 pipe.hget(name, "updated")
-            stamps = await pipe.execute()
-    except redis_client.DOWN as exc:
-        raise unavailable(exc) from exc
+            return names, await pipe.execute()
+
+    names, stamps = await read(fetch)
     # A key that expired between the SCAN and the HGET answers None.
     return [(n[start:end], float(u)) for n, u in zip(names, stamps, strict=True) if u is not None]
 
 
 async def _timeline(session_digest: str) -> list[dict[str, Any]]:
-    client = redis_client.async_client()
-    try:
-        log = session_keys(session_digest)[3]
-        entries = await client.lrange(log, 0, setting("HISTORY_LENGTH") - 1)
-    except redis_client.DOWN as exc:
-        raise unavailable(exc) from exc
+    log = session_keys(session_digest)[3]
+    entries = await read(lambda client: client.lrange(log, 0, setting("HISTORY_LENGTH") - 1))
     return [json.loads(entry) for entry in entries]

@@ -3,20 +3,28 @@
 An operation of the engine is written once, as a generator that yields script
 calls and receives their replies; call_sync and call_async drive it with
 redis-py's sync or asyncio client, and call_many pipelines several one-call
-operations in one round trip. A client error becomes Unavailable, whose
-message the middleware shows with its 503.
+operations in one round trip. An async operation waits on Redis at most
+redis_client.BUDGET in all. A read is sent once more when its pooled connection
+turns out dead (the server restarted); a change never is, since its reply may
+be what was lost. A client error becomes Unavailable, whose message the
+middleware shows with its 503 and says what is known of the change.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import weakref
-from collections.abc import Generator
+from collections.abc import Awaitable, Callable, Generator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
+import redis.asyncio
+from redis import BusyLoadingError, ReadOnlyError
+from redis import ConnectionError as RedisConnectionError
 from redis import TimeoutError as RedisTimeout
 
 from live import redis_client
@@ -26,6 +34,24 @@ from live.types import Applied, Snapshot, Unavailable
 logger = logging.getLogger(__name__)
 
 _SCRIPT = Path(__file__).with_name("redis.lua").read_text()
+# The script's operations that change nothing, and so may be sent twice.
+READS = frozenset({"read", "exists"})
+
+# What a 503 says: no more than is known. Redis refused a connection, or gave
+# none in time: the change never left this process. It timed out or closed the
+# connection after the change was sent: it may have run. A read risks nothing.
+CANNOT_READ = "The session store (Redis) cannot be reached right now; try again in a moment."
+SLOW_READ = "The session store (Redis) did not answer in time; try again in a moment."
+NOT_SAVED = "The session store (Redis) cannot be reached right now; nothing was saved."
+NOT_SAVED_SLOW = "The session store (Redis) did not answer in time; nothing was saved."
+REFUSED = "The session store (Redis) is not taking changes right now; nothing was saved."
+MAYBE_SAVED = (
+    "The session store (Redis) did not answer in time; the change may or may not have been saved."
+)
+MAYBE_SAVED_LOST = (
+    "The connection to the session store (Redis) broke before it answered;"
+    " the change may or may not have been saved."
+)
 
 T = TypeVar("T")
 
@@ -41,6 +67,10 @@ class Call:
     def argv(self) -> list[str]:
         return [self.op, json.dumps(self.args)]
 
+    @property
+    def changes(self) -> bool:
+        return self.op not in READS
+
 
 Operation = Generator[Call, Any, T]
 _scripts: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
@@ -53,56 +83,97 @@ def _script(client: Any) -> Any:
     return _scripts[client]
 
 
-def unavailable(exc: Exception) -> Unavailable:
-    """The error to raise for a client error, with a sentence for the user."""
-    logger.warning("Session store unavailable: %s", exc)
-    if isinstance(exc, RedisTimeout | TimeoutError):
-        message = "The session store (Redis) did not answer in time; the change may not be saved."
+def unavailable(exc: Exception, changes: bool = False, sent: bool = False) -> Unavailable:
+    """The error to raise for a client error: what is known of the change, in one sentence."""
+    logger.warning("Session store unavailable: %r", exc)
+    slow = isinstance(exc, RedisTimeout | TimeoutError)
+    if not changes:
+        message = SLOW_READ if slow else CANNOT_READ
+    elif isinstance(exc, ReadOnlyError | BusyLoadingError):
+        message = REFUSED  # Redis answered, and ran nothing
+    elif not sent:
+        message = NOT_SAVED_SLOW if slow else NOT_SAVED
     else:
-        message = "The session store (Redis) cannot be reached right now; try again in a moment."
+        message = MAYBE_SAVED if slow else MAYBE_SAVED_LOST
     return Unavailable(message)
 
 
-def call_sync(operation: Operation[T]) -> T:
-    reply = None
-    try:
-        while True:
-            call = operation.send(reply)
+def _again(exc: Exception, changes: bool, attempt: redis_client.Attempt) -> bool:
+    # A connection that breaks once handed out was most likely closed by a
+    # restarted server while it sat in the pool; the retry gets a fresh one.
+    return not changes and attempt.connected and isinstance(exc, RedisConnectionError)
+
+
+def _send_sync(changes: bool, send: Callable[[], T]) -> T:
+    retried = False
+    while True:
+        with redis_client.attempt() as attempt:
             try:
-                script = _script(redis_client.sync_client())
-                reply = script(call.keys, call.argv())
+                return send()
             except redis_client.DOWN as exc:
-                raise unavailable(exc) from exc
-    except StopIteration as done:
-        return done.value  # type: ignore[no-any-return]
+                if retried or not _again(exc, changes, attempt):
+                    raise unavailable(exc, changes, attempt.connected) from exc
+        retried = True
+
+
+async def _send(changes: bool, send: Callable[[], Awaitable[T]], deadline: float) -> T:
+    retried = False
+    while True:
+        with redis_client.attempt() as attempt:
+            try:
+                async with asyncio.timeout_at(deadline):
+                    return await send()
+            except redis_client.DOWN as exc:
+                if retried or not _again(exc, changes, attempt):
+                    raise unavailable(exc, changes, attempt.connected) from exc
+        retried = True
+
+
+def _deadline() -> float:
+    return asyncio.get_running_loop().time() + redis_client.BUDGET
+
+
+def call_sync(operation: Operation[T]) -> T:
+    script = _script(redis_client.sync_client())
+    reply = None
+    while True:
+        try:
+            call = operation.send(reply)
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+        reply = _send_sync(call.changes, partial(script, call.keys, call.argv()))
 
 
 async def call_async(operation: Operation[T]) -> T:
+    script = _script(redis_client.async_client())
+    deadline = _deadline()
     reply = None
-    try:
-        while True:
+    while True:
+        try:
             call = operation.send(reply)
-            try:
-                script = _script(redis_client.async_client())
-                reply = await script(call.keys, call.argv())
-            except redis_client.DOWN as exc:
-                raise unavailable(exc) from exc
-    except StopIteration as done:
-        return done.value  # type: ignore[no-any-return]
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+        reply = await _send(call.changes, partial(script, call.keys, call.argv()), deadline)
+
+
+async def read(fetch: Callable[[redis.asyncio.Redis], Awaitable[T]]) -> T:
+    """Commands that change nothing, within the budget; once more on a dead pooled connection."""
+    client = redis_client.async_client()
+    return await _send(False, lambda: fetch(client), _deadline())
 
 
 async def call_many(operations: list[Operation[T]]) -> list[T]:
-    """Operations of one call each, pipelined: one round trip for all."""
-    client = redis_client.async_client()
-    script = _script(client)
-    try:
+    """Read operations of one call each, pipelined: one round trip for all."""
+    calls = [next(operation) for operation in operations]
+
+    async def fetch(client: redis.asyncio.Redis) -> list[Any]:
+        script = _script(client)
         async with client.pipeline(transaction=False) as pipe:
-            for operation in operations:
-                call = next(operation)
+            for call in calls:
                 await script(call.keys, call.argv(), client=pipe)
-            replies = await pipe.execute()
-    except redis_client.DOWN as exc:
-        raise unavailable(exc) from exc
+            return await pipe.execute()
+
+    replies = await read(fetch)
     results: list[T] = []
     for operation, reply in zip(operations, replies, strict=True):
         try:
