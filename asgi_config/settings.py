@@ -131,14 +131,25 @@ SESSION_COOKIE_SECURE = not DEBUG
 CSRF_COOKIE_SECURE = not DEBUG
 
 if REDIS_URL:
+    from redis.maint_notifications import MaintNotificationsConfig
+
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
             # Short waits when Redis hangs or is unreachable (a stopped one
             # refuses at once): the push is skipped, the write goes on, and
-            # tabs resync once pushes flow again (see live.realtime.presence).
+            # tabs resync once pushes flow again (see live.realtime.probe).
+            # Maintenance notifications off: with them on, redis-py skips its
+            # check of pooled connections, and a restart's dead ones fail once.
             "CONFIG": {
-                "hosts": [{"address": REDIS_URL, "socket_connect_timeout": 2, "socket_timeout": 2}]
+                "hosts": [
+                    {
+                        "address": REDIS_URL,
+                        "socket_connect_timeout": 2,
+                        "socket_timeout": 2,
+                        "maint_notifications_config": MaintNotificationsConfig(enabled=False),
+                    }
+                ]
             },
         }
     }

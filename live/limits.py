@@ -7,8 +7,9 @@ bounds the total just the same); each socket keeps a bucket for its resyncs.
 
 A session's writes also take turns: at most WRITES_IN_FLIGHT of them run at
 once in a process, the next WRITES_QUEUED wait (costing nothing while they
-wait), and any more are refused. One session's flood then holds only a few
-of the process's turns, and other sessions' writes are served between them.
+wait, and at most WRITE_WAIT seconds), and any more are refused. One
+session's flood then holds only a few of the process's turns, and other
+sessions' writes are served between them.
 """
 
 from __future__ import annotations
@@ -78,7 +79,11 @@ _slots: PerLoop[dict[str, _Slots]] = PerLoop(dict)
 
 @asynccontextmanager
 async def writing(digest: str) -> AsyncIterator[None]:
-    """Hold one of the session's write slots for the duration; Busy if too many wait."""
+    """Hold one of the session's write slots for the duration.
+
+    Busy when too many wait already, or when no slot frees up within
+    WRITE_WAIT seconds: a request never waits long for its turn.
+    """
     running = int(setting("WRITES_IN_FLIGHT"))
     slots = _slots.get()
     entry = slots.get(digest)
@@ -88,8 +93,15 @@ async def writing(digest: str) -> AsyncIterator[None]:
         raise Busy
     entry.holders += 1
     try:
-        async with entry.free:
+        try:
+            async with asyncio.timeout(float(setting("WRITE_WAIT"))):
+                await entry.free.acquire()
+        except TimeoutError:
+            raise Busy from None
+        try:
             yield
+        finally:
+            entry.free.release()
     finally:
         entry.holders -= 1
         if not entry.holders:

@@ -48,6 +48,24 @@ async def test_writing_forgets_a_session_once_its_writes_are_done() -> None:
     assert "gone" not in limits._slots.get()
 
 
+async def test_writing_refuses_a_write_that_waits_too_long_for_its_turn(settings: Any) -> None:
+    settings.LIVE_SESSIONS = {"WRITES_IN_FLIGHT": 1, "WRITES_QUEUED": 3, "WRITE_WAIT": 0.05}
+    release = asyncio.Event()
+
+    async def hold() -> None:
+        async with limits.writing("slow"):
+            await release.wait()
+
+    holder = asyncio.ensure_future(hold())
+    await asyncio.sleep(0)
+    with pytest.raises(limits.Busy):
+        async with limits.writing("slow"):
+            pass
+    release.set()
+    await holder
+    assert "slow" not in limits._slots.get()
+
+
 def test_bucket_refuses_beyond_its_burst_and_refills() -> None:
     bucket = limits.Bucket(rate=1000.0, burst=2.0)
     assert bucket.take() and bucket.take()
