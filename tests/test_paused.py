@@ -23,7 +23,7 @@ NOTICE = 15.0
 
 async def wait_for(ws: aiohttp.ClientWebSocketResponse, kind: str) -> list[str]:
     """Messages up to and including the first of `kind` (its type, or text it contains)."""
-    seen = []
+    seen: list[str] = []
     async with asyncio.timeout(NOTICE):
         while True:
             message = await ws.receive()
