@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -25,7 +27,7 @@ from playwright.sync_api import (
     expect,
 )
 
-from tests.conftest import Server
+from tests.conftest import ROOT, Server
 
 pytestmark = pytest.mark.browser
 
@@ -461,4 +463,33 @@ def test_refused_write_says_why_and_changes_nothing(
     expect(b.row("next")).to_be_attached(timeout=WAIT_MS)
     assert b.version() == before + 1
     expect(b.rows).to_have_count(2)
+    assert_no_reload(a, b)
+
+
+def test_login_and_logout_in_one_tab_keep_every_tab_working(
+    context: BrowserContext, open_tab: Callable[[BrowserContext], Tab], live_server: Server
+) -> None:
+    subprocess.run(
+        [sys.executable, "manage.py", "demo_user"], cwd=ROOT, env=live_server.env, check=True
+    )
+    a, b = open_tab(context), open_tab(context)
+    a.add("before", "login")
+    expect(b.rows).to_have_count(1, timeout=WAIT_MS)
+    account = a.page.locator("#account")
+    account.locator("input[name=username]").fill("demo")
+    account.locator("input[name=password]").fill("demo")
+    a.answer(account.get_by_role("button", name="Log in"))
+    # B reconnects with the cookie the login set: the same keys, signed in.
+    expect(b.page.locator("#account")).to_contain_text("Signed in", timeout=WAIT_MS)
+    expect(b.row("before")).to_be_attached(timeout=WAIT_MS)
+    # The login rotated the CSRF token; B's next write carries the new one.
+    b.add("after", "login")
+    expect(b.error).to_have_count(0)
+    expect(a.value("after")).to_have_text(shown("login"), timeout=WAIT_MS)
+    b.press("Log out")
+    expect(a.rows).to_have_count(0, timeout=WAIT_MS)
+    expect(a.page.locator("#account")).not_to_contain_text("Signed in", timeout=WAIT_MS)
+    # A write in A starts the browser's next session, and B follows it too.
+    a.add("next", "session")
+    expect(b.value("next")).to_have_text(shown("session"), timeout=WAIT_MS)
     assert_no_reload(a, b)

@@ -16,8 +16,22 @@
     label = Math.random().toString(36).slice(2, 6);
     sessionStorage.setItem("live-tab", label);
   }
+  // A login rotates the CSRF token (and another tab may have logged in), so
+  // every request takes the token from the cookie as it is now, not the one
+  // the page was rendered with; a form's own hidden copy is brought up to date.
+  function csrfToken() {
+    var found = document.cookie.match(/(?:^|;\s*)csrftoken=([^;]+)/);
+    return found ? decodeURIComponent(found[1]) : null;
+  }
   document.addEventListener("htmx:configRequest", function (evt) {
     evt.detail.headers["X-Live-Tab"] = label;
+    var token = csrfToken();
+    if (token) {
+      evt.detail.headers["X-CSRFToken"] = token;
+      if (evt.detail.parameters && evt.detail.parameters.csrfmiddlewaretoken !== undefined) {
+        evt.detail.parameters.csrfmiddlewaretoken = token;
+      }
+    }
   });
   // The socket carries the label too, for the page's list of open tabs. This
   // runs before htmx processes the page (deferred scripts precede DOMContentLoaded).
