@@ -41,7 +41,10 @@ async def append(request: HttpRequest) -> HttpResponse:
     mark = request.POST.get("modified") == "1"
     cart = await request.session.aget("cart")
     if not isinstance(cart, list):
-        return _result(request, "", "Start the cart first: there is no list at 'cart'.", 400)
+        # 422, htmx's "refused, here is why": the answer takes the result's
+        # place, where django-htmx's debug handler would replace the page on a 400.
+        status = 422 if request.headers.get("HX-Request") else 400
+        return _result(request, "", "Start the cart first: there is no list at 'cart'.", status)
     cart.append("pear")
     code = 'cart = await request.session.aget("cart")\ncart.append("pear")'
     if mark:
