@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from functools import wraps
 from typing import Any
 
 from django.conf import settings
@@ -54,8 +56,26 @@ def _version(session: SessionBase) -> int:
     return getattr(session, "version", 0)
 
 
+def _refusals(
+    view: Callable[[HttpRequest], Awaitable[JsonResponse]],
+) -> Callable[[HttpRequest], Awaitable[JsonResponse]]:
+    """Answer an action's refusal (429, 409, ...) in JSON with its sentence."""
+
+    @wraps(view)
+    async def answered(request: HttpRequest) -> JsonResponse:
+        try:
+            return await view(request)
+        except Invalid as exc:
+            return _error(exc.message, exc.status)
+        except Conflict as exc:
+            return _error(str(exc), 409, current=exc.current)
+
+    return answered
+
+
 @never_cache
 @require_http_methods(["GET", "DELETE"])
+@_refusals
 async def session(request: HttpRequest) -> JsonResponse:
     if request.method == "DELETE":
         await actions.clear_editable(request.session)
@@ -117,6 +137,7 @@ def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
 
 @never_cache
 @require_POST
+@_refusals
 async def flush(request: HttpRequest) -> JsonResponse:
     await actions.flush(request.session)
     # Nothing is stored any more; the middleware deletes the cookie.
@@ -125,6 +146,7 @@ async def flush(request: HttpRequest) -> JsonResponse:
 
 @never_cache
 @require_POST
+@_refusals
 async def cycle(request: HttpRequest) -> JsonResponse:
     await actions.cycle(request.session)
     return JsonResponse({"version": _version(request.session)})

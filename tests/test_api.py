@@ -10,6 +10,7 @@ import pytest
 from django.conf import settings
 from django.test import AsyncClient, override_settings
 
+from live import limits
 from live.sessions.db import SessionStore
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -439,3 +440,21 @@ async def test_api_two_clients_never_see_each_other():
     error(await two.get(url("mine")), 404)
     error(await delete(two, url("mine")), 404)
     assert (await state(one))["data"] == {"mine": 1}
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("delete", "/api/session"), ("post", "/api/session/cycle"), ("post", "/api/session/flush")],
+)
+async def test_api_session_actions_answer_a_rate_refusal_in_json(
+    method: str, path: str, settings: Any
+) -> None:
+    client = await csrf_client()
+    await put(client, "a", 1)
+    settings.LIVE_SESSIONS = {"WRITE_RATE": 0.001, "WRITE_BURST": 1}
+    limits.reset()
+    token = {"X-CSRFToken": client.cookies["csrftoken"].value}
+    assert (await client.delete("/api/session", headers=token)).status_code == 200
+    refused = await getattr(client, method)(path, headers=token)
+    assert refused.status_code == 429
+    assert refused.json() == {"error": "Too many writes to this session; slow down and try again."}
