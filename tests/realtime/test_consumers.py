@@ -321,7 +321,7 @@ def plain_renderer(
 
 async def test_consumer_renders_with_the_configured_renderer(settings):
     # Another project plugs its own HTML in by configuration alone.
-    settings.LIVE_SESSIONS = {"RENDERER": "tests.test_consumers.plain_renderer"}
+    settings.LIVE_SESSIONS = {"RENDERER": "tests.realtime.test_consumers.plain_renderer"}
     store = await new_session(a=1)
     comm = communicator(store.session_key, json_mode=False)
     await comm.connect()

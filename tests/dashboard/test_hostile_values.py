@@ -36,7 +36,7 @@ from live.realtime.consumers import CLOSE_TOO_BIG
 from live.sessions.codec import dumps
 from live.sessions.keys import digest
 from tests.conftest import Server
-from tests.test_api import DaphneClient, token
+from tests.dashboard.test_api import DaphneClient, token
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -12,7 +12,7 @@ from django.test import AsyncClient
 
 from live.realtime.consumers import CLOSE_MOVED
 from live.sessions.db import SessionStore
-from tests.test_consumers import client_for, communicator, new_session, receive
+from tests.realtime.test_consumers import client_for, communicator, new_session, receive
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

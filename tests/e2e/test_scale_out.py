@@ -18,8 +18,8 @@ from yarl import URL
 
 from live.sessions.keys import digest
 from live.sessions.redis import session_keys
+from tests.browser.test_browser import WAIT_MS, Tab, shown
 from tests.conftest import RedisServer, Server, free_port, migrate, server_env
-from tests.test_browser import WAIT_MS, Tab, shown
 
 pytestmark = pytest.mark.services
 

@@ -36,7 +36,7 @@ from live.realtime import events, presence
 from live.realtime.consumers import CLOSE_MOVED
 from live.sessions.keys import digest
 from tests.conftest import ROOT, RedisServer, Server, free_port, migrate, server_env
-from tests.test_api import csrf_client, token
+from tests.dashboard.test_api import csrf_client, token
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

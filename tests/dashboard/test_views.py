@@ -10,7 +10,7 @@ import pytest
 from django.conf import settings
 from django.test import AsyncClient, override_settings
 
-from tests.test_api import csrf_client, token
+from tests.dashboard.test_api import csrf_client, token
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
