@@ -52,6 +52,25 @@ def fresh_layer() -> Iterator[None]:
     presence.reset()
 
 
+@pytest.fixture
+def fast_passwords(settings: Any) -> None:
+    """A quick password hasher: the default spends half a second per login."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(scope="module")
+def hostile_tally() -> Iterator[None]:
+    """Count a module's hostile cases (tests.helpers.Cases) and print the tally at its end."""
+    from tests.helpers import TALLY
+
+    TALLY.reset()
+    yield
+    print(
+        f"\nhostile input: {TALLY.cases} cases tried, {TALLY.server_errors} answered 5xx, "
+        f"{TALLY.refused_but_changed} refused writes changed state"
+    )
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

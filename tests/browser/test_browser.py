@@ -8,32 +8,24 @@ person would see, with a timeout.
 
 from __future__ import annotations
 
-import json
 import statistics
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from typing import Any
 
 import pytest
 from playwright.sync_api import (
     Browser,
     BrowserContext,
-    Dialog,
-    Locator,
-    Page,
     expect,
 )
 
 from tests.conftest import ROOT, Server
+from tests.helpers import WAIT_MS, BrowserTab, shown
 
 pytestmark = pytest.mark.browser
 
-# How long a push may take to show before a check fails. Pushes take tens of
-# milliseconds; the margin is for slow, shared CI machines.
-WAIT_MS = 5_000
 # Stamps the time of every click (capture phase, so before htmx sees it) and
 # of the moment a watched key's row appears, on the browser's one clock.
 TIMING_SCRIPT = """
@@ -54,97 +46,7 @@ new MutationObserver(() => {
 """
 
 
-def shown(value: Any) -> str:
-    """The text the page shows for a stored value (pretty JSON, as the table renders it)."""
-    return json.dumps(value, indent=2, ensure_ascii=False)
-
-
-def css_string(text: str) -> str:
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-class Tab:
-    """One dashboard tab, with what a person can see in it and do to it."""
-
-    def __init__(self, page: Page, server: Server) -> None:
-        self.page = page
-        self.dialogs: list[str] = []
-        self.errors: list[str] = []
-        page.on("dialog", self._on_dialog)
-        page.on("pageerror", lambda exc: self.errors.append(str(exc)))
-        self.open(server)
-
-    def open(self, server: Server) -> None:
-        self.page.goto(server.url + "/")
-        expect(self.status).to_have_attribute("data-state", "open", timeout=WAIT_MS)
-        # A full load wipes this marker: it proves later updates came without one.
-        self.page.evaluate("window.__sameDocument = true")
-
-    def _on_dialog(self, dialog: Dialog) -> None:
-        self.dialogs.append(dialog.message)
-        dialog.dismiss()
-
-    # --- what a person sees -------------------------------------------------------
-
-    @property
-    def status(self) -> Locator:
-        return self.page.locator("#live-status")
-
-    @property
-    def rows(self) -> Locator:
-        return self.page.locator("#session-keys [data-session-key]")
-
-    @property
-    def tabs(self) -> Locator:
-        return self.page.locator("[data-live-tabs]")
-
-    @property
-    def error(self) -> Locator:
-        return self.page.locator("#editor [data-error]")
-
-    def row(self, key: str) -> Locator:
-        return self.page.locator(f"#session-keys [data-session-key={css_string(key)}]")
-
-    def value(self, key: str) -> Locator:
-        return self.row(key).locator("[data-session-value]")
-
-    def version(self) -> int:
-        return int(self.page.locator("#session-meta").get_attribute("data-session-version") or 0)
-
-    def field(self, name: str) -> Locator:
-        return self.page.locator(f"#editor input[name={name}]")
-
-    def same_document(self) -> bool:
-        return bool(self.page.evaluate("window.__sameDocument === true"))
-
-    # --- what a person does -------------------------------------------------------
-
-    @contextmanager
-    def answering(self) -> Iterator[None]:
-        """Wait, after the block, for the answer that replaces the editor."""
-        # A person looks at the tab they click in; Chromium also throttles
-        # the animation frames of background pages, which slows clicks there.
-        self.page.bring_to_front()
-        self.page.evaluate("document.getElementById('editor').dataset.stale = 'yes'")
-        yield
-        expect(self.page.locator("#editor:not([data-stale])")).to_be_attached(timeout=WAIT_MS)
-
-    def answer(self, control: Locator) -> None:
-        """Click a control whose answer replaces the editor, and wait for that answer."""
-        with self.answering():
-            control.click()
-
-    def add(self, key: str, value: str) -> None:
-        self.page.bring_to_front()
-        self.field("key").fill(key)
-        self.field("value").fill(value)
-        self.answer(self.page.locator("#editor").get_by_role("button", name="Save"))
-
-    def press(self, button: str) -> None:
-        self.answer(self.page.get_by_role("button", name=button, exact=True))
-
-
-def assert_no_reload(*tabs: Tab) -> None:
+def assert_no_reload(*tabs: BrowserTab) -> None:
     for n, tab in enumerate(tabs):
         assert tab.same_document(), f"tab {n} was reloaded or navigated (now at {tab.page.url})"
 
@@ -171,12 +73,12 @@ def context(new_context: Callable[[], BrowserContext]) -> BrowserContext:
 
 
 @pytest.fixture
-def open_tab(live_server: Server) -> Iterator[Callable[[BrowserContext], Tab]]:
+def open_tab(live_server: Server) -> Iterator[Callable[[BrowserContext], BrowserTab]]:
     """Open dashboard tabs; after the test, check that none raised or popped a dialog."""
-    opened: list[Tab] = []
+    opened: list[BrowserTab] = []
 
-    def open_in(context: BrowserContext) -> Tab:
-        tab = Tab(context.new_page(), live_server)
+    def open_in(context: BrowserContext) -> BrowserTab:
+        tab = BrowserTab(context.new_page(), live_server)
         opened.append(tab)
         return tab
 
@@ -195,7 +97,7 @@ def visit_color(context: BrowserContext, server: Server) -> None:
 
 
 def test_add_in_one_tab_shows_in_the_other_without_reload(
-    context: BrowserContext, open_tab: Callable[[BrowserContext], Tab]
+    context: BrowserContext, open_tab: Callable[[BrowserContext], BrowserTab]
 ) -> None:
     a, b = open_tab(context), open_tab(context)
     latencies, walls = [], []
@@ -226,7 +128,7 @@ def test_add_in_one_tab_shows_in_the_other_without_reload(
 
 
 def test_color_view_in_a_third_tab_updates_both_dashboards(
-    live_server: Server, context: BrowserContext, open_tab: Callable[[BrowserContext], Tab]
+    live_server: Server, context: BrowserContext, open_tab: Callable[[BrowserContext], BrowserTab]
 ) -> None:
     a, b = open_tab(context), open_tab(context)
     visit_color(context, live_server)
@@ -239,7 +141,7 @@ def test_color_view_in_a_third_tab_updates_both_dashboards(
 def test_second_context_is_another_session(
     live_server: Server,
     new_context: Callable[[], BrowserContext],
-    open_tab: Callable[[BrowserContext], Tab],
+    open_tab: Callable[[BrowserContext], BrowserTab],
 ) -> None:
     first, second = new_context(), new_context()
     a, b = open_tab(first), open_tab(first)
@@ -270,7 +172,7 @@ def test_second_context_is_another_session(
 
 @pytest.mark.parametrize("payload", ["<img src=x onerror=alert(1)>", "<script>alert(1)</script>"])
 def test_markup_in_a_value_or_key_shows_as_text_and_runs_nothing(
-    payload: str, context: BrowserContext, open_tab: Callable[[BrowserContext], Tab]
+    payload: str, context: BrowserContext, open_tab: Callable[[BrowserContext], BrowserTab]
 ) -> None:
     a, b = open_tab(context), open_tab(context)
     a.add("html", payload)
@@ -290,7 +192,7 @@ def test_markup_in_a_value_or_key_shows_as_text_and_runs_nothing(
 
 
 def test_tab_count_follows_tabs_opening_and_closing(
-    context: BrowserContext, open_tab: Callable[[BrowserContext], Tab]
+    context: BrowserContext, open_tab: Callable[[BrowserContext], BrowserTab]
 ) -> None:
     a = open_tab(context)
     expect(a.tabs).to_have_text("1", timeout=WAIT_MS)
@@ -309,7 +211,7 @@ def test_tab_count_follows_tabs_opening_and_closing(
 
 
 def test_tab_reconnects_after_server_restart_and_shows_current_state(
-    live_server: Server, context: BrowserContext, open_tab: Callable[[BrowserContext], Tab]
+    live_server: Server, context: BrowserContext, open_tab: Callable[[BrowserContext], BrowserTab]
 ) -> None:
     a = open_tab(context)
     a.add("before", "restart")
@@ -335,7 +237,7 @@ def test_tab_reconnects_after_server_restart_and_shows_current_state(
 
 
 def test_edit_and_delete_from_the_row(
-    context: BrowserContext, open_tab: Callable[[BrowserContext], Tab]
+    context: BrowserContext, open_tab: Callable[[BrowserContext], BrowserTab]
 ) -> None:
     a, b = open_tab(context), open_tab(context)
     a.add("cart", '["apple", "pear"]')
@@ -361,7 +263,7 @@ def test_edit_and_delete_from_the_row(
 
 
 def test_clear_my_keys_empties_every_tab(
-    context: BrowserContext, open_tab: Callable[[BrowserContext], Tab]
+    context: BrowserContext, open_tab: Callable[[BrowserContext], BrowserTab]
 ) -> None:
     a, b = open_tab(context), open_tab(context)
     a.add("one", "1")
@@ -376,7 +278,7 @@ def test_clear_my_keys_empties_every_tab(
 
 
 def test_flush_empties_every_tab_and_the_next_session_is_followed_by_all(
-    context: BrowserContext, open_tab: Callable[[BrowserContext], Tab]
+    context: BrowserContext, open_tab: Callable[[BrowserContext], BrowserTab]
 ) -> None:
     a, b = open_tab(context), open_tab(context)
     a.add("one", "1")
@@ -401,7 +303,7 @@ def test_flush_empties_every_tab_and_the_next_session_is_followed_by_all(
 
 
 def test_cycle_key_keeps_data_and_pushes(
-    context: BrowserContext, open_tab: Callable[[BrowserContext], Tab]
+    context: BrowserContext, open_tab: Callable[[BrowserContext], BrowserTab]
 ) -> None:
     a, b = open_tab(context), open_tab(context)
     a.add("kept", "yes")
@@ -434,7 +336,7 @@ def test_refused_write_says_why_and_changes_nothing(
     value: str,
     reason: str,
     context: BrowserContext,
-    open_tab: Callable[[BrowserContext], Tab],
+    open_tab: Callable[[BrowserContext], BrowserTab],
 ) -> None:
     a, b = open_tab(context), open_tab(context)
     a.add("kept", "yes")
@@ -467,7 +369,7 @@ def test_refused_write_says_why_and_changes_nothing(
 
 
 def test_login_and_logout_in_one_tab_keep_every_tab_working(
-    context: BrowserContext, open_tab: Callable[[BrowserContext], Tab], live_server: Server
+    context: BrowserContext, open_tab: Callable[[BrowserContext], BrowserTab], live_server: Server
 ) -> None:
     subprocess.run(
         [sys.executable, "manage.py", "demo_user"], cwd=ROOT, env=live_server.env, check=True

@@ -2,68 +2,32 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
-from urllib.parse import unquote
 
 import pytest
-from django.conf import settings
 from django.test import AsyncClient, override_settings
 
 from live import limits
 from live.sessions.db import SessionStore
+from tests.helpers import (
+    COOKIE,
+    DaphneClient,
+    client_for,
+    csrf_client,
+    key_path,
+    new_session,
+    put,
+    state,
+    token,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-COOKIE = settings.SESSION_COOKIE_NAME
-
-
-class DaphneClient(AsyncClient):
-    """Decode the path as daphne does (UTF-8, bad bytes replaced) and pass raw_path.
-
-    Django's test client decodes paths as Latin-1, which no ASGI server does,
-    so non-ASCII keys would arrive as something else.
-    """
-
-    _raw_path = b""
-
-    def _get_path(self, parsed: Any) -> str:
-        self._raw_path = parsed.path.encode("ascii")
-        return unquote(parsed.path)
-
-    def _base_scope(self, **request: Any) -> dict[str, Any]:
-        scope = super()._base_scope(**request)  # type: ignore[misc]
-        scope["raw_path"] = self._raw_path
-        return scope
-
-
-async def csrf_client(cls: type[AsyncClient] = AsyncClient) -> AsyncClient:
-    """A client that enforces CSRF and holds the token cookie from a rendered form."""
-    client = cls(enforce_csrf_checks=True)
-    assert (await client.get("/")).status_code == 200
-    assert client.cookies["csrftoken"].value
-    return client
-
-
-def token(client: AsyncClient, **headers: str) -> dict[str, str]:
-    return {"X-CSRFToken": client.cookies["csrftoken"].value, **headers}
-
-
-def url(key: str) -> str:
-    return f"/api/session/keys/{key}"
-
-
-async def put(client: AsyncClient, key: str, value: Any, **headers: str) -> Any:
-    return await client.put(
-        url(key),
-        json.dumps(value),
-        content_type="application/json",
-        headers=token(client, **headers),
-    )
-
 
 async def put_raw(client: AsyncClient, key: str, body: str | bytes) -> Any:
-    return await client.put(url(key), body, content_type="application/json", headers=token(client))
+    return await client.put(
+        key_path(key), body, content_type="application/json", headers=token(client)
+    )
 
 
 async def delete(client: AsyncClient, path: str, **headers: str) -> Any:
@@ -72,15 +36,6 @@ async def delete(client: AsyncClient, path: str, **headers: str) -> Any:
 
 async def post(client: AsyncClient, path: str) -> Any:
     return await client.post(path, headers=token(client))
-
-
-async def state(client: AsyncClient) -> dict[str, Any]:
-    """The session as GET /api/session shows it, minus the expiry a read recomputes."""
-    response = await client.get("/api/session")
-    assert response.status_code == 200
-    body = response.json()
-    body["meta"].pop("expires_at")
-    return body
 
 
 def error(response: Any, status: int) -> str:
@@ -150,21 +105,21 @@ async def test_api_put_same_value_keeps_version():
 async def test_api_get_key_200_and_404():
     client = await csrf_client()
     version = (await put(client, "n", 42)).json()["version"]
-    response = await client.get(url("n"))
+    response = await client.get(key_path("n"))
     assert response.status_code == 200
     assert response.json() == {"key": "n", "value": 42, "version": version}
-    assert "'missing'" in error(await client.get(url("missing")), 404)
+    assert "'missing'" in error(await client.get(key_path("missing")), 404)
 
 
 async def test_api_delete_key_200_and_404():
     client = await csrf_client()
     version = (await put(client, "gone", True)).json()["version"]
-    response = await delete(client, url("gone"))
+    response = await delete(client, key_path("gone"))
     assert response.status_code == 200
     assert response.json() == {"key": "gone", "version": version + 1}
     assert (await state(client))["data"] == {}
-    error(await delete(client, url("gone")), 404)
-    error(await client.get(url("gone")), 404)
+    error(await delete(client, key_path("gone")), 404)
+    error(await client.get(key_path("gone")), 404)
 
 
 async def test_api_delete_session_keeps_reserved_keys():
@@ -216,7 +171,7 @@ async def test_api_cycle_keeps_data_under_new_cookie():
     assert (await state(client))["data"] == {"a": 1, "b": "two"}
     stale = AsyncClient()
     stale.cookies[COOKIE] = old
-    response = await stale.get(url("a"))
+    response = await stale.get(key_path("a"))
     error(response, 404)
     assert (await state(stale))["data"] == {}
 
@@ -253,7 +208,7 @@ async def test_api_unsafe_methods_without_csrf_token_refused_403(method: str, pa
 async def test_api_safe_methods_need_no_csrf_token():
     client = AsyncClient(enforce_csrf_checks=True)
     assert (await client.get("/api/session")).status_code == 200
-    assert (await client.get(url("nothing"))).status_code == 404
+    assert (await client.get(key_path("nothing"))).status_code == 404
 
 
 # --- refused keys -------------------------------------------------------------
@@ -284,7 +239,7 @@ async def test_api_delete_reserved_key_refused_400():
     before = await state(client)
     assert before["reserved"] == ["_session_expiry"]
     assert before["meta"]["expire_at_browser_close"] is True
-    error(await delete(client, url("_session_expiry")), 400)
+    error(await delete(client, key_path("_session_expiry")), 400)
     assert await state(client) == before
 
 
@@ -307,7 +262,7 @@ async def test_api_put_emoji_and_cjk_keys_stored_unchanged():
         response = await put(client, path_key, key)
         assert response.status_code == 200
         assert response.json()["key"] == key
-        assert (await client.get(url(path_key))).json()["value"] == key
+        assert (await client.get(key_path(path_key))).json()["value"] == key
     assert (await state(client))["data"] == {"🎨": "🎨", "好きな色": "好きな色", "a/b": "a/b"}
 
 
@@ -403,7 +358,7 @@ async def test_api_put_if_match_old_version_of_other_key_succeeds():
 async def test_api_put_if_match_new_key_deleted_after_version_conflicts_409():
     client = await csrf_client()
     seen = (await put(client, "a", 1)).json()["version"]
-    await delete(client, url("a"))
+    await delete(client, key_path("a"))
     response = await put(client, "a", 5, **{"If-Match": str(seen)})
     error(response, 409)
     assert response.json()["current"] is None
@@ -414,7 +369,7 @@ async def test_api_delete_if_match_stale_version_conflicts_409():
     seen = (await put(client, "a", 1)).json()["version"]
     await put(client, "a", 2)
     before = await state(client)
-    response = await delete(client, url("a"), **{"If-Match": str(seen)})
+    response = await delete(client, key_path("a"), **{"If-Match": str(seen)})
     error(response, 409)
     assert response.json()["current"] == 2
     assert await state(client) == before
@@ -437,8 +392,8 @@ async def test_api_two_clients_never_see_each_other():
     await put(two, "yours", 2)
     assert (await state(one))["data"] == {"mine": 1}
     assert (await state(two))["data"] == {"yours": 2}
-    error(await two.get(url("mine")), 404)
-    error(await delete(two, url("mine")), 404)
+    error(await two.get(key_path("mine")), 404)
+    error(await delete(two, key_path("mine")), 404)
     assert (await state(one))["data"] == {"mine": 1}
 
 
@@ -458,3 +413,17 @@ async def test_api_session_actions_answer_a_rate_refusal_in_json(
     refused = await getattr(client, method)(path, headers=token)
     assert refused.status_code == 429
     assert refused.json() == {"error": "Too many writes to this session; slow down and try again."}
+
+
+async def test_api_refuses_writes_beyond_rate(settings):
+    settings.LIVE_SESSIONS = {"WRITE_RATE": 1, "WRITE_BURST": 3}
+    store = await new_session()
+    client = client_for(store.session_key)
+    statuses = [
+        (await client.put(f"/api/session/keys/k{n}", "1", "application/json")).status_code
+        for n in range(5)
+    ]
+    assert statuses == [200, 200, 200, 429, 429]
+    refused = await client.put("/api/session/keys/late", "1", "application/json")
+    assert "slow down" in refused.json()["error"]
+    assert "late" not in (await client.get("/api/session")).json()["data"]

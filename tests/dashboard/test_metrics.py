@@ -9,7 +9,7 @@ import pytest
 from django.test import AsyncClient
 
 from live import metrics
-from tests.realtime.test_consumers import client_for, communicator, new_session, receive
+from tests.helpers import client_for, communicator, new_session, receive
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -3,25 +3,26 @@
 from __future__ import annotations
 
 import html
+import json
 import re
 from typing import Any
 
 import pytest
-from django.conf import settings
 from django.test import AsyncClient, override_settings
 
-from tests.dashboard.test_api import csrf_client, token
+from live.sessions.db import SessionStore
+from tests.helpers import (
+    COOKIE,
+    HTMX,
+    XSS,
+    client_for,
+    communicator,
+    csrf_client,
+    new_session,
+    token,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-COOKIE = settings.SESSION_COOKIE_NAME
-HTMX = {"HX-Request": "true"}
-XSS = "<img src=x onerror=alert(1)>"
-
-
-async def browser() -> AsyncClient:
-    """A client with its own cookie jar that enforces CSRF, after loading the page once."""
-    return await csrf_client()
 
 
 async def submit(
@@ -103,7 +104,7 @@ async def test_page_never_cached():
 
 
 async def test_page_shows_session_version_of_api():
-    client = await browser()
+    client = await csrf_client()
     await submit(client, "/keys/", {"key": "a", "value": "1"})
     version = (await data(client))["version"]
     assert f'data-session-version="{version}"' in await page(client)
@@ -113,7 +114,7 @@ async def test_page_shows_session_version_of_api():
 
 
 async def test_set_key_without_htmx_redirects_and_page_shows_row_and_call():
-    client = await browser()
+    client = await csrf_client()
     response = await submit(client, "/keys/", {"key": "favorite_color", "value": "green"})
     assert response.status_code == 302
     assert response["Location"] == "/"
@@ -127,7 +128,7 @@ async def test_set_key_without_htmx_redirects_and_page_shows_row_and_call():
 
 
 async def test_set_key_with_htmx_answers_partial_with_oob_sections_and_call():
-    client = await browser()
+    client = await csrf_client()
     response = await submit(client, "/keys/", {"key": "n", "value": "42"}, htmx=True)
     assert response.status_code == 200
     body = assert_partial(response.content)
@@ -152,7 +153,7 @@ async def test_set_key_with_htmx_answers_partial_with_oob_sections_and_call():
     ],
 )
 async def test_set_key_reads_typed_value_as_json_or_text(typed: str, stored: Any, shown: str):
-    client = await browser()
+    client = await csrf_client()
     response = await submit(client, "/keys/", {"key": "k", "value": typed}, htmx=True)
     assert response.status_code == 200
     assert f'await request.session.aset("k", {shown})' in text(response.content)
@@ -160,7 +161,7 @@ async def test_set_key_reads_typed_value_as_json_or_text(typed: str, stored: Any
 
 
 async def test_set_key_emoji_key_shown_unchanged():
-    client = await browser()
+    client = await csrf_client()
     await submit(client, "/keys/", {"key": "好きな色 🎨", "value": "green"})
     assert 'data-session-key="好きな色 🎨"' in await page(client)
     assert (await data(client))["data"] == {"好きな色 🎨": "green"}
@@ -185,7 +186,7 @@ async def test_set_key_emoji_key_shown_unchanged():
 async def test_set_key_invalid_input_refused_with_reason_and_changes_nothing(
     key: str, value: str, status: int, reason: str, htmx: bool
 ):
-    client = await browser()
+    client = await csrf_client()
     # Seeded through htmx, so no notice of it waits to be shown.
     await submit(client, "/keys/", {"key": "keep", "value": "me"}, htmx=True)
     before = await facts(client)
@@ -205,7 +206,7 @@ async def test_set_key_invalid_input_refused_with_reason_and_changes_nothing(
 
 
 async def test_set_key_session_limit_refused_413():
-    client = await browser()
+    client = await csrf_client()
     with override_settings(LIVE_SESSIONS={"MAX_SESSION_BYTES": 40}):
         await submit(client, "/keys/", {"key": "a", "value": "x" * 20})
         before = await data(client)
@@ -216,7 +217,7 @@ async def test_set_key_session_limit_refused_413():
 
 
 async def test_set_key_stale_version_shows_conflict_409():
-    client = await browser()
+    client = await csrf_client()
     await submit(client, "/keys/", {"key": "a", "value": "1"})
     seen = str((await data(client))["version"])
     await submit(client, "/keys/", {"key": "a", "value": "2"})  # another tab
@@ -233,7 +234,7 @@ async def test_set_key_stale_version_shows_conflict_409():
 
 
 async def test_set_key_stale_version_of_other_key_succeeds():
-    client = await browser()
+    client = await csrf_client()
     seen = str((await data(client))["version"])
     await submit(client, "/keys/", {"key": "a", "value": "1"})
     response = await submit(client, "/keys/", {"key": "b", "value": "2", "version": seen}, True)
@@ -249,7 +250,7 @@ async def test_set_key_stale_version_of_other_key_succeeds():
     [("green", "green"), ("42", "42"), ('"42"', '"42"'), ('{"a": [1, 2]}', '{"a": [1, 2]}')],
 )
 async def test_page_edit_prefills_form_with_value_that_saves_the_same(typed: str, prefilled: str):
-    client = await browser()
+    client = await csrf_client()
     await submit(client, "/keys/", {"key": "k", "value": typed})
     stored = (await data(client))["data"]
     response = await client.get("/?edit=k")
@@ -261,7 +262,7 @@ async def test_page_edit_prefills_form_with_value_that_saves_the_same(typed: str
 
 
 async def test_page_edit_with_htmx_answers_only_editor():
-    client = await browser()
+    client = await csrf_client()
     await submit(client, "/keys/", {"key": "k", "value": "green"})
     response = await client.get("/?edit=k", headers=HTMX)
     body = response.content.decode()
@@ -272,7 +273,7 @@ async def test_page_edit_with_htmx_answers_only_editor():
 
 
 async def test_page_edit_unknown_key_leaves_form_empty():
-    client = await browser()
+    client = await csrf_client()
     response = await client.get("/?edit=nothing")
     assert input_value(response.content, "key") == ""
 
@@ -282,7 +283,7 @@ async def test_page_edit_unknown_key_leaves_form_empty():
 
 @pytest.mark.parametrize("htmx", [True, False], ids=["htmx", "plain"])
 async def test_delete_key_removes_row_and_shows_apop(htmx: bool):
-    client = await browser()
+    client = await csrf_client()
     await submit(client, "/keys/", {"key": "gone", "value": "1"})
     await submit(client, "/keys/", {"key": "kept", "value": "2"})
     response = await submit(client, "/keys/delete/", {"key": "gone"}, htmx=htmx)
@@ -299,7 +300,7 @@ async def test_delete_key_removes_row_and_shows_apop(htmx: bool):
 
 @pytest.mark.parametrize("htmx", [True, False], ids=["htmx", "plain"])
 async def test_delete_key_missing_or_reserved_refused(htmx: bool):
-    client = await browser()
+    client = await csrf_client()
     await submit(client, "/expiry/", {"expiry": "300"})
     before = await data(client)
     response = await submit(client, "/keys/delete/", {"key": "nothing"}, htmx=htmx)
@@ -313,7 +314,7 @@ async def test_delete_key_missing_or_reserved_refused(htmx: bool):
 
 @pytest.mark.parametrize("htmx", [True, False], ids=["htmx", "plain"])
 async def test_clear_removes_editable_keys_keeps_reserved(htmx: bool):
-    client = await browser()
+    client = await csrf_client()
     await submit(client, "/keys/", {"key": "a", "value": "1"})
     await submit(client, "/keys/", {"key": "b", "value": "2"})
     await submit(client, "/expiry/", {"expiry": "browser"})
@@ -329,7 +330,7 @@ async def test_clear_removes_editable_keys_keeps_reserved(htmx: bool):
 
 @pytest.mark.parametrize("htmx", [True, False], ids=["htmx", "plain"])
 async def test_flush_gives_new_empty_session_and_shows_aflush(htmx: bool):
-    client = await browser()
+    client = await csrf_client()
     await submit(client, "/keys/", {"key": "a", "value": "1"})
     old = client.cookies[COOKIE].value
     response = await submit(client, "/flush/", htmx=htmx)
@@ -343,7 +344,7 @@ async def test_flush_gives_new_empty_session_and_shows_aflush(htmx: bool):
 
 @pytest.mark.parametrize("htmx", [True, False], ids=["htmx", "plain"])
 async def test_cycle_keeps_data_under_new_key_and_shows_acycle_key(htmx: bool):
-    client = await browser()
+    client = await csrf_client()
     await submit(client, "/keys/", {"key": "a", "value": "1"})
     old = client.cookies[COOKIE].value
     response = await submit(client, "/cycle/", htmx=htmx)
@@ -360,7 +361,7 @@ async def test_cycle_keeps_data_under_new_key_and_shows_acycle_key(htmx: bool):
 
 @pytest.mark.parametrize("htmx", [True, False], ids=["htmx", "plain"])
 async def test_expiry_seconds_browser_and_default_show_aset_expiry(htmx: bool):
-    client = await browser()
+    client = await csrf_client()
 
     async def set_expiry(raw: str) -> str:
         response = await submit(client, "/expiry/", {"expiry": raw}, htmx=htmx)
@@ -391,7 +392,7 @@ async def test_expiry_seconds_browser_and_default_show_aset_expiry(htmx: bool):
 
 @pytest.mark.parametrize("htmx", [True, False], ids=["htmx", "plain"])
 async def test_expiry_invalid_refused_and_changes_nothing(htmx: bool):
-    client = await browser()
+    client = await csrf_client()
     before = await data(client)
     response = await submit(client, "/expiry/", {"expiry": "soon"}, htmx=htmx)
     assert response.status_code == (422 if htmx else 400)
@@ -401,7 +402,7 @@ async def test_expiry_invalid_refused_and_changes_nothing(htmx: bool):
 
 @pytest.mark.parametrize("path", ["/", "/keys/", "/clear/"])
 async def test_write_views_refuse_get_and_page_refuses_post(path: str):
-    client = await browser()
+    client = await csrf_client()
     if path == "/":
         assert (await submit(client, "/")).status_code == 405
     else:
@@ -424,7 +425,7 @@ async def test_write_views_refuse_get_and_page_refuses_post(path: str):
 )
 @pytest.mark.parametrize("htmx", [True, False], ids=["htmx", "plain"])
 async def test_post_without_csrf_token_refused_403(path: str, form: dict[str, str], htmx: bool):
-    client = await browser()
+    client = await csrf_client()
     await submit(client, "/keys/", {"key": "keep", "value": "me"})
     before = await facts(client)
     cookie = client.cookies[COOKIE].value
@@ -437,7 +438,7 @@ async def test_post_without_csrf_token_refused_403(path: str, form: dict[str, st
 
 
 async def test_post_with_csrf_form_field_accepted():
-    client = await browser()
+    client = await csrf_client()
     body = await page(client)
     found = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', body)
     assert found
@@ -446,27 +447,88 @@ async def test_post_with_csrf_form_field_accepted():
     assert (await data(client))["data"] == {"a": 1}
 
 
+# --- history and undo -----------------------------------------------------------
+
+
+async def test_history_records_old_and_new_and_source():
+    store = await new_session()
+    client = client_for(store.session_key)
+    await client.get("/color/")
+    await client.put("/api/session/keys/favorite_color", json.dumps("blue"), "application/json")
+    page = (await client.get("/")).content.decode()
+    assert 'data-history-version="' in page
+    assert "&quot;green&quot; → &quot;blue&quot;" in page
+    assert "GET /color/" in page and "PUT /api/session/keys/favorite_color" in page
+
+
+async def test_history_is_pushed_live_in_html_mode():
+    store = await new_session()
+    comm = communicator(store.session_key, json_mode=False)
+    await comm.connect()
+    await comm.receive_from(timeout=3)  # snapshot
+    await comm.receive_from(timeout=3)  # tab count
+    await client_for(store.session_key).get("/color/")
+    html = await comm.receive_from(timeout=3)
+    assert 'id="session-history"' in html and "GET /color/" in html
+    await comm.disconnect()
+
+
+async def test_undo_restores_old_value_as_new_change():
+    store = await new_session()
+    client = client_for(store.session_key)
+    await client.put("/api/session/keys/color", json.dumps("red"), "application/json")
+    changed = await client.put("/api/session/keys/color", json.dumps("blue"), "application/json")
+    version = changed.json()["version"]
+    response = await client.post("/undo/", {"version": version}, headers={"HX-Request": "true"})
+    assert response.status_code == 200
+    after = (await client.get("/api/session/keys/color")).json()
+    assert after["value"] == "red" and after["version"] == version + 1
+
+
+async def test_undo_conflicts_when_key_changed_since():
+    store = await new_session()
+    client = client_for(store.session_key)
+    first = await client.put("/api/session/keys/color", json.dumps("red"), "application/json")
+    await client.put("/api/session/keys/color", json.dumps("blue"), "application/json")
+    response = await client.post("/undo/", {"version": first.json()["version"]})
+    assert response.status_code == 409
+    assert (await client.get("/api/session/keys/color")).json()["value"] == "blue"
+
+
+async def test_history_is_bounded_and_private():
+    mine, theirs = await new_session(), await new_session()
+    for n in range(60):
+        await client_for(mine.session_key).put(
+            f"/api/session/keys/k{n}", json.dumps(n), "application/json"
+        )
+    page = (await client_for(theirs.session_key).get("/")).content.decode()
+    assert "k59" not in page
+    entries = await SessionStore.ahistory(mine.digest)
+    assert len(entries) == 50 and entries[0]["changes"][0]["key"] == "k59"
+
+
 # --- escaping, demos, isolation -------------------------------------------------
 
 
 async def test_page_escapes_html_in_keys_and_values():
-    client = await browser()
-    await submit(client, "/keys/", {"key": XSS, "value": XSS})
+    markup = XSS["img onerror"]
+    client = await csrf_client()
+    await submit(client, "/keys/", {"key": markup, "value": markup})
     body = await page(client)
-    assert XSS not in body
+    assert markup not in body
     assert "<img" not in body
     assert 'data-session-key="&lt;img src=x onerror=alert(1)&gt;"' in body
     assert "&lt;img src=x onerror=alert(1)&gt;" in body
-    assert (await data(client))["data"] == {XSS: XSS}
-    response = await submit(client, "/keys/", {"key": XSS, "value": XSS + "!"}, htmx=True)
+    assert (await data(client))["data"] == {markup: markup}
+    response = await submit(client, "/keys/", {"key": markup, "value": markup + "!"}, htmx=True)
     assert "<img" not in response.content.decode()
     edit = await client.get("/?edit=" + "%3Cimg%20src%3Dx%20onerror%3Dalert(1)%3E")
     assert "<img" not in edit.content.decode()
-    assert input_value(edit.content, "key") == XSS
+    assert input_value(edit.content, "key") == markup
 
 
 async def test_color_demo_sets_favorite_color():
-    client = await browser()
+    client = await csrf_client()
     response = await client.get("/color/")
     assert response.status_code == 200
     assert response.content.decode() == "Your favorite color is green."
@@ -482,7 +544,7 @@ async def test_color_demo_without_session_creates_one():
 
 
 async def test_two_clients_never_see_each_other():
-    one, two = await browser(), await browser()
+    one, two = await csrf_client(), await csrf_client()
     assert one.cookies[COOKIE].value != two.cookies[COOKIE].value
     await submit(one, "/keys/", {"key": "mine", "value": "1"})
     await submit(two, "/keys/", {"key": "yours", "value": "2"})

@@ -8,9 +8,9 @@ from collections import Counter
 
 import aiohttp
 import pytest
-from yarl import URL
 
 from tests.conftest import Server
+from tests.helpers import open_page
 
 TABS = 10
 WRITES_PER_TAB = 100
@@ -23,10 +23,7 @@ async def csrf_session(server: Server) -> aiohttp.ClientSession:
         cookie_jar=aiohttp.CookieJar(unsafe=True),
         headers={"Origin": server.url, "Referer": server.url + "/"},
     )
-    async with http.get(server.url + "/") as response:
-        assert response.status == 200
-    token = http.cookie_jar.filter_cookies(URL(server.url))["csrftoken"].value
-    http.headers["X-CSRFToken"] = token  # type: ignore[index]
+    http.headers.update(await open_page(http, server))
     return http
 
 

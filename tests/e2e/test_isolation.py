@@ -12,9 +12,6 @@ import asyncio
 import json
 import random
 import re
-import secrets
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -24,78 +21,33 @@ import pytest
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
-from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import connection
-from django.test import AsyncClient, override_settings
+from django.test import AsyncClient
 from django.urls import URLPattern, resolve
 
-from asgi_config.asgi import application
 from dashboard.urls import urlpatterns
 from live.realtime import events, presence
 from live.realtime.consumers import CLOSE_MOVED
 from live.sessions.keys import digest
-from tests.conftest import ROOT, RedisServer, Server, free_port, migrate, server_env
-from tests.dashboard.test_api import csrf_client, token
+from tests.conftest import RedisServer, Server, free_port, migrate, server_env
+from tests.helpers import (
+    COOKIE,
+    communicator,
+    csrf_client,
+    key_of,
+    logged_in_client,
+    make_user,
+    open_page,
+    put,
+    receive,
+    state,
+    token,
+)
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("fast_passwords")]
 
-COOKIE = settings.SESSION_COOKIE_NAME
-ORIGIN = "http://127.0.0.1:8000"
 UNSAFE = ("post", "put", "patch", "delete")
-
-
-# --- helpers ------------------------------------------------------------------------
-
-
-@pytest.fixture(autouse=True)
-def fast_passwords(settings: Any) -> None:
-    # The default hasher spends half a second per login; these tests log in often.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
-async def visitor() -> AsyncClient:
-    """A client that enforces CSRF, with a stored session and the token cookie."""
-    return await csrf_client()
-
-
-def key_of(client: AsyncClient) -> str:
-    return client.cookies[COOKIE].value
-
-
-async def put(client: AsyncClient, key: str, value: Any) -> Any:
-    response = await client.put(
-        f"/api/session/keys/{key}", json.dumps(value), "application/json", headers=token(client)
-    )
-    assert response.status_code == 200, response.content
-    return response
-
-
-async def state(client: AsyncClient) -> dict[str, Any]:
-    response = await client.get("/api/session")
-    assert response.status_code == 200
-    body = response.json()
-    return {"version": body["version"], "data": body["data"]}
-
-
-def tab(
-    session_key: str | None, json_mode: bool = True, origin: str | None = ORIGIN, path: str = ""
-) -> WebsocketCommunicator:
-    headers = [(b"host", b"127.0.0.1:8000")]
-    if origin is not None:
-        headers.append((b"origin", origin.encode()))
-    if session_key:
-        headers.append((b"cookie", f"{COOKIE}={session_key}".encode()))
-    return WebsocketCommunicator(
-        application,
-        path or "/ws/session/",
-        headers=headers,
-        subprotocols=["session.json"] if json_mode else None,
-    )
-
-
-async def receive(comm: WebsocketCommunicator) -> dict[str, Any]:
-    return json.loads(await comm.receive_from(timeout=3))
 
 
 # --- many sessions at once ------------------------------------------------------------
@@ -125,7 +77,7 @@ class Owner:
     async def connect(self) -> None:
         """Open a socket with the browser's cookie, as the page does, if it has a session."""
         if self.comm is None and self.client.cookies[COOKIE].value:
-            self.comm = tab(key_of(self.client))
+            self.comm = communicator(key_of(self.client))
             assert (await self.comm.connect())[0]
 
     async def reconnect(self) -> None:
@@ -145,7 +97,7 @@ class Owner:
             if roll < 0.6 or not keys:
                 key = f"s{self.n}-k{self.random.randrange(6)}"
                 value = {"owner": self.n, "step": step, "pad": "x" * self.random.randrange(50)}
-                await put(self.client, key, value)
+                assert (await put(self.client, key, value)).status_code == 200
                 self.model[key] = value
                 await self.connect()
             elif roll < 0.85:
@@ -187,8 +139,8 @@ class Owner:
 async def test_many_concurrent_sessions_receive_only_their_own_data():
     owners = []
     for n in range(20):
-        client = await visitor()
-        comm = tab(key_of(client))
+        client = await csrf_client()
+        comm = communicator(key_of(client))
         connected, _ = await comm.connect()
         assert connected
         owners.append(Owner(n, client, comm))
@@ -214,8 +166,8 @@ async def test_many_concurrent_sessions_receive_only_their_own_data():
 
 
 async def test_no_endpoint_takes_a_session_key_from_the_client():
-    victim, attacker = await visitor(), await visitor()
-    await put(victim, "secret", "victim's")
+    victim, attacker = await csrf_client(), await csrf_client()
+    assert (await put(victim, "secret", "victim's")).status_code == 200
     before = await state(victim)
     stolen = key_of(victim)
     offers = {"sessionid": stolen, "session_key": stolen, COOKIE: stolen}
@@ -241,11 +193,11 @@ async def test_no_endpoint_takes_a_session_key_from_the_client():
     assert await state(victim) == before
     assert set((await state(attacker))["data"]) == {"planted", "planted2"}
     # A socket reads its session from its cookie only, never from its URL.
-    comm = tab(key_of(attacker), path="/ws/session/" + query)
+    comm = communicator(key_of(attacker), path="/ws/session/" + query)
     await comm.connect()
     assert set((await receive(comm))["data"]) == {"planted", "planted2"}
     await comm.disconnect()
-    comm = tab(None, path="/ws/session/" + query)
+    comm = communicator(None, path="/ws/session/" + query)
     await comm.connect()
     assert await receive(comm) == {"type": "session.ended"}
     assert (await comm.receive_output(timeout=3))["type"] == "websocket.close"
@@ -272,15 +224,14 @@ async def stored_text() -> str:
 
 
 async def test_session_key_absent_from_groups_presence_rows_pages_and_pushes():
-    await get_user_model().objects.acreate_user("boss", password="boss", is_staff=True)
-    clients = [await visitor() for _ in range(3)]
+    await make_user("boss", staff=True)
+    clients = [await csrf_client() for _ in range(3)]
     for n, client in enumerate(clients):
-        await put(client, "n", n)
-    tabs = [tab(key_of(c), json_mode=n % 2 == 0) for n, c in enumerate(clients)]
+        assert (await put(client, "n", n)).status_code == 200
+    tabs = [communicator(key_of(c), json_mode=n % 2 == 0) for n, c in enumerate(clients)]
     for comm in tabs:
         assert (await comm.connect())[0]
-    staff = AsyncClient()
-    assert await staff.alogin(username="boss", password="boss")
+    staff = await logged_in_client("boss")
     keys = [key_of(c) for c in [*clients, staff]]
     layer = get_channel_layer()
     groups = set(layer.groups)  # type: ignore[attr-defined]
@@ -299,7 +250,7 @@ async def test_session_key_absent_from_groups_presence_rows_pages_and_pushes():
         page = (await client.get("/")).content.decode()
         snapshot = (await client.get("/api/session")).content.decode()
         assert "…" in page and key_of(client)[:4] + "…" + key_of(client)[-4:] in page
-        await put(client, "again", True)
+        assert (await put(client, "again", True)).status_code == 200
         texts += [page, snapshot, await comm.receive_from(timeout=3)]
         await comm.disconnect()
     for key in keys:
@@ -317,10 +268,8 @@ async def drive_traffic(server: Server) -> set[str]:
     keys = set()
     jar = aiohttp.CookieJar(unsafe=True)
     async with aiohttp.ClientSession(cookie_jar=jar) as http:
-        async with http.get(server.url + "/") as response:
-            assert response.status == 200
+        csrf = await open_page(http, server)
         keys.add(traffic_keys(jar))
-        csrf = {"X-CSRFToken": next(c.value for c in jar if c.key == "csrftoken")}
         headers = {"Origin": server.url}
         ws = await http.ws_connect(server.ws_url, protocols=["session.json"], headers=headers)
         await ws.receive_json(timeout=5)
@@ -463,8 +412,8 @@ def csrf_refusal(response: Any) -> bool:
 
 
 async def test_csrf_enforced_on_every_unsafe_method_of_every_url():
-    victim = await visitor()
-    await put(victim, "k", "kept")
+    victim = await csrf_client()
+    assert (await put(victim, "k", "kept")).status_code == 200
     before, cookie = await state(victim), key_of(victim)
     paths = concrete_paths(digest(cookie))
     # Every generated path is one the project really serves (resolve raises otherwise).
@@ -521,8 +470,8 @@ async def test_csrf_enforced_on_every_unsafe_method_of_every_url():
 )
 @pytest.mark.parametrize("path", ["/ws/session/", "/ws/staff/sessions/"])
 async def test_sockets_from_other_origins_refused(origin: str | None, path: str):
-    client = await visitor()
-    comm = tab(key_of(client), origin=origin, path=path)
+    client = await csrf_client()
+    comm = communicator(key_of(client), origin=origin, path=path)
     connected, _ = await comm.connect()
     assert not connected
     assert not presence._local
@@ -553,42 +502,42 @@ async def closed_to_reconnect(comm: WebsocketCommunicator) -> None:
 
 
 async def test_cycle_old_sockets_reconnect_and_old_key_reaches_nothing():
-    client = await visitor()
-    await put(client, "a", 1)
+    client = await csrf_client()
+    assert (await put(client, "a", 1)).status_code == 200
     old = key_of(client)
-    comm = tab(old)
+    comm = communicator(old)
     await comm.connect()
     await receive(comm)
     assert (await client.post("/api/session/cycle", headers=token(client))).status_code == 200
     assert await receive(comm) == {"type": "session.rotated"}
     await closed_to_reconnect(comm)
-    again = tab(key_of(client))
+    again = communicator(key_of(client))
     await again.connect()
     assert (await receive(again))["data"] == {"a": 1}
     await assert_stale_key_reaches_nothing(old, again, client)
-    await put(client, "b", 2)
+    assert (await put(client, "b", 2)).status_code == 200
     assert (await receive(again))["changes"] == [{"op": "set", "key": "b", "value": 2}]
     await again.disconnect()
 
 
 async def test_logout_old_sockets_end_and_old_key_reaches_nothing():
-    await get_user_model().objects.acreate_user("demo", password="demo")
-    client = await visitor()
+    await make_user()
+    client = await csrf_client()
     response = await client.post(
         "/login/submit/", {"username": "demo", "password": "demo"}, headers=token(client)
     )
     assert response.status_code == 302
-    await put(client, "private", "before logout")
+    assert (await put(client, "private", "before logout")).status_code == 200
     old = key_of(client)
-    comm = tab(old)
+    comm = communicator(old)
     await comm.connect()
     assert (await receive(comm))["data"] == {"private": "before logout"}
     assert (await client.post("/logout/", headers=token(client))).status_code == 302
     assert await receive(comm) == {"type": "session.ended"}
     await closed_to_reconnect(comm)
     # The browser's next session is a new one, with nothing of before.
-    await put(client, "after", 1)
-    again = tab(key_of(client))
+    assert (await put(client, "after", 1)).status_code == 200
+    again = communicator(key_of(client))
     await again.connect()
     assert (await receive(again))["data"] == {"after": 1}
     await assert_stale_key_reaches_nothing(old, again, client)
@@ -597,12 +546,12 @@ async def test_logout_old_sockets_end_and_old_key_reaches_nothing():
 
 
 async def test_expiry_old_sockets_end_and_old_key_reaches_nothing():
-    client = await visitor()
-    await put(client, "a", 1)
+    client = await csrf_client()
+    assert (await put(client, "a", 1)).status_code == 200
     response = await client.post("/expiry/", {"expiry": "1"}, headers=token(client))
     assert response.status_code == 302
     old = key_of(client)
-    comm = tab(old)
+    comm = communicator(old)
     await comm.connect()
     assert (await receive(comm))["data"] == {"a": 1}
     assert json.loads(await comm.receive_from(timeout=4)) == {"type": "session.ended"}
@@ -617,8 +566,8 @@ async def test_a_rotated_session_never_hands_its_sockets_the_new_session():
     # open on it. The victim logs in: the key rotates, and the attacker's socket
     # is told and closed, and its cookie leads nowhere. It never sees the session.
     await get_user_model().objects.acreate_user("victim", password="pin1234")
-    planted = await visitor()
-    attacker = tab(key_of(planted))
+    planted = await csrf_client()
+    attacker = communicator(key_of(planted))
     await attacker.connect()
     await receive(attacker)
     victim = AsyncClient()
@@ -629,123 +578,11 @@ async def test_a_rotated_session_never_hands_its_sockets_the_new_session():
         "/login/submit/", {"username": "victim", "password": "pin1234"}, headers=token(planted)
     )
     assert response.status_code == 302
-    await put(victim, "pin", "1234")
+    assert (await put(victim, "pin", "1234")).status_code == 200
     heard = [json.loads(await attacker.receive_from(timeout=3))]
     await closed_to_reconnect(attacker)
     assert heard == [{"type": "session.rotated"}]
-    again = tab(key_of(planted))
+    again = communicator(key_of(planted))
     await again.connect()
     assert await receive(again) == {"type": "session.ended"}
     assert await again.receive_output(timeout=3) == {"type": "websocket.close", "code": 4404}
-
-
-# --- headers and cookies ----------------------------------------------------------------
-
-
-async def test_page_csp_nonce_on_every_script_and_no_inline_handlers():
-    client = AsyncClient()
-    first, second = await client.get("/"), await client.get("/")
-    nonces = []
-    for response in (first, second):
-        policy = response["Content-Security-Policy"]
-        found = re.search(r"script-src [^;]*'nonce-([A-Za-z0-9+/=_-]+)'", policy)
-        assert found, policy
-        assert "'unsafe-inline'" not in policy and "'unsafe-eval'" not in policy
-        assert "object-src 'none'" in policy and "frame-ancestors 'none'" in policy
-        nonce = found.group(1)
-        body = response.content.decode()
-        scripts = re.findall(r"<script\b[^>]*>", body)
-        assert scripts
-        for script in scripts:
-            assert f'nonce="{nonce}"' in script, script
-            assert "src=" in script, script  # no inline code, even with the nonce
-        assert not re.search(r"\son[a-z]+\s*=", body)
-        nonces.append(nonce)
-    assert nonces[0] != nonces[1]
-
-
-@pytest.mark.parametrize(
-    ("method", "path"),
-    [
-        ("get", "/"),
-        ("get", "/?edit=k"),
-        ("get", "/api/session"),
-        ("get", "/api/session/keys/k"),
-        ("get", "/api/session/keys/missing"),
-        ("put", "/api/session/keys/k"),
-        ("put", "/api/session/keys/_bad"),
-        ("delete", "/api/session/keys/k"),
-        ("delete", "/api/session"),
-        ("post", "/api/session/flush"),
-        ("post", "/api/session/cycle"),
-    ],
-)
-async def test_session_pages_and_api_never_stored_in_caches(method: str, path: str):
-    client = await visitor()
-    await put(client, "k", "v")
-    if method == "get":
-        response = await client.get(path)
-    else:
-        call = getattr(client, method)
-        response = await call(path, '"v2"', "application/json", headers=token(client))
-    assert response.status_code < 500
-    assert "no-store" in response["Cache-Control"], (path, response.get("Cache-Control"))
-
-
-async def test_staff_pages_never_stored_in_caches():
-    await get_user_model().objects.acreate_user("boss", password="boss", is_staff=True)
-    staff = AsyncClient()
-    assert await staff.alogin(username="boss", password="boss")
-    for path in ("/staff/sessions/", f"/staff/sessions/{digest(key_of(staff))}/"):
-        response = await staff.get(path)
-        assert response.status_code == 200
-        assert "no-store" in response["Cache-Control"]
-
-
-async def test_cookies_httponly_samesite_lax_and_secure_when_configured():
-    response = await AsyncClient().get("/")
-    cookie = response.cookies[COOKIE]
-    assert cookie["httponly"] and cookie["samesite"] == "Lax"
-    assert not cookie["secure"]  # DEBUG: plain http works locally
-    assert response.cookies["csrftoken"]["samesite"] == "Lax"
-    assert response["X-Frame-Options"] == "DENY"
-    assert response["X-Content-Type-Options"] == "nosniff"
-    assert response["Referrer-Policy"] == "same-origin"
-    with override_settings(SESSION_COOKIE_SECURE=True, CSRF_COOKIE_SECURE=True):
-        response = await AsyncClient().get("/")
-        assert response.cookies[COOKIE]["secure"] and response.cookies["csrftoken"]["secure"]
-
-
-def test_production_settings_pass_the_deploy_check():
-    env = server_env(ROOT / "unused")
-    env.update(
-        DJANGO_DEBUG="0",
-        DJANGO_SECRET_KEY=secrets.token_urlsafe(64),
-        DJANGO_ALLOWED_HOSTS="example.com",
-    )
-    env.pop("DATABASE_URL")
-    result = subprocess.run(
-        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "System check identified no issues" in result.stdout
-    shown = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "import django; django.setup(); from django.conf import settings as s; "
-            "print(s.SESSION_COOKIE_SECURE, s.CSRF_COOKIE_SECURE, s.SESSION_COOKIE_HTTPONLY, "
-            "s.SESSION_COOKIE_SAMESITE, s.DEBUG)",
-        ],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert shown.stdout.split() == ["True", "True", "True", "Lax", "False"], shown.stderr

@@ -16,12 +16,10 @@ from typing import Any
 
 import aiohttp
 import pytest
-from django.conf import settings
 
 from live.realtime import events
 from tests.conftest import Server
-
-COOKIE = settings.SESSION_COOKIE_NAME
+from tests.helpers import open_page
 
 
 class Tab:
@@ -86,15 +84,6 @@ class Tab:
             self.version = message["version"]
 
 
-async def open_session(http: aiohttp.ClientSession, server: Server) -> dict[str, str]:
-    """Load the page once: the session cookie and the CSRF header for writes."""
-    async with http.get(server.url + "/") as response:
-        assert response.status == 200
-    token = next(c.value for c in http.cookie_jar if c.key == "csrftoken")
-    assert any(c.key == COOKIE for c in http.cookie_jar)
-    return {"X-CSRFToken": token}
-
-
 async def server_state(http: aiohttp.ClientSession, server: Server) -> dict[str, Any]:
     async with http.get(server.url + "/api/session") as response:
         assert response.status == 200
@@ -112,7 +101,7 @@ def fresh_client() -> aiohttp.ClientSession:
 
 async def test_tabs_reconnect_after_kill_and_acknowledged_writes_survive(live_server: Server):
     async with fresh_client() as http:
-        csrf = await open_session(http, live_server)
+        csrf = await open_page(http, live_server)
         tabs = [Tab(http, live_server, f"tab{n}") for n in range(4)]
         tasks = [asyncio.create_task(tab.run()) for tab in tabs]
         for tab in tabs:
@@ -182,7 +171,7 @@ def _percentile(values: list[float], q: int) -> float:
 async def test_slow_tab_does_not_delay_a_reading_tab_and_catches_up(live_server: Server):
     writes = 300  # of 16 kB each: megabytes that the slow tab leaves unread
     async with fresh_client() as http:
-        csrf = await open_session(http, live_server)
+        csrf = await open_page(http, live_server)
         reader = Tab(http, live_server, "reader")
         task = asyncio.create_task(reader.run())
         await asyncio.wait_for(reader.snapshot.wait(), 5)

@@ -18,8 +18,8 @@ from yarl import URL
 
 from live.sessions.keys import digest
 from live.sessions.redis import session_keys
-from tests.browser.test_browser import WAIT_MS, Tab, shown
 from tests.conftest import RedisServer, Server, free_port, migrate, server_env
+from tests.helpers import WAIT_MS, BrowserTab, open_page, shown
 
 pytestmark = pytest.mark.services
 
@@ -62,10 +62,7 @@ class Visitor:
 
     async def open(self, server: Server) -> None:
         """Load the page: it creates the session and sets the CSRF cookie."""
-        async with self.http.get(server.url + "/") as response:
-            assert response.status == 200
-        token = self.http.cookie_jar.filter_cookies(URL(server.url))["csrftoken"].value
-        self.http.headers["X-CSRFToken"] = token  # type: ignore[index]
+        self.http.headers.update(await open_page(self.http, server))
 
     def _origin(self, server: Server) -> dict[str, str]:
         return {"Origin": server.url, "Referer": server.url + "/"}
@@ -304,7 +301,6 @@ def test_scale_out_tab_count_and_labels_span_processes_and_dead_ones_stop_counti
     asyncio.run(run())
 
 
-@pytest.mark.browser
 def test_scale_out_no_tab_goes_deaf_when_many_connect_at_once_to_fresh_processes(
     fresh_postgres: str, redis_url: str, cluster: Start
 ):
@@ -348,6 +344,7 @@ def test_scale_out_no_tab_goes_deaf_when_many_connect_at_once_to_fresh_processes
     assert deaf == 0
 
 
+@pytest.mark.browser
 def test_scale_out_browser_tab_on_one_process_sees_an_edit_through_the_other(
     fresh_postgres: str, redis_url: str, cluster: Start, browser: Browser
 ):
@@ -355,7 +352,8 @@ def test_scale_out_browser_tab_on_one_process_sees_an_edit_through_the_other(
     context = browser.new_context()
     try:
         # Cookies belong to the host, not the port: both tabs share one session.
-        editor, watcher = Tab(context.new_page(), first), Tab(context.new_page(), second)
+        editor = BrowserTab(context.new_page(), first)
+        watcher = BrowserTab(context.new_page(), second)
         editor.add("color", "green")
         expect(watcher.value("color")).to_have_text(shown("green"), timeout=WAIT_MS)
     finally:

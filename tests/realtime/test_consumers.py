@@ -7,54 +7,16 @@ import json
 from typing import Any
 
 import pytest
-from channels.testing import WebsocketCommunicator
 from django.conf import settings
-from django.test import AsyncClient
 
-from asgi_config.asgi import application
 from live.realtime.consumers import CLOSE_MOVED, CLOSE_NO_SESSION, CLOSE_TOO_BIG
 from live.sessions import connections
 from live.sessions import sql as rows
 from live.sessions.db import SessionStore
 from live.types import Changes
+from tests.helpers import client_for, communicator, new_session, receive
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-ORIGIN = (b"origin", b"http://127.0.0.1:8000")
-
-
-async def new_session(**data: Any) -> SessionStore:
-    store = SessionStore()
-    for key, value in data.items():
-        await store.aset(key, value)
-    await store.acreate()
-    return store
-
-
-def communicator(
-    session_key: str | None, json_mode: bool = True, origin=ORIGIN, path: str = "/ws/session/"
-):
-    headers = [(b"host", b"127.0.0.1:8000")]
-    if origin:
-        headers.append(origin)
-    if session_key:
-        headers.append((b"cookie", f"{settings.SESSION_COOKIE_NAME}={session_key}".encode()))
-    return WebsocketCommunicator(
-        application,
-        path,
-        headers=headers,
-        subprotocols=["session.json"] if json_mode else None,
-    )
-
-
-async def receive(comm: WebsocketCommunicator) -> dict[str, Any]:
-    return json.loads(await comm.receive_from(timeout=3))
-
-
-def client_for(session_key: str) -> AsyncClient:
-    client = AsyncClient()
-    client.cookies[settings.SESSION_COOKIE_NAME] = session_key
-    return client
 
 
 async def test_consumer_sends_snapshot_on_connect():
@@ -119,7 +81,7 @@ async def test_consumer_isolates_sessions():
 
 @pytest.mark.parametrize(
     "origin",
-    [(b"origin", b"http://evil.example"), (b"origin", b"null"), None],
+    ["http://evil.example", "null", None],
     ids=["foreign", "null", "missing"],
 )
 async def test_consumer_refuses_other_origins(origin):
@@ -274,20 +236,6 @@ async def test_consumer_refuses_tabs_beyond_limit(settings):
     assert await third.receive_output(timeout=3) == {"type": "websocket.close", "code": 4429}
     for tab in tabs:
         await tab.disconnect()
-
-
-async def test_api_refuses_writes_beyond_rate(settings):
-    settings.LIVE_SESSIONS = {"WRITE_RATE": 1, "WRITE_BURST": 3}
-    store = await new_session()
-    client = client_for(store.session_key)
-    statuses = [
-        (await client.put(f"/api/session/keys/k{n}", "1", "application/json")).status_code
-        for n in range(5)
-    ]
-    assert statuses == [200, 200, 200, 429, 429]
-    refused = await client.put("/api/session/keys/late", "1", "application/json")
-    assert "slow down" in refused.json()["error"]
-    assert "late" not in (await client.get("/api/session")).json()["data"]
 
 
 async def test_consumer_limits_resync_requests():

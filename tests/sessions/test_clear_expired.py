@@ -10,6 +10,7 @@ from django.core.management import call_command
 
 from live.models import LiveSession
 from live.sessions.db import SessionStore
+from tests.helpers import new_session
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -35,15 +36,8 @@ def test_clearsessions_deletes_only_expired_sessions(settings: Any) -> None:
     assert SessionStore(kept.session_key).load() == {"b": 2}
 
 
-async def astored(**data: Any) -> SessionStore:
-    session = SessionStore()
-    await session.aupdate(data)
-    await session.acreate()
-    return session
-
-
 async def test_aclear_expired_deletes_only_expired_sessions() -> None:
-    gone, kept = await astored(a=1), await astored(b=2)
+    gone, kept = await new_session(a=1), await new_session(b=2)
     await LiveSession.objects.filter(digest=gone.digest).aupdate(expires_at=time.time() - 1)
     await SessionStore.aclear_expired()
     assert not await SessionStore().aexists(gone.session_key)

@@ -14,8 +14,6 @@ from typing import Any
 import pytest
 import redis
 from channels.layers import get_channel_layer
-from django.contrib.auth import get_user_model
-from django.test import AsyncClient
 
 from live import redis_client
 from live.realtime import events
@@ -26,6 +24,7 @@ from live.sessions.codec import dumps
 from live.sessions.keys import digest
 from live.types import Conflict, TooLarge, Unavailable
 from tests.conftest import REDIS_TEST_URL, free_port
+from tests.helpers import logged_in_client, make_user, new_session
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -58,14 +57,6 @@ def Store(request: pytest.FixtureRequest, settings: Any, monkeypatch: pytest.Mon
 async def _close_redis() -> AsyncIterator[None]:
     yield
     await redis_client.aclose()
-
-
-async def new_session(Store: Engine, **data: Any) -> LiveSessionBase:
-    session = Store()
-    for key, value in data.items():
-        await session.aset(key, value)
-    await session.acreate()
-    return session
 
 
 async def loaded(Store: Engine, session_key: str | None) -> LiveSessionBase:
@@ -476,9 +467,8 @@ async def test_engine_counts_sessions_changed_since_a_moment(Store: Engine):
 
 async def test_staff_list_shows_the_sessions_of_the_configured_engine(Store: Engine, settings: Any):
     settings.SESSION_ENGINE = Store.__module__
-    await get_user_model().objects.acreate_user("boss", password="boss", is_staff=True)
-    staff = AsyncClient()
-    assert await staff.alogin(username="boss", password="boss")
+    await make_user("boss", staff=True)
+    staff = await logged_in_client("boss")
     mine = await new_session(Store, favorite_color="blue")
     listing = (await staff.get("/staff/sessions/")).content.decode()
     assert mine.masked_key in listing and "blue" not in listing

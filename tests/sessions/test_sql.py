@@ -1,81 +1,61 @@
-"""The store's merge rules, straight against the database."""
+"""The SQL store's rows and merge rules, straight against the database."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from live.sessions import connections, timeline
+from live.sessions import connections
 from live.sessions import sql as store
-from live.types import Applied, Changes, Conflict, Snapshot, TooLarge, same
+from live.types import Changes, Conflict, Snapshot, TooLarge
+from tests.helpers import create_row, merge_row, row_expiry
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def expiry(_value: object) -> float:
-    return (datetime.now(UTC) + timedelta(hours=1)).timestamp()
-
-
-def create(**data: object) -> str:
-    connections.call(store.insert, "d" * 64, "abcd…wxyz", dict(data), expiry)
-    return "d" * 64
-
-
-def merge(digest: str, **kwargs: object) -> tuple[Snapshot, Applied]:
-    return connections.call(store.merge, digest, Changes(**kwargs), expiry)  # type: ignore[arg-type]
-
-
-def test_same_tells_json_types_apart():
-    assert same({"a": [1, {"b": None}]}, {"a": [1, {"b": None}]})
-    assert not same(1, True)
-    assert not same([1], [1.0])
-    assert not same({"a": 1}, {"a": 1, "b": 2})
-
-
 def test_merge_keeps_keys_it_did_not_touch():
-    digest = create(a=1, b=2)
-    merge(digest, sets={"c": 3})
-    snap, applied = merge(digest, deletes=["a"])
+    digest = create_row(a=1, b=2)
+    merge_row(digest, sets={"c": 3})
+    snap, applied = merge_row(digest, deletes=["a"])
     assert snap.data == {"b": 2, "c": 3}
     assert applied == [{"op": "delete", "key": "a", "old": 1}]
     assert snap.version == 2
 
 
 def test_merge_of_equal_value_is_no_change():
-    digest = create(a=[1, 2])
-    snap, applied = merge(digest, sets={"a": [1, 2]})
+    digest = create_row(a=[1, 2])
+    snap, applied = merge_row(digest, sets={"a": [1, 2]})
     assert applied == [] and snap.version == 0
 
 
 def test_merge_refuses_stale_expectation():
-    digest = create(a=1)
-    merge(digest, sets={"a": 2})
+    digest = create_row(a=1)
+    merge_row(digest, sets={"a": 2})
     with pytest.raises(Conflict) as refused:
-        merge(digest, sets={"a": 3}, expect={"a": 0})
+        merge_row(digest, sets={"a": 3}, expect={"a": 0})
     assert refused.value.current == 2
     assert connections.call(store.read, digest).data == {"a": 2}
 
 
 def test_merge_refuses_growth_past_session_limit_under_the_lock(settings):
     settings.LIVE_SESSIONS = {"MAX_SESSION_BYTES": 100}
-    digest = create(a="x" * 40)
-    merge(digest, sets={"b": "y" * 30})
+    digest = create_row(a="x" * 40)
+    merge_row(digest, sets={"b": "y" * 30})
     with pytest.raises(TooLarge):
-        merge(digest, sets={"c": "z" * 40})
+        merge_row(digest, sets={"c": "z" * 40})
     assert set(connections.call(store.read, digest).data) == {"a", "b"}
     # Shrinking is always allowed, even for a session already over a lowered limit.
     settings.LIVE_SESSIONS = {"MAX_SESSION_BYTES": 10}
-    snap, _ = merge(digest, deletes=["a"])
+    snap, _ = merge_row(digest, deletes=["a"])
     assert set(snap.data) == {"b"}
 
 
 def test_tombstones_are_bounded(settings):
     settings.LIVE_SESSIONS = {"MAX_TOMBSTONES": 3}
-    digest = create(**{f"k{n}": n for n in range(6)})
-    snap, _ = merge(digest, deletes=[f"k{n}" for n in range(6)])
+    digest = create_row(**{f"k{n}": n for n in range(6)})
+    snap, _ = merge_row(digest, deletes=[f"k{n}" for n in range(6)])
     assert len(snap.key_versions) == 3
 
 
@@ -102,7 +82,7 @@ def merge_from(base: Snapshot, **kwargs: object) -> tuple[Snapshot, list[str]]:
     def run(conn: connections.Db) -> Snapshot:
         recording = Recording(conn)
         changes = Changes(**kwargs)  # type: ignore[arg-type]
-        snap, _ = store.merge(recording, base.digest, changes, expiry, base=base)  # type: ignore[arg-type]
+        snap, _ = store.merge(recording, base.digest, changes, row_expiry, base=base)  # type: ignore[arg-type]
         statements.extend(recording.statements)
         return snap
 
@@ -111,7 +91,7 @@ def merge_from(base: Snapshot, **kwargs: object) -> tuple[Snapshot, list[str]]:
 
 
 def test_merge_from_a_current_base_writes_without_reading_the_row():
-    digest = create(a=1)
+    digest = create_row(a=1)
     snap, statements = merge_from(connections.call(store.read, digest), sets={"b": 2})
     assert statements == ["UPDATE", "INSERT"]
     assert snap.version == 1
@@ -119,9 +99,9 @@ def test_merge_from_a_current_base_writes_without_reading_the_row():
 
 
 def test_merge_from_a_stale_base_merges_onto_the_current_row():
-    digest = create(a=1)
+    digest = create_row(a=1)
     stale = connections.call(store.read, digest)
-    merge(digest, sets={"c": 3})
+    merge_row(digest, sets={"c": 3})
     snap, statements = merge_from(stale, sets={"b": 2})
     assert "SELECT" in statements
     assert snap.data == {"a": 1, "b": 2, "c": 3} and snap.version == 2
@@ -130,97 +110,17 @@ def test_merge_from_a_stale_base_merges_onto_the_current_row():
 
 def test_merge_from_a_stale_base_refuses_only_what_the_current_row_refuses(settings):
     settings.LIVE_SESSIONS = {"MAX_SESSION_BYTES": 100}
-    digest = create(a="x" * 60)
+    digest = create_row(a="x" * 60)
     stale = connections.call(store.read, digest)
-    merge(digest, deletes=["a"])
+    merge_row(digest, deletes=["a"])
     # With the stale "a" the session would pass the limit; without it, it fits.
     snap, _ = merge_from(stale, sets={"b": "y" * 60})
     assert connections.call(store.read, digest).data == {"b": "y" * 60} == snap.data
     stale = connections.call(store.read, digest)
-    merge(digest, sets={"b": "z"})
+    merge_row(digest, sets={"b": "z"})
     with pytest.raises(Conflict):
         merge_from(stale, sets={"b": "w"}, expect={"b": stale.version})
     assert connections.call(store.read, digest).data == {"b": "z"}
-
-
-def test_loop_connection_leaves_checkpoints_to_a_thread(tmp_path):
-    loop_db = connections.LoopSqlite(str(tmp_path / "wal.sqlite3"))
-    loop_db.raw.execute("PRAGMA journal_mode=WAL")
-    loop_db.raw.execute("CREATE TABLE t (n INTEGER)")
-    assert loop_db.raw.execute("PRAGMA wal_autocheckpoint").fetchone() == (0,)
-    for n in range(connections.CHECKPOINT_EVERY):
-        assert loop_db.checkpoint is None
-        with loop_db.atomic():
-            loop_db.execute("INSERT INTO t VALUES (%s)", (n,))
-    assert loop_db.checkpoint is not None
-    busy, frames, copied = loop_db.checkpoint.result(timeout=10)
-    assert busy == 0 and frames >= connections.CHECKPOINT_EVERY and copied == frames
-
-
-def migrate_live(target: str | None) -> None:
-    from django.db import connection
-    from django.db.migrations.executor import MigrationExecutor
-
-    executor = MigrationExecutor(connection)
-    executor.loader.build_graph()
-    executor.migrate([("live", target)] if target else executor.loader.graph.leaf_nodes())
-
-
-def test_the_timeline_is_one_btree_on_sqlite_and_keeps_its_entries_both_ways():
-    from django.db import connection
-
-    def table() -> tuple[str, list[tuple[object, ...]]]:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT sql FROM sqlite_master WHERE name = 'live_livechange'")
-            definition = cursor.fetchone()[0]
-            cursor.execute("SELECT digest, version, source FROM live_livechange ORDER BY version")
-            return definition, cursor.fetchall()
-
-    assert connection.vendor == "sqlite"
-    digest = create(a=1)
-    merge(digest, sets={"a": 2})
-    merge(digest, sets={"a": 3})
-    definition, kept = table()
-    assert definition.endswith("WITHOUT ROWID") and [v for _, v, _ in kept] == [1, 2]
-    try:
-        migrate_live("0002_leaner_writes")
-        definition, entries = table()
-        assert "WITHOUT ROWID" not in definition and entries == kept
-    finally:
-        migrate_live(None)
-    definition, entries = table()
-    assert definition.endswith("WITHOUT ROWID") and entries == kept
-    assert [e["version"] for e in connections.call(timeline.history, digest)] == [2, 1]
-
-
-def test_upgrade_keeps_every_timeline_entry():
-    # The timeline moved to a table keyed by (digest, version) in 0002; the
-    # upgrade copies what the old table held, and the downgrade copies it back.
-    from django.db import connection
-
-    def entries() -> list[tuple[object, ...]]:
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT digest, version, source FROM live_livechange ORDER BY digest, version"
-            )
-            return cursor.fetchall()
-
-    old = [("a" * 64, v, f"POST /{v}") for v in range(3)] + [("b" * 64, 7, "code")]
-    migrate_live("0001_initial")
-    try:
-        with connection.cursor() as cursor:
-            for digest, version, source in old:
-                cursor.execute(
-                    "INSERT INTO live_livechange (digest, version, ts, source, changes)"
-                    " VALUES (%s, %s, 1.0, %s, '[]')",
-                    (digest, version, source),
-                )
-        migrate_live("0002_leaner_writes")
-        assert entries() == old
-        migrate_live("0001_initial")
-        assert entries() == old
-    finally:
-        migrate_live(None)
 
 
 # --- the event loop's connection ------------------------------------------------------------
@@ -242,9 +142,9 @@ def read_on(conn: connections.Db, digest: str) -> tuple[Snapshot | None, list[st
 
 
 def test_a_row_written_on_the_loop_connection_reads_back_on_both(conn):
-    digest = create(a=1)
+    digest = create_row(a=1)
     base = store.read(conn, digest)
-    store.merge(conn, digest, Changes(sets={"b": 2}), expiry, base=base)
+    store.merge(conn, digest, Changes(sets={"b": 2}), row_expiry, base=base)
     snap, statements = read_on(conn, digest)
     assert snap is not None and statements == ["SELECT"]
     assert (snap.data, snap.version) == ({"a": 1, "b": 2}, 1)
@@ -255,7 +155,7 @@ def test_a_row_written_on_the_loop_connection_reads_back_on_both(conn):
 
 @pytest.mark.parametrize("value", [1, [1]], ids=["scalar", "list"])
 def test_each_read_hands_out_a_row_of_its_own(value, conn):
-    digest = create(a=value)
+    digest = create_row(a=value)
     for _ in range(2):
         snap = store.read(conn, digest)
         assert snap is not None and snap.data == {"a": value}
@@ -266,7 +166,7 @@ def test_each_read_hands_out_a_row_of_its_own(value, conn):
 
 
 def test_a_row_is_not_read_past_its_expiry(monkeypatch, conn):
-    digest = create(a=1)
+    digest = create_row(a=1)
     snap = store.read(conn, digest)
     assert snap is not None
     later = snap.expires_at + 1
@@ -274,28 +174,11 @@ def test_a_row_is_not_read_past_its_expiry(monkeypatch, conn):
     assert store.read(conn, digest) is None
 
 
-def test_loop_transactions_nest_and_roll_back_whole(tmp_path):
-    loop = connections.LoopSqlite(str(tmp_path / "nest.sqlite3"))
-    loop.execute("CREATE TABLE t (n INTEGER)")
-    with loop.atomic():
-        loop.execute("INSERT INTO t VALUES (1)")
-        with loop.atomic():
-            loop.execute("INSERT INTO t VALUES (2)")
-    assert loop.execute("SELECT n FROM t ORDER BY n") == [(1,), (2,)]
-    with pytest.raises(ZeroDivisionError), loop.atomic():
-        loop.execute("INSERT INTO t VALUES (3)")
-        with loop.atomic():
-            loop.execute("INSERT INTO t VALUES (4)")
-            1 / 0  # noqa: B018
-    assert loop.execute("SELECT n FROM t ORDER BY n") == [(1,), (2,)]
-    assert loop.depth == 0 and not loop.raw.in_transaction
-
-
 def test_a_write_rolled_back_by_an_outer_block_is_not_read_back(conn):
-    digest = create(a=1)
+    digest = create_row(a=1)
     base = store.read(conn, digest)
     with pytest.raises(ZeroDivisionError), conn.atomic():
-        store.merge(conn, digest, Changes(sets={"a": 2}), expiry, base=base)
+        store.merge(conn, digest, Changes(sets={"a": 2}), row_expiry, base=base)
         assert store.read(conn, digest).data == {"a": 2}  # type: ignore[union-attr]
         1 / 0  # noqa: B018
     snap, statements = read_on(conn, digest)
