@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from functools import wraps
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from django.conf import settings
 from django.contrib.sessions.backends.base import SessionBase
@@ -56,9 +56,10 @@ def _version(session: SessionBase) -> int:
     return getattr(session, "version", 0)
 
 
-def _refusals(
-    view: Callable[[HttpRequest], Awaitable[JsonResponse]],
-) -> Callable[[HttpRequest], Awaitable[JsonResponse]]:
+View = TypeVar("View", bound=Callable[[HttpRequest], Awaitable[JsonResponse]])
+
+
+def _refusals(view: View) -> View:
     """Answer an action's refusal (429, 409, ...) in JSON with its sentence."""
 
     @wraps(view)
@@ -70,7 +71,7 @@ def _refusals(
         except Conflict as exc:
             return _error(str(exc), 409, current=exc.current)
 
-    return answered
+    return cast(View, answered)
 
 
 @never_cache

@@ -25,8 +25,9 @@ DEFAULTS: dict[str, Any] = {
     # may wait their turn before the next is refused (see live.limits).
     "WRITES_IN_FLIGHT": 4,
     "WRITES_QUEUED": 2000,
-    # Seconds a write may wait for its turn before it is refused with 429.
-    "WRITE_WAIT": 2.0,
+    # Seconds a write may wait for its turn before it is refused with 429: as
+    # long as a burst of writes to one session takes to be served in turn.
+    "WRITE_WAIT": 10.0,
     # Open sockets (tabs) per session, and the largest message a socket may send.
     "MAX_TABS": 200,
     "MAX_MESSAGE_BYTES": 4096,
