@@ -31,6 +31,7 @@ from django.db import (
 from live.conf import setting
 from live.loops import PerLoop
 from live.models import LiveSession
+from live.sessions.kept import KeptRows
 
 T = TypeVar("T")
 
@@ -49,6 +50,10 @@ class Db(Protocol):
         ...
 
     def atomic(self) -> Any: ...
+
+    def kept_rows(self, check: bool = True) -> KeptRows | None:
+        """Rows this connection may answer from memory (live.sessions.kept), or None."""
+        ...
 
 
 class DjangoDb:
@@ -71,6 +76,10 @@ class DjangoDb:
 
     def atomic(self) -> Any:
         return transaction.atomic(using=self.alias)
+
+    def kept_rows(self, check: bool = True) -> None:
+        # Other connections write through Django's without a way to tell this one.
+        return None
 
 
 # Commits on the loop between two checkpoints: at about 6 pages per session
@@ -96,6 +105,7 @@ class LoopSqlite:
         self.depth = 0
         self.commits = 0
         self.checkpoint: Future[tuple[int, int, int]] | None = None
+        self.kept = KeptRows()
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         return self._run(sql, params).fetchall()
@@ -136,6 +146,9 @@ class LoopSqlite:
         self.depth -= 1
         if self.depth:
             return
+        # Rows may have been read or written inside the transaction: once it
+        # ends, either way, they are forgotten.
+        self.kept.clear()
         if kind is not None:
             self.raw.execute("ROLLBACK")
             return
@@ -145,6 +158,17 @@ class LoopSqlite:
             self.raw.execute("ROLLBACK")
             raise Busy from exc
         self._committed()
+
+    def kept_rows(self, check: bool = True) -> KeptRows | None:
+        """The rows kept in memory; none inside a transaction, whose writes may be rolled back.
+
+        `check=False` skips the data_version look, right after this
+        connection's own commit: a write by anyone else around that moment
+        shows at the next look all the same.
+        """
+        if self.depth or self.raw.in_transaction:
+            return None
+        return self.kept.checked(self.raw) if check else self.kept
 
     def _committed(self) -> None:
         self.commits += 1

@@ -61,7 +61,16 @@ def _select(db: Db, digest: str, lock: bool = False) -> Snapshot | None:
 
 def read(db: Db, digest: str) -> Snapshot | None:
     """Return the live (unexpired) session with this digest, or None."""
-    return _select(db, digest)
+    kept = db.kept_rows()
+    if kept is not None:
+        snapshot = kept.get(digest)
+        if snapshot is not None and snapshot.expires_at > time.time():
+            return snapshot
+    snapshot = _select(db, digest)
+    if kept is not None and snapshot is not None:
+        # A write by someone else since the look above clears it at the next.
+        kept.keep(snapshot)
+    return snapshot
 
 
 def exists(db: Db, digest: str) -> bool:
@@ -169,7 +178,12 @@ def merge(
     from the row read under the lock, so the result is the same either way.
     """
     with db.atomic():
-        return _merge_from(db, digest, changes, expiry, source, base)
+        result = _merge_from(db, digest, changes, expiry, source, base)
+    # The commit made this connection forget its rows; this one it wrote itself.
+    kept = db.kept_rows(check=False)
+    if kept is not None:
+        kept.keep(result[0])
+    return result
 
 
 def _merge_from(

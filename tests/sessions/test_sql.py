@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 
-from live.sessions import connections
+from live.sessions import connections, kept
 from live.sessions import sql as store
+from live.sessions.kept import KeptRows
 from live.types import Changes, Conflict, Snapshot, TooLarge
 from tests.helpers import create_row, merge_row, row_expiry
 
@@ -77,6 +79,9 @@ class Recording:
     def atomic(self) -> object:
         return self.inner.atomic()
 
+    def kept_rows(self, check: bool = True) -> KeptRows | None:
+        return self.inner.kept_rows(check)
+
 
 def merge_from(base: Snapshot, **kwargs: object) -> tuple[Snapshot, list[str]]:
     def run(conn: connections.Db) -> Snapshot:
@@ -141,12 +146,23 @@ def read_on(conn: connections.Db, digest: str) -> tuple[Snapshot | None, list[st
     return store.read(recording, digest), recording.statements  # type: ignore[arg-type]
 
 
-def test_a_row_written_on_the_loop_connection_reads_back_on_both(conn):
+def test_a_kept_row_answers_until_another_connection_writes(conn):
+    digest = create_row(a=1)
+    assert read_on(conn, digest) == (connections.call(store.read, digest), ["SELECT"])
+    snap, statements = read_on(conn, digest)
+    assert snap is not None and snap.data == {"a": 1} and statements == []
+    # Django's connection stands for any other: another thread, another process.
+    merge_row(digest, sets={"a": 2})
+    snap, statements = read_on(conn, digest)
+    assert snap is not None and snap.data == {"a": 2} and statements == ["SELECT"]
+
+
+def test_a_row_written_here_is_kept_and_read_back(conn):
     digest = create_row(a=1)
     base = store.read(conn, digest)
     store.merge(conn, digest, Changes(sets={"b": 2}), row_expiry, base=base)
     snap, statements = read_on(conn, digest)
-    assert snap is not None and statements == ["SELECT"]
+    assert snap is not None and statements == []
     assert (snap.data, snap.version) == ({"a": 1, "b": 2}, 1)
     assert (
         snap.key_versions == connections.call(store.read, digest).key_versions == {"a": 0, "b": 1}
@@ -172,6 +188,53 @@ def test_a_row_is_not_read_past_its_expiry(monkeypatch, conn):
     later = snap.expires_at + 1
     monkeypatch.setattr(time, "time", lambda: later)
     assert store.read(conn, digest) is None
+
+
+class WriteRightAfter(Recording):
+    """A Db on which another connection commits a change right after each commit of its own."""
+
+    def __init__(self, inner: connections.Db, digest: str) -> None:
+        super().__init__(inner)
+        self.digest = digest
+
+    @contextmanager
+    def atomic(self) -> Iterator[None]:
+        with self.inner.atomic():
+            yield
+        merge_row(self.digest, sets={"theirs": True})
+
+
+def test_a_row_written_here_is_not_kept_when_someone_wrote_right_after(conn):
+    digest = create_row(a=1)
+    racing = WriteRightAfter(conn, digest)
+    store.merge(racing, digest, Changes(sets={"ours": True}), row_expiry)  # type: ignore[arg-type]
+    snap, _ = read_on(conn, digest)
+    assert snap is not None and snap.data == {"a": 1, "ours": True, "theirs": True}
+
+
+def test_a_large_row_is_not_kept(monkeypatch, conn):
+    monkeypatch.setattr(kept, "ROW_CHARS", 40)
+    digest = create_row(a="x" * 10)
+    store.read(conn, digest)
+    assert conn.kept.get(digest) is not None
+    # Grown past the size, it is kept neither as written nor as read anew.
+    base = store.read(conn, digest)
+    store.merge(conn, digest, Changes(sets={"b": "y" * 40}), row_expiry, base=base)
+    assert conn.kept.get(digest) is None
+    snap, statements = read_on(conn, digest)
+    assert snap is not None and snap.data == {"a": "x" * 10, "b": "y" * 40}
+    assert statements == ["SELECT"] and conn.kept.get(digest) is None
+
+
+def test_kept_rows_are_bounded(monkeypatch, conn):
+    monkeypatch.setattr(kept, "ROWS", 2)
+    digests = [f"{n}" * 64 for n in range(3)]
+    for n, digest in enumerate(digests):
+        connections.call(store.insert, digest, "abcd…wxyz", {"n": n}, row_expiry)
+    for digest in digests:
+        store.read(conn, digest)
+    assert [conn.kept.get(d) is not None for d in digests] == [False, True, True]
+    assert [store.read(conn, d).data for d in digests] == [{"n": n} for n in range(3)]  # type: ignore[union-attr]
 
 
 def test_a_write_rolled_back_by_an_outer_block_is_not_read_back(conn):
