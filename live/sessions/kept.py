@@ -1,7 +1,7 @@
 """Sessions that the event loop's SQLite connection answers from memory, while nobody else writes.
 
 A read is otherwise a SELECT and the parse of the session's JSON, on every
-request; with them the read and write ratios of the benchmark rise by 6 to 7%
+request; with them the benchmark's read goal figure rises by about 4%
 (docs/performance.md). SQLite's data_version changes once this connection's
 next statement can see a commit of any other connection (another thread's,
 another process's), and never for its own: checking it, a statement but no
