@@ -163,6 +163,11 @@ async def receive(comm: WebsocketCommunicator) -> dict[str, Any]:
     return json.loads(await comm.receive_from(timeout=3))
 
 
+async def closed_with(comm: WebsocketCommunicator, code: int) -> None:
+    """The socket's next message is its close, with this code."""
+    assert await comm.receive_output(timeout=3) == {"type": "websocket.close", "code": code}
+
+
 # --- rows of the SQL store, straight against the database -----------------------------
 
 

@@ -7,7 +7,7 @@ from django.conf import settings
 
 from live.realtime.consumers import CLOSE_MOVED
 from live.sessions.db import SessionStore
-from tests.helpers import client_for, communicator, make_user, new_session, receive
+from tests.helpers import client_for, closed_with, communicator, make_user, new_session, receive
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -27,7 +27,7 @@ async def test_login_cycles_key_and_tabs_follow():
     new_key = response.cookies[settings.SESSION_COOKIE_NAME].value
     assert new_key != store.session_key
     assert await receive(comm) == {"type": "session.rotated"}
-    assert await comm.receive_output(timeout=3) == {"type": "websocket.close", "code": CLOSE_MOVED}
+    await closed_with(comm, CLOSE_MOVED)
     # The tab reconnects with the cookie the login set: the same data, logged in.
     again = communicator(new_key)
     await again.connect()
@@ -65,4 +65,4 @@ async def test_logout_deletes_the_session_and_its_cookie_and_tabs_end():
     assert response.cookies[settings.SESSION_COOKIE_NAME]["max-age"] == 0
     assert not await SessionStore().aexists(key)
     assert await receive(comm) == {"type": "session.ended"}
-    assert await comm.receive_output(timeout=3) == {"type": "websocket.close", "code": CLOSE_MOVED}
+    await closed_with(comm, CLOSE_MOVED)

@@ -33,6 +33,7 @@ from live.sessions.keys import digest
 from tests.conftest import RedisServer, Server, free_port, migrate, server_env
 from tests.helpers import (
     COOKIE,
+    closed_with,
     communicator,
     csrf_client,
     key_of,
@@ -497,10 +498,6 @@ async def assert_stale_key_reaches_nothing(
         assert "stale" not in (await state(watched))["data"]
 
 
-async def closed_to_reconnect(comm: WebsocketCommunicator) -> None:
-    assert await comm.receive_output(timeout=3) == {"type": "websocket.close", "code": CLOSE_MOVED}
-
-
 async def test_cycle_old_sockets_reconnect_and_old_key_reaches_nothing():
     client = await csrf_client()
     assert (await put(client, "a", 1)).status_code == 200
@@ -510,7 +507,7 @@ async def test_cycle_old_sockets_reconnect_and_old_key_reaches_nothing():
     await receive(comm)
     assert (await client.post("/api/session/cycle", headers=token(client))).status_code == 200
     assert await receive(comm) == {"type": "session.rotated"}
-    await closed_to_reconnect(comm)
+    await closed_with(comm, CLOSE_MOVED)
     again = communicator(key_of(client))
     await again.connect()
     assert (await receive(again))["data"] == {"a": 1}
@@ -534,7 +531,7 @@ async def test_logout_old_sockets_end_and_old_key_reaches_nothing():
     assert (await receive(comm))["data"] == {"private": "before logout"}
     assert (await client.post("/logout/", headers=token(client))).status_code == 302
     assert await receive(comm) == {"type": "session.ended"}
-    await closed_to_reconnect(comm)
+    await closed_with(comm, CLOSE_MOVED)
     # The browser's next session is a new one, with nothing of before.
     assert (await put(client, "after", 1)).status_code == 200
     again = communicator(key_of(client))
@@ -555,7 +552,7 @@ async def test_expiry_old_sockets_end_and_old_key_reaches_nothing():
     await comm.connect()
     assert (await receive(comm))["data"] == {"a": 1}
     assert json.loads(await comm.receive_from(timeout=4)) == {"type": "session.ended"}
-    await closed_to_reconnect(comm)
+    await closed_with(comm, CLOSE_MOVED)
     layer = get_channel_layer()
     assert not any(comm_in_group for comm_in_group in layer.groups.values())  # type: ignore[attr-defined]
     await assert_stale_key_reaches_nothing(old, comm, None)
@@ -580,9 +577,9 @@ async def test_a_rotated_session_never_hands_its_sockets_the_new_session():
     assert response.status_code == 302
     assert (await put(victim, "pin", "1234")).status_code == 200
     heard = [json.loads(await attacker.receive_from(timeout=3))]
-    await closed_to_reconnect(attacker)
+    await closed_with(attacker, CLOSE_MOVED)
     assert heard == [{"type": "session.rotated"}]
     again = communicator(key_of(planted))
     await again.connect()
     assert await receive(again) == {"type": "session.ended"}
-    assert await again.receive_output(timeout=3) == {"type": "websocket.close", "code": 4404}
+    await closed_with(again, 4404)

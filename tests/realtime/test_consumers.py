@@ -14,7 +14,7 @@ from live.sessions import connections
 from live.sessions import sql as rows
 from live.sessions.db import SessionStore
 from live.types import Changes
-from tests.helpers import client_for, communicator, new_session, receive
+from tests.helpers import client_for, closed_with, communicator, new_session, receive
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -142,7 +142,7 @@ async def test_consumer_follows_rotation_by_reconnecting_with_its_cookie():
     assert new_key != store.session_key
     # The socket is told and closed; it never follows the new key by itself.
     assert await receive(comm) == {"type": "session.rotated"}
-    assert await comm.receive_output(timeout=3) == {"type": "websocket.close", "code": CLOSE_MOVED}
+    await closed_with(comm, CLOSE_MOVED)
     # Reconnecting with the browser's new cookie finds the session, data and all.
     again = communicator(new_key)
     await again.connect()
@@ -156,10 +156,7 @@ async def test_consumer_follows_rotation_by_reconnecting_with_its_cookie():
     stale = communicator(store.session_key)
     await stale.connect()
     assert await receive(stale) == {"type": "session.ended"}
-    assert await stale.receive_output(timeout=3) == {
-        "type": "websocket.close",
-        "code": CLOSE_NO_SESSION,
-    }
+    await closed_with(stale, CLOSE_NO_SESSION)
 
 
 async def test_consumer_ends_on_flush_and_its_cookie_finds_no_session():
@@ -170,14 +167,11 @@ async def test_consumer_ends_on_flush_and_its_cookie_finds_no_session():
     response = await client_for(store.session_key).post("/api/session/flush")
     assert response.status_code == 200
     assert await receive(comm) == {"type": "session.ended"}
-    assert await comm.receive_output(timeout=3) == {"type": "websocket.close", "code": CLOSE_MOVED}
+    await closed_with(comm, CLOSE_MOVED)
     again = communicator(store.session_key)
     await again.connect()
     assert await receive(again) == {"type": "session.ended"}
-    assert await again.receive_output(timeout=3) == {
-        "type": "websocket.close",
-        "code": CLOSE_NO_SESSION,
-    }
+    await closed_with(again, CLOSE_NO_SESSION)
 
 
 async def test_consumer_resyncs_on_request_and_on_gap():
@@ -218,10 +212,7 @@ async def test_consumer_closes_socket_that_sends_huge_message():
     await comm.connect()
     await receive(comm)
     await comm.send_to(text_data="x" * 10_000)
-    assert await comm.receive_output(timeout=3) == {
-        "type": "websocket.close",
-        "code": CLOSE_TOO_BIG,
-    }
+    await closed_with(comm, CLOSE_TOO_BIG)
 
 
 async def test_consumer_refuses_tabs_beyond_limit(settings):
@@ -233,7 +224,7 @@ async def test_consumer_refuses_tabs_beyond_limit(settings):
         await receive(tab)
     third = communicator(store.session_key)
     await third.connect()
-    assert await third.receive_output(timeout=3) == {"type": "websocket.close", "code": 4429}
+    await closed_with(third, 4429)
     for tab in tabs:
         await tab.disconnect()
 
