@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,7 +20,7 @@ from yarl import URL
 
 from live.sessions.keys import digest
 from live.sessions.redis import session_keys
-from tests.conftest import RedisServer, Server, free_port, migrate, server_env
+from tests.conftest import ROOT, RedisServer, Server, free_port, migrate, server_env
 from tests.helpers import WAIT_MS, BrowserTab, open_page, shown
 
 pytestmark = pytest.mark.services
@@ -345,6 +347,54 @@ def test_scale_out_no_tab_goes_deaf_when_many_connect_at_once_to_fresh_processes
 
 
 @pytest.mark.browser
+def test_scale_out_a_planted_cookies_socket_never_follows_the_victims_login(
+    fresh_postgres: str, redis_url: str, cluster: Start
+):
+    # The attacker made a session, planted its cookie in the victim's browser
+    # and keeps a socket open on it through the other process. The victim logs
+    # in: the attacker's socket is told and closed, and the planted cookie
+    # leads nowhere; it never sees the victim's session.
+    first, second = cluster(2, DATABASE_URL=fresh_postgres, REDIS_URL=redis_url)
+    env = {**first.env, "DJANGO_SETTINGS_MODULE": "asgi_config.settings"}
+    subprocess.run([sys.executable, "manage.py", "demo_user"], cwd=ROOT, env=env, check=True)
+
+    async def run() -> None:
+        victim = Visitor()
+        try:
+            await victim.open(first)
+            planted = victim.http.cookie_jar.filter_cookies(URL(first.url))["sessionid"].value
+            async with aiohttp.ClientSession() as attacker:
+                headers = {"Origin": second.url, "Cookie": f"sessionid={planted}"}
+                url, json_mode = second.ws_url, ["session.json"]
+                tab = await attacker.ws_connect(url, protocols=json_mode, headers=headers)
+                await until(tab, lambda m: m["type"] == "session.snapshot")
+                async with victim.http.post(
+                    first.url + "/login/submit/",
+                    data={"username": "demo", "password": "demo"},
+                    headers={"Origin": first.url, "Referer": first.url + "/"},
+                    allow_redirects=False,
+                ) as response:
+                    assert response.status == 302
+                # The login rotated the CSRF token, as a browser's cookie shows.
+                token = victim.http.cookie_jar.filter_cookies(URL(first.url))["csrftoken"].value
+                victim.http.headers["X-CSRFToken"] = token  # type: ignore[index]
+                assert (await victim.put(first, "pin", "1234"))[0] == 200
+                heard = [json.loads((await tab.receive(timeout=PROMPT)).data)]
+                closed = await tab.receive(timeout=PROMPT)
+                assert heard == [{"type": "session.rotated"}]
+                assert closed.type == aiohttp.WSMsgType.CLOSE and tab.close_code == 4307
+                again = await attacker.ws_connect(url, protocols=json_mode, headers=headers)
+                assert json.loads((await again.receive(timeout=PROMPT)).data) == {
+                    "type": "session.ended"
+                }
+                await again.receive(timeout=PROMPT)
+                assert again.close_code == 4404
+        finally:
+            await victim.close()
+
+    asyncio.run(run())
+
+
 def test_scale_out_browser_tab_on_one_process_sees_an_edit_through_the_other(
     fresh_postgres: str, redis_url: str, cluster: Start, browser: Browser
 ):
