@@ -395,3 +395,16 @@ def test_login_and_logout_in_one_tab_keep_every_tab_working(
     a.add("next", "session")
     expect(b.value("next")).to_have_text(shown("session"), timeout=WAIT_MS)
     assert_no_reload(a, b)
+
+
+def test_long_keys_and_values_wrap_inside_the_page(
+    context: BrowserContext, open_tab: Callable[[BrowserContext], BrowserTab]
+) -> None:
+    a, b = open_tab(context), open_tab(context)
+    key, value = "k" * 128, "v" * 20_000
+    a.add(key, value)
+    expect(b.row(key)).to_be_attached(timeout=WAIT_MS)
+    for tab in (a, b):
+        width = tab.page.evaluate("document.documentElement.scrollWidth")
+        viewport = tab.page.evaluate("window.innerWidth")
+        assert width <= viewport, (width, viewport)
