@@ -143,13 +143,20 @@ def session_context(
 # The partials that show a session's state: pushed on every change, and sent out
 # of band with every write answer so that the acting tab is up to date even
 # before (or without) its WebSocket push.
-LIVE_FRAGMENTS = ("session-meta", "session-keys", "session-reserved", "session-history", "account")
+LIVE_FRAGMENTS = (
+    "session-ended",
+    "session-meta",
+    "session-keys",
+    "session-reserved",
+    "session-history",
+    "account",
+)
 _FRAGMENTS = {
     None: LIVE_FRAGMENTS,
     "tabs": ("live-tabs",),
     # The session ended and this browser holds no other: the notice, and the
     # page emptied, so nothing of the ended session stays on screen.
-    "final": ("session-ended", *LIVE_FRAGMENTS),
+    "final": LIVE_FRAGMENTS,
 }
 
 

@@ -408,3 +408,22 @@ def test_long_keys_and_values_wrap_inside_the_page(
         width = tab.page.evaluate("document.documentElement.scrollWidth")
         viewport = tab.page.evaluate("window.innerWidth")
         assert width <= viewport, (width, viewport)
+
+
+def test_a_write_after_the_session_expired_starts_a_session_every_tab_follows(
+    context: BrowserContext, open_tab: Callable[[BrowserContext], BrowserTab]
+) -> None:
+    a, b = open_tab(context), open_tab(context)
+    a.add("old", "1")
+    a.page.locator("input[name=expiry]").fill("2")
+    a.answer(a.page.get_by_role("button", name="Set expiry"))
+    for tab in (a, b):
+        expect(tab.page.locator("[data-session-ended]")).to_be_visible(timeout=WAIT_MS)
+        expect(tab.rows).to_have_count(0, timeout=WAIT_MS)
+    b.add("new", "2")
+    for tab in (a, b):
+        expect(tab.value("new")).to_have_text(shown(2), timeout=WAIT_MS)
+        expect(tab.status).to_have_attribute("data-state", "open", timeout=WAIT_MS)
+        # The ended notice goes once a live session is shown again.
+        expect(tab.page.locator("[data-session-ended]")).to_have_count(0, timeout=WAIT_MS)
+    assert_no_reload(a, b)
