@@ -556,3 +556,9 @@ async def test_two_clients_never_see_each_other():
     await submit(two, "/clear/")
     await submit(two, "/flush/")
     assert (await data(one))["data"] == {"mine": 1}
+
+
+async def test_favicon_ico_leads_to_the_sites_icon() -> None:
+    response = await AsyncClient().get("/favicon.ico")
+    assert response.status_code == 301
+    assert response["Location"].endswith("dashboard/favicon.svg")
