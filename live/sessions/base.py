@@ -21,7 +21,7 @@ from django.utils.crypto import get_random_string
 from live import metrics
 from live.conf import setting
 from live.realtime import events
-from live.sessions.codec import dumps, loads
+from live.sessions.codec import dumps, loads, scalars_only
 from live.sessions.keys import digest, mask
 from live.types import Applied, Changes, Snapshot, Summary, Written, same
 
@@ -33,6 +33,10 @@ class LiveSessionBase(SessionBase):
         # It is parsed only when saving, so read-only requests pay nothing for it,
         # and a value the request changed in place still differs from it.
         self._base_text = "{}"
+        # A shallow copy of what was loaded when it holds only scalars (None
+        # otherwise): the diff's base without parsing the text again, and an
+        # unchanged value is the very same object, compared by identity.
+        self._base_values: dict[str, Any] | None = {}
         self._wiped = False
         self._expect: dict[str, int] = {}
         # True right after this object wrote the row, so a second save of an
@@ -145,10 +149,12 @@ class LiveSessionBase(SessionBase):
         if snapshot is None:
             self._session_key = None
             self._base_text, self.version, self.key_versions = "{}", 0, {}
+            self._base_values = {}
             return {}
         self.version = snapshot.version
         self.key_versions = snapshot.key_versions
         self._base_text = snapshot.text
+        self._base_values = dict(snapshot.data) if scalars_only(snapshot.data) else None
         self._stored_expiry = snapshot.expires_at
         return snapshot.data
 
@@ -224,8 +230,13 @@ class LiveSessionBase(SessionBase):
     def _diff(self) -> tuple[Changes, dict[str, Any]]:
         """This request's changes against what it loaded, and a fresh copy of what it loaded."""
         current = self._data()
-        base: dict[str, Any] = loads(self._base_text)
-        sets = {k: v for k, v in current.items() if k not in base or not same(v, base[k])}
+        values = self._base_values
+        base: dict[str, Any] = dict(values) if values is not None else loads(self._base_text)
+        sets = {
+            k: v
+            for k, v in current.items()
+            if k not in base or (v is not base[k] and not same(v, base[k]))
+        }
         # A value JSON cannot hold raises TypeError when the merge encodes the
         # session (the Redis engine: each value), with the json module's own
         # message, as Django's serializer does; nothing is written then. A
@@ -262,6 +273,7 @@ class LiveSessionBase(SessionBase):
         self._session_cache = snapshot.data
         self._stored_expiry = snapshot.expires_at
         self._base_text = snapshot.text
+        self._base_values = dict(snapshot.data) if scalars_only(snapshot.data) else None
         self.version, self.key_versions = snapshot.version, snapshot.key_versions
         self._wiped, self._expect, self._in_sync = False, {}, True
 

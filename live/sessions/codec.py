@@ -21,3 +21,11 @@ def dumps(value: Any) -> str:
 def loads(text: str) -> Any:
     """Parse stored JSON text."""
     return json.loads(text)
+
+
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
+def scalars_only(data: dict[str, Any]) -> bool:
+    """Whether every key is a str and every value a JSON scalar: then a shallow copy is a copy."""
+    return all(type(k) is str and type(v) in _SCALARS for k, v in data.items())

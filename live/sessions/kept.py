@@ -15,7 +15,7 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
-from live.sessions.codec import loads
+from live.sessions.codec import loads, scalars_only
 from live.types import Snapshot
 
 # At most this many sessions, each at most this many characters of JSON: a
@@ -24,19 +24,16 @@ from live.types import Snapshot
 ROWS = 512
 ROW_CHARS = 8192
 
-_SCALARS = frozenset({str, int, float, bool, type(None)})
-
 
 def _fresh(snapshot: Snapshot) -> Snapshot:
     """A copy whose data and key versions can change without changing the kept one."""
     data = snapshot.data
     # Scalars under str keys are copied exactly by a shallow copy; a list or a
     # dict may be changed in place by its reader, so the text is parsed instead.
-    scalars = all(type(k) is str and type(v) in _SCALARS for k, v in data.items())
     return Snapshot(
         snapshot.digest,
         snapshot.version,
-        dict(data) if scalars else loads(snapshot.text),
+        dict(data) if scalars_only(data) else loads(snapshot.text),
         snapshot.masked_key,
         snapshot.expires_at,
         dict(snapshot.key_versions),
