@@ -111,11 +111,11 @@ class LiveSessionBase(SessionBase):
     async def _awrite(self, must_create: bool) -> Written | None:
         raise NotImplementedError
 
-    def _rekey(self, keep_data: bool) -> tuple[str | None, str]:
-        """Move the session to a new key, with or without its data: (old digest, new digest)."""
+    def _rekey(self) -> tuple[str | None, str]:
+        """Move the session and its data to a new key: (old digest, new digest)."""
         raise NotImplementedError
 
-    async def _arekey(self, keep_data: bool) -> tuple[str | None, str]:
+    async def _arekey(self) -> tuple[str | None, str]:
         raise NotImplementedError
 
     @classmethod
@@ -350,13 +350,13 @@ class LiveSessionBase(SessionBase):
 
     def cycle_key(self) -> None:
         self._data()
-        old, _ = self._rekey(keep_data=True)
+        old, _ = self._rekey()
         if old:
             events.publish_from_sync(events.publish_rotated, old)
 
     async def acycle_key(self) -> None:
         await self._adata()
-        old, _ = await self._arekey(keep_data=True)
+        old, _ = await self._arekey()
         if old:
             await events.publish_rotated(old)
 

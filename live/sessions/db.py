@@ -16,7 +16,7 @@ from live.realtime import events
 from live.sessions import connections, sql, timeline
 from live.sessions.base import LiveSessionBase
 from live.sessions.connections import Db
-from live.types import Changes, Conflict, Missing, Snapshot, Summary, TooLarge, Written
+from live.types import Conflict, Missing, Snapshot, Summary, TooLarge, Written
 
 
 class SessionStore(LiveSessionBase):
@@ -46,11 +46,11 @@ class SessionStore(LiveSessionBase):
     async def _awrite(self, must_create: bool) -> Written | None:
         return await connections.run(self._merge, must_create)
 
-    def _rekey(self, keep_data: bool) -> tuple[str | None, str]:
-        return connections.call(self._move, keep_data)
+    def _rekey(self) -> tuple[str | None, str]:
+        return connections.call(self._move)
 
-    async def _arekey(self, keep_data: bool) -> tuple[str | None, str]:
-        return await connections.run(self._move, keep_data)
+    async def _arekey(self) -> tuple[str | None, str]:
+        return await connections.run(self._move)
 
     # --- the work, in one transaction on the connection it is given ------------
 
@@ -84,10 +84,10 @@ class SessionStore(LiveSessionBase):
         self._written(snapshot)
         return (snapshot, applied) if applied else None
 
-    def _move(self, conn: Db, keep_data: bool) -> tuple[str | None, str]:
-        """Move the row to a new key; return (old digest, new digest)."""
+    def _move(self, conn: Db) -> tuple[str | None, str]:
+        """Move the row, with this request's changes, to a new key; (old digest, new digest)."""
         old = self.digest
-        changes = self._changes() if keep_data else Changes()
+        changes = self._changes()
         for _ in range(10):
             self._session_key = self._new_key()
             try:
@@ -98,7 +98,6 @@ class SessionStore(LiveSessionBase):
                     self.masked_key,
                     changes,
                     self._expiry,
-                    keep_data,
                     self.source,
                 )
             except connections.INTEGRITY_ERRORS:

@@ -240,8 +240,8 @@ elseif op == 'merge' then
   return written(1, applied)
 
 elseif op == 'rotate' then
-  -- Move the session to KEYS[5..8], merging the pending diff on the way (a
-  -- cycle_key) or leaving the data behind (a flush). The version keeps growing.
+  -- Move the session to KEYS[5..8] (a cycle_key), merging the pending diff on
+  -- the way. The version keeps growing.
   if redis.call('EXISTS', KEYS[7]) == 1 then
     return {'taken'}
   end
@@ -250,33 +250,26 @@ elseif op == 'rotate' then
   if found then
     source = 1
   end
-  if a.keep then
-    local mismatch = expiry_mismatch(KEYS[source])
-    if mismatch then
-      return mismatch
-    end
+  local mismatch = expiry_mismatch(KEYS[source])
+  if mismatch then
+    return mismatch
   end
   redis.call('DEL', KEYS[5], KEYS[6], KEYS[8])
   local version = 0
   if found then
     version = tonumber(redis.call('HGET', KEYS[3], 'version'))
   end
-  local applied = {}
-  if a.keep then
-    applied = apply(source, version + 1)
-    if found then
-      for i = 1, 4 do
-        if i ~= 3 and redis.call('EXISTS', KEYS[i]) == 1 then
-          redis.call('RENAME', KEYS[i], KEYS[i + 4])
-        end
+  local applied = apply(source, version + 1)
+  if found then
+    for i = 1, 4 do
+      if i ~= 3 and redis.call('EXISTS', KEYS[i]) == 1 then
+        redis.call('RENAME', KEYS[i], KEYS[i + 4])
       end
     end
   end
   redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
   stamp(5, version + 1)
-  if a.keep then
-    record(5, version + 1, applied, '{"op":"cycle","key":""}')
-  end
+  record(5, version + 1, applied, '{"op":"cycle","key":""}')
   return written(5, applied)
 
 elseif op == 'delete' then

@@ -134,11 +134,11 @@ class SessionStore(LiveSessionBase):
     async def _awrite(self, must_create: bool) -> Written | None:
         return await call_async(self._writing(must_create))
 
-    def _rekey(self, keep_data: bool) -> tuple[str | None, str]:
-        return call_sync(self._moving(keep_data))
+    def _rekey(self) -> tuple[str | None, str]:
+        return call_sync(self._moving())
 
-    async def _arekey(self, keep_data: bool) -> tuple[str | None, str]:
-        return await call_async(self._moving(keep_data))
+    async def _arekey(self) -> tuple[str | None, str]:
+        return await call_async(self._moving())
 
     def _inserting(self) -> Operation[None]:
         changes = Changes(sets=self._data())
@@ -191,15 +191,15 @@ class SessionStore(LiveSessionBase):
             self._written(snapshot)
             return (snapshot, applied) if applied else None
 
-    def _moving(self, keep_data: bool) -> Operation[tuple[str | None, str]]:
+    def _moving(self) -> Operation[tuple[str | None, str]]:
         old = self.digest
-        changes = self._changes() if keep_data else Changes()
-        expiry_text = self._expiry_text if keep_data else ""
+        changes = self._changes()
+        expiry_text = self._expiry_text
         attempts = 0
         self._session_key = self._new_key()
         while attempts < 10:
             args = self._write_args(changes, expiry_text)
-            args.update(has_old=old is not None, keep=keep_data)
+            args.update(has_old=old is not None)
             keys = session_keys(old or "") + session_keys(self.digest or "")
             reply = yield Call(keys, "rotate", args)
             if reply[0] == "taken":

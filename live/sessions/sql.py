@@ -253,31 +253,24 @@ def rotate(
     masked_key: str,
     changes: Changes,
     expiry: ExpiryFn,
-    keep_data: bool = True,
     source: str = "code",
 ) -> tuple[Snapshot, Applied]:
-    """Move a session to a new digest in one transaction, merging pending changes first.
+    """Move a session to a new digest in one transaction (cycle_key), merging pending changes first.
 
-    With keep_data=False the new row starts empty (a flush). The version keeps
-    growing across the move so that clients never see it go backwards.
+    The version keeps growing across the move, and the timeline moves with the data.
     """
     with db.atomic():
         previous = _select(db, old, lock=True) if old else None
         version = previous.version if previous else 0
-        data = previous.data if previous and keep_data else {}
-        kv = previous.key_versions if previous and keep_data else {}
-        applied = _apply(data, kv, changes, version + 1) if keep_data else []
+        data = previous.data if previous else {}
+        kv = previous.key_versions if previous else {}
+        applied = _apply(data, kv, changes, version + 1)
         if old:
             db.execute(f"DELETE FROM {SESSIONS} WHERE digest = %s", (old,))
         snap = Snapshot(new, version + 1, data, masked_key, 0.0, kv)
         _insert(db, snap, expiry)
-        if keep_data:
-            # The timeline moves with the data; a flush starts a new one, so a
-            # logged-out user's successor never sees what came before.
-            timeline.move(db, old, new)
-            timeline.record(db, new, version + 1, source, [*applied, {"op": "cycle", "key": ""}])
-        elif old:
-            timeline.drop(db, old)
+        timeline.move(db, old, new)
+        timeline.record(db, new, version + 1, source, [*applied, {"op": "cycle", "key": ""}])
     return snap, applied
 
 
