@@ -49,14 +49,11 @@ class SessionWriteGate:
         if key is None:
             return await self.application(scope, receive, send)
         try:
-            slot = limits.writing(digest(key))
-            await slot.__aenter__()
+            async with limits.writing(digest(key)):
+                return await self.application(scope, receive, send)
         except limits.Busy:
+            # Raised only on the way in: the application never ran.
             return await _refuse(send)
-        try:
-            return await self.application(scope, receive, send)
-        finally:
-            await slot.__aexit__(None, None, None)
 
 
 async def _refuse(send: Any) -> None:
