@@ -49,13 +49,21 @@ def _port(parts: SplitResult) -> int | None:
         return None
 
 
+def _allowed_hosts() -> list[str]:
+    # Django's own rule for HttpRequest.get_host(): in DEBUG, an empty
+    # ALLOWED_HOSTS still allows the local names (a fresh startproject).
+    if settings.DEBUG and not settings.ALLOWED_HOSTS:
+        return [".localhost", "127.0.0.1", "[::1]"]
+    return list(settings.ALLOWED_HOSTS)
+
+
 def own_origin(scope: dict[str, Any]) -> tuple[str, str, int | None] | None:
     """(scheme, host, port) of the site as this socket reached it, if its Host is allowed."""
     host = _header(scope, b"host")
     if not host:
         return None
     domain, _port_text = split_domain_port(host)
-    if not domain or not validate_host(domain, settings.ALLOWED_HOSTS):
+    if not domain or not validate_host(domain, _allowed_hosts()):
         return None
     scheme = "https" if _secure(scope) else "http"
     parts = urlsplit(f"{scheme}://{host}")

@@ -58,3 +58,11 @@ def test_same_origin_follows_the_proxy_header_only_when_configured(settings: Any
     assert not same_origin(forwarded)
     settings.SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     assert same_origin(forwarded)
+
+
+def test_same_origin_allows_the_local_names_in_debug_with_no_allowed_hosts(settings: Any) -> None:
+    settings.ALLOWED_HOSTS = []
+    settings.DEBUG = True
+    assert same_origin(scope("http://127.0.0.1:8000"))
+    settings.DEBUG = False
+    assert not same_origin(scope("http://127.0.0.1:8000"))
