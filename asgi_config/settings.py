@@ -218,10 +218,14 @@ CSRF_TRUSTED_ORIGINS = [
     if origin.strip()
 ]
 
-CSRF_FAILURE_VIEW = "dashboard.api.csrf_failure"
+CSRF_FAILURE_VIEW = "live.web.api.csrf_failure"
 
 # Messages in a cookie, so that a redirect's notice is not a session write.
 MESSAGE_STORAGE = "django.contrib.messages.storage.cookie.CookieStorage"
 
 # Limits and knobs of the live session engine; defaults live in live/conf.py.
-LIVE_SESSIONS: dict[str, object] = {}
+LIVE_SESSIONS: dict[str, object] = {
+    # The demo's own login and logout views, so the page's account box can log in and out.
+    "LOGIN_VIEW": "login",
+    "LOGOUT_VIEW": "logout",
+}

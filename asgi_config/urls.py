@@ -8,6 +8,6 @@ from django.views.generic import RedirectView
 urlpatterns = [
     path("admin/", admin.site.urls),
     # Browsers ask for /favicon.ico on pages that name no icon (the plain demo view's).
-    path("favicon.ico", RedirectView.as_view(url=static("dashboard/favicon.svg"), permanent=True)),
+    path("favicon.ico", RedirectView.as_view(url=static("live/favicon.svg"), permanent=True)),
     path("", include("dashboard.urls")),
 ]

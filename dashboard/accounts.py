@@ -6,12 +6,12 @@ from django.contrib.auth import aauthenticate, alogin, alogout
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.views.decorators.http import require_POST
 
-from dashboard.validation import Invalid
-from dashboard.views import HtmxHttpRequest, respond
+from live.web.validation import Invalid
+from live.web.views import respond
 
 
 @require_POST
-async def login(request: HtmxHttpRequest) -> HttpResponse:
+async def login(request: HttpRequest) -> HttpResponse:
     username = request.POST.get("username", "")
     password = request.POST.get("password", "")
 
@@ -27,7 +27,7 @@ async def login(request: HtmxHttpRequest) -> HttpResponse:
 
 
 @require_POST
-async def logout(request: HtmxHttpRequest) -> HttpResponse:
+async def logout(request: HttpRequest) -> HttpResponse:
     async def run() -> str:
         await alogout(request)
         return "await alogout(request)  # flushes: the session is deleted and its cookie with it"

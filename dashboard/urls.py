@@ -1,33 +1,15 @@
+"""The site: the live app at its root, and the views it watches logins and plain writes with."""
+
 from __future__ import annotations
 
-from django.urls import path, re_path
+from django.urls import include, path
 
-from dashboard import accounts, api, demos, metrics, pitfalls, staff, views
+from dashboard import accounts, demos
 
 urlpatterns = [
-    path("", views.page, name="page"),
-    path("keys/", views.set_key, name="set-key"),
-    path("keys/delete/", views.delete_key, name="delete-key"),
-    path("clear/", views.clear, name="clear"),
-    path("flush/", views.flush, name="flush"),
-    path("cycle/", views.cycle, name="cycle"),
-    path("expiry/", views.expiry, name="expiry"),
-    path("undo/", views.undo, name="undo"),
     path("login/", accounts.login_page, name="login-page"),
     path("login/submit/", accounts.login, name="login"),
     path("logout/", accounts.logout, name="logout"),
-    path("pitfalls/not-json/", pitfalls.not_json, name="pitfall-not-json"),
-    path("pitfalls/cart/", pitfalls.start_cart, name="pitfall-cart"),
-    path("pitfalls/append/", pitfalls.append, name="pitfall-append"),
-    path("pitfalls/default/", pitfalls.default, name="pitfall-default"),
     path("color/", demos.color, name="color"),
-    path("metrics/", metrics.page, name="metrics"),
-    path("staff/sessions/", staff.sessions, name="staff-sessions"),
-    path("staff/sessions/<str:digest>/", staff.watch, name="staff-watch"),
-    path("api/session", api.session, name="api-session"),
-    path("api/session/flush", api.flush, name="api-flush"),
-    path("api/session/cycle", api.cycle, name="api-cycle"),
-    # (?s) and .* so that an empty key or one with a newline reaches the
-    # validator and gets its reason, instead of a bare 404.
-    re_path(r"^api/session/keys/(?P<key>(?s:.*))$", api.key, name="api-key"),
+    path("", include("live.urls")),
 ]

@@ -47,13 +47,17 @@ DEFAULTS: dict[str, Any] = {
     # "django.contrib.sessions.backends.db"): a cookie the live engine does not
     # know is looked up there once and its session adopted under the same key.
     "PREVIOUS_ENGINE": None,
+    # URL names of the site's own login and logout views: the page's account
+    # box then posts to them, so logins can be watched from the page itself.
+    "LOGIN_VIEW": None,
+    "LOGOUT_VIEW": None,
     # Dotted path of a callable(snapshot, tabs, scope, only, history, labels=...)
     # -> str that renders the HTML fragments pushed to htmx tabs.
-    "RENDERER": "dashboard.rendering.render_live_fragments",
+    "RENDERER": "live.web.rendering.render_live_fragments",
     # Dotted path of a callable(samples) -> str for the /metrics/ charts.
-    "METRICS_RENDERER": "dashboard.charts.render_metrics",
+    "METRICS_RENDERER": "live.web.charts.render_metrics",
     # Dotted path of a callable(summaries, tabs) -> str for the staff list.
-    "STAFF_RENDERER": "dashboard.rendering.render_staff_list",
+    "STAFF_RENDERER": "live.web.rendering.render_staff_list",
 }
 
 

@@ -27,7 +27,6 @@ from typing import NamedTuple
 
 from django.conf import settings
 
-from live import redis_client
 from live.loops import PerLoop
 from live.realtime.probe import Probe
 
@@ -108,6 +107,8 @@ def _shared() -> bool:
 
 async def _total(digest: str, write: bool) -> Presence:
     """The tabs over live processes, after writing this process's own entry (if `write`)."""
+    from live import redis_client  # redis-py is an extra: only a shared setup imports it
+
     try:
         client = redis_client.async_client()
         mine: tuple[str | int, str] = _entry(digest) if write else ("", "")
@@ -218,6 +219,8 @@ async def _beat_forever(beat: _Beat) -> None:
 
 async def _announce(beat: _Beat) -> bool | None:
     """Keep this process alive and its counts stored; whether Redis restarted, None if down."""
+    from live import redis_client
+
     try:
         pipe = redis_client.async_client().pipeline(transaction=False)
         pipe.set(ALIVE + PROCESS, "1", px=ALIVE_MS)

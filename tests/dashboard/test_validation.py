@@ -8,12 +8,12 @@ from typing import Any
 import pytest
 from django.test import override_settings
 
-from dashboard.validation import (
+from live.conf import is_reserved
+from live.web.validation import (
     Invalid,
     check_key,
     check_session_size,
     check_value,
-    is_reserved,
     key_from_raw_path,
     parse_expiry,
     parse_form_value,

@@ -531,7 +531,7 @@ async def test_color_demo_sets_favorite_color():
     client = await csrf_client()
     response = await client.get("/color/")
     assert response.status_code == 200
-    assert response.content.decode() == "Your favorite color is green."
+    assert "<p>Your favorite color is green.</p>" in response.content.decode()
     assert 'data-session-key="favorite_color"' in await page(client)
     assert (await data(client))["data"] == {"favorite_color": "green"}
 
@@ -561,4 +561,4 @@ async def test_two_clients_never_see_each_other():
 async def test_favicon_ico_leads_to_the_sites_icon() -> None:
     response = await AsyncClient().get("/favicon.ico")
     assert response.status_code == 301
-    assert response["Location"].endswith("dashboard/favicon.svg")
+    assert response["Location"].endswith("live/favicon.svg")

@@ -26,10 +26,11 @@ from django.db import connection
 from django.test import AsyncClient
 from django.urls import URLPattern, resolve
 
-from dashboard.urls import urlpatterns
+from dashboard.urls import urlpatterns as site_patterns
 from live.realtime import events, presence
 from live.realtime.consumers import CLOSE_MOVED
 from live.sessions.keys import digest
+from live.urls import urlpatterns as live_patterns
 from tests.conftest import RedisServer, Server, free_port, migrate, server_env
 from tests.helpers import (
     COOKIE,
@@ -392,10 +393,11 @@ def digest_like(text: str) -> bool:
 
 
 def concrete_paths(victim_digest: str) -> list[str]:
-    """One real path for each of the dashboard's URL patterns."""
+    """One real path for each URL pattern of the site and of the live app it mounts at its root."""
     paths = []
-    for pattern in urlpatterns:
-        assert isinstance(pattern, URLPattern)
+    for pattern in [*site_patterns, *live_patterns]:
+        if not isinstance(pattern, URLPattern):
+            continue
         route = str(pattern.pattern)
         route = route.replace("<str:digest>", victim_digest)
         route = re.sub(r"\(\?P<key>.*\)\$$", "k", route).lstrip("^")

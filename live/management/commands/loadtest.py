@@ -14,9 +14,19 @@ from pathlib import Path
 from typing import IO, Any, cast
 
 from django.core.management.base import BaseCommand, CommandError
-from rich.console import Console
 
-from live.loadtest import config, report, runner
+from live.loadtest import config
+
+# aiohttp and rich are the "loadtest" extra: without them the command says so
+# instead of failing to load.
+try:
+    from rich.console import Console
+
+    from live.loadtest import report, runner
+except ImportError as exc:
+    MISSING: str | None = exc.name
+else:
+    MISSING = None
 
 
 class Command(BaseCommand):
@@ -32,6 +42,10 @@ class Command(BaseCommand):
         config.add_arguments(parser)
 
     def handle(self, *args: Any, **options: Any) -> None:
+        if MISSING:
+            raise CommandError(
+                f"The load tester needs {MISSING}: pip install 'django-live-sessions[loadtest]'."
+            )
         try:
             settings = config.from_options(options)
         except config.ConfigError as exc:

@@ -10,15 +10,17 @@ from functools import lru_cache
 from typing import Any
 
 from django.conf import settings
+from django.shortcuts import resolve_url
 from django.template.loader import render_to_string
+from django.urls import reverse
 from django.utils import timezone
 
 from live.conf import is_reserved, setting, visible
 from live.sessions.codec import dumps
 from live.types import Snapshot, Summary
 
-PAGE = "dashboard/page.html"
-STAFF_PAGE = "dashboard/staff.html"
+PAGE = "live/page.html"
+STAFF_PAGE = "live/staff.html"
 # Values longer than this are folded behind a <details> toggle.
 FOLD_AT = 160
 
@@ -125,6 +127,7 @@ def session_context(
         "reserved_rows": reserved,
         "timeline": timeline((history or [])[: setting("TIMELINE_SHOWN")]),
         "signed_in": snapshot.data.get("_auth_user_id"),
+        "account": account_links(),
         "version": snapshot.version,
         "tabs": tabs,
         "meta": {
@@ -137,6 +140,16 @@ def session_context(
             "size_bytes": snapshot.size_bytes,
             "custom_expiry": expiry,
         },
+    }
+
+
+def account_links() -> dict[str, str]:
+    """Where the account box points: the site's login and logout views, if it names them."""
+    login, logout = setting("LOGIN_VIEW"), setting("LOGOUT_VIEW")
+    return {
+        "login": reverse(login) if login else "",
+        "logout": reverse(logout) if logout else "",
+        "login_page": resolve_url(settings.LOGIN_URL),
     }
 
 
@@ -205,7 +218,7 @@ def _render(
     shown: _Shown, tabs: int, only: str | None, read_only: bool, labels: tuple[str, ...]
 ) -> str:
     if only in ("paused", "open"):
-        return render_to_string("base.html#live-status", {"live_state": only})
+        return render_to_string("live/base.html#live-status", {"live_state": only})
     snapshot = shown.snapshot
     if snapshot is None and only == "final":
         snapshot = Snapshot(digest="", version=0, data={}, masked_key="", expires_at=time.time())

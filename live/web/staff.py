@@ -7,10 +7,11 @@ from django.shortcuts import render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 
-from dashboard.rendering import PAGE, STAFF_PAGE, session_context, staff_rows
 from live.realtime import presence
+from live.realtime.routing import socket_url
+from live.web.rendering import PAGE, STAFF_PAGE, session_context, staff_rows
 
-FORBIDDEN = "dashboard/forbidden.html"
+FORBIDDEN = "live/forbidden.html"
 
 
 async def _refused(request: HttpRequest) -> HttpResponse | None:
@@ -33,7 +34,11 @@ async def sessions(request: HttpRequest) -> HttpResponse:
         return refusal
     rows = await type(request.session).asummaries()  # type: ignore[attr-defined]
     tabs = await presence.counts(row.digest for row in rows)
-    return render(request, STAFF_PAGE, {"sessions": staff_rows(rows, tabs)})
+    return render(
+        request,
+        STAFF_PAGE,
+        {"sessions": staff_rows(rows, tabs), "ws_url": socket_url("staff-list")},
+    )
 
 
 @require_safe
@@ -48,5 +53,5 @@ async def watch(request: HttpRequest, digest: str) -> HttpResponse:
         raise Http404("No live session has that id.")
     history = await engine.ahistory(digest)  # type: ignore[attr-defined]
     context = session_context(snapshot, await presence.count(digest), history)
-    context.update(read_only=True, ws_url=f"/ws/staff/sessions/{digest}/")
+    context.update(read_only=True, ws_url=socket_url("staff-watch", digest=digest))
     return render(request, PAGE, context)

@@ -8,7 +8,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_POST
 
-from dashboard.rendering import PAGE
+from live.web.rendering import PAGE
 
 
 def _result(request: HttpRequest, code: str, outcome: str, status: int = 200) -> HttpResponse:

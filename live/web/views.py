@@ -10,11 +10,13 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST, require_safe
-from django_htmx.middleware import HtmxDetails
 
-from dashboard import actions
-from dashboard.rendering import LIVE_FRAGMENTS, PAGE, session_context
-from dashboard.validation import (
+from live.realtime import presence
+from live.realtime.routing import socket_url
+from live.types import Conflict
+from live.web import actions
+from live.web.rendering import LIVE_FRAGMENTS, PAGE, session_context
+from live.web.validation import (
     Invalid,
     check_key,
     parse_expiry,
@@ -22,16 +24,14 @@ from dashboard.validation import (
     parse_undo,
     parse_version,
 )
-from live.realtime import presence
-from live.types import Conflict
 
 
-class HtmxHttpRequest(HttpRequest):
-    # What django-htmx's middleware adds, for the type checker.
-    htmx: HtmxDetails
+def is_htmx(request: HttpRequest) -> bool:
+    """Whether htmx sent the request: read from its header, so no middleware is needed."""
+    return request.headers.get("HX-Request") == "true"
 
 
-async def _context(request: HtmxHttpRequest, create: bool = False, **extra: Any) -> dict[str, Any]:
+async def _context(request: HttpRequest, create: bool = False, **extra: Any) -> dict[str, Any]:
     # Only the page itself starts a session: after a flush or a logout the
     # answer shows the empty state and, as Django's, stores nothing.
     if create:
@@ -42,13 +42,14 @@ async def _context(request: HtmxHttpRequest, create: bool = False, **extra: Any)
     # Resolved here: the template must not touch the lazy request.user, whose
     # database query is sync-only.
     context["user"] = await request.auser()
+    context["ws_url"] = socket_url("session")
     context.update(extra)
     return context
 
 
 @require_safe
 @never_cache
-async def page(request: HtmxHttpRequest) -> HttpResponse:
+async def page(request: HttpRequest) -> HttpResponse:
     edit = request.GET.get("edit")
     form = {"key": "", "value": ""}
     context = await _context(request, create=True)
@@ -58,13 +59,13 @@ async def page(request: HtmxHttpRequest) -> HttpResponse:
             form = {"key": found.key, "value": found.form_value}
     context["form"] = form
     context["form_version"] = context["version"]
-    if request.htmx and edit is not None:
+    if is_htmx(request) and edit is not None:
         return render(request, f"{PAGE}#editor", context)
     return render(request, PAGE, context)
 
 
 async def respond(
-    request: HtmxHttpRequest,
+    request: HttpRequest,
     run: Callable[[], Awaitable[str]],
     form: dict[str, str] | None = None,
 ) -> HttpResponse:
@@ -85,7 +86,7 @@ async def respond(
         form=form if error else {"key": "", "value": ""},
     )
     context["form_version"] = context["version"]
-    if request.htmx:
+    if is_htmx(request):
         # htmx's convention for "refused, here is why": 422, which django-htmx's
         # debug helper leaves alone (it replaces the page on 400 and 404).
         if status in (400, 404):
@@ -101,7 +102,7 @@ async def respond(
 
 
 @require_POST
-async def set_key(request: HtmxHttpRequest) -> HttpResponse:
+async def set_key(request: HttpRequest) -> HttpResponse:
     key, raw = request.POST.get("key", ""), request.POST.get("value", "")
     seen = parse_version(request.POST.get("version"))
 
@@ -113,7 +114,7 @@ async def set_key(request: HtmxHttpRequest) -> HttpResponse:
 
 
 @require_POST
-async def delete_key(request: HtmxHttpRequest) -> HttpResponse:
+async def delete_key(request: HttpRequest) -> HttpResponse:
     key = request.POST.get("key", "")
 
     async def run() -> str:
@@ -123,22 +124,22 @@ async def delete_key(request: HtmxHttpRequest) -> HttpResponse:
 
 
 @require_POST
-async def clear(request: HtmxHttpRequest) -> HttpResponse:
+async def clear(request: HttpRequest) -> HttpResponse:
     return await respond(request, lambda: actions.clear_editable(request.session))
 
 
 @require_POST
-async def flush(request: HtmxHttpRequest) -> HttpResponse:
+async def flush(request: HttpRequest) -> HttpResponse:
     return await respond(request, lambda: actions.flush(request.session))
 
 
 @require_POST
-async def cycle(request: HtmxHttpRequest) -> HttpResponse:
+async def cycle(request: HttpRequest) -> HttpResponse:
     return await respond(request, lambda: actions.cycle(request.session))
 
 
 @require_POST
-async def expiry(request: HtmxHttpRequest) -> HttpResponse:
+async def expiry(request: HttpRequest) -> HttpResponse:
     raw = request.POST.get("expiry", "")
 
     async def run() -> str:
@@ -148,7 +149,7 @@ async def expiry(request: HtmxHttpRequest) -> HttpResponse:
 
 
 @require_POST
-async def undo(request: HtmxHttpRequest) -> HttpResponse:
+async def undo(request: HttpRequest) -> HttpResponse:
     raw = request.POST.get("version")
 
     async def run() -> str:

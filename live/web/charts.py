@@ -9,7 +9,7 @@ from django.template.loader import render_to_string
 
 from live.metrics import HISTORY_SECONDS, Sample
 
-PAGE = "dashboard/metrics.html"
+PAGE = "live/metrics.html"
 WIDTH, HEIGHT = 560, 120
 
 

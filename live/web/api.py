@@ -14,8 +14,10 @@ from django.views.csrf import csrf_failure as default_csrf_failure
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 
-from dashboard import actions
-from dashboard.validation import (
+from live.conf import is_reserved, setting, visible
+from live.types import Conflict
+from live.web import actions
+from live.web.validation import (
     Invalid,
     body_too_large,
     check_key,
@@ -24,8 +26,6 @@ from dashboard.validation import (
     parse_if_match,
     parse_json,
 )
-from live.conf import is_reserved, setting, visible
-from live.types import Conflict
 
 
 def _error(message: str, status: int, **extra: Any) -> JsonResponse:

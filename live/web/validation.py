@@ -1,7 +1,7 @@
 """The rules for every write, one module for every path (form, JSON API, WebSocket).
 
 The views parse a request with these functions into plain, checked values
-(a key, a value, a version) before they call an action; dashboard.actions
+(a key, a value, a version) before they call an action; live.web.actions
 then checks what needs the session. Each check raises Invalid with an HTTP
 status and one sentence that says why; a refused write changes nothing.
 """

@@ -1,6 +1,6 @@
 """What a person can do to their session, shared by the form views and the JSON API.
 
-The views parse a request with dashboard.validation, so an action gets keys
+The views parse a request with live.web.validation, so an action gets keys
 and values that already passed every rule that needs no session. The action
 checks once what does need it (the write rate, the session's size, the key's
 presence, the version the caller saw), calls the async session API, saves so
@@ -12,15 +12,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
-from functools import wraps
+from functools import update_wrapper
 from typing import Any, Concatenate, ParamSpec
 
 from django.contrib.sessions.backends.base import SessionBase, UpdateError
 
-from dashboard.validation import Invalid, check_session_size, missing_key
 from live import limits
 from live.conf import is_reserved, visible
 from live.types import TooLarge
+from live.web.validation import Invalid, check_session_size, missing_key
 
 P = ParamSpec("P")
 
@@ -54,8 +54,7 @@ def _limited(
 ) -> Callable[Concatenate[SessionBase, P], Awaitable[str]]:
     """Refuse a write beyond the session's rate (the site's ASGI gate makes floods take turns)."""
 
-    @wraps(action)
-    async def limited(session: SessionBase, *args: P.args, **kwargs: P.kwargs) -> str:
+    async def limited(session: SessionBase, /, *args: P.args, **kwargs: P.kwargs) -> str:
         digest = getattr(session, "digest", None)
         if not digest:
             return await action(session, *args, **kwargs)
@@ -63,6 +62,7 @@ def _limited(
             raise Invalid("Too many writes to this session; slow down and try again.", 429)
         return await action(session, *args, **kwargs)
 
+    update_wrapper(limited, action)
     return limited
 
 
