@@ -16,6 +16,7 @@ from django.utils.http import http_date
 
 from live import metrics
 from live.conf import session_store, tab_label
+from live.sessions import watched
 from live.types import Unavailable
 
 # Tabs name themselves in this header so that changes can say which tab made them.
@@ -50,16 +51,21 @@ class LiveSessionMiddleware(SessionMiddleware):
         if not iscoroutinefunction(get_response):
             raise TypeError("LiveSessionMiddleware needs an async (ASGI) stack.")
         self.get_response = get_response
-        self.SessionStore = session_store()
         markcoroutinefunction(self)
 
     async def __call__(self, request: HttpRequest) -> HttpResponseBase:
-        session = self.SessionStore(request.COOKIES.get(settings.SESSION_COOKIE_NAME))
-        session.source = describe(request)  # type: ignore[attr-defined]
+        key = request.COOKIES.get(settings.SESSION_COOKIE_NAME)
+        engine = session_store()
+        session = engine(key)
+        session.source = describe(request)
         request.session = session
         response = await self.get_response(request)  # type: ignore[misc]
         metrics.responded(response.status_code)
-        return await self.finish(request, response)
+        response = await self.finish(request, response)
+        # Django's own engines do not publish: this middleware does it for them.
+        if not watched.is_live(engine):
+            await watched.publish(session, key)
+        return response
 
     async def finish(self, request: HttpRequest, response: HttpResponseBase) -> HttpResponseBase:
         session = request.session

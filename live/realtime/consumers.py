@@ -21,10 +21,11 @@ from django.conf import settings
 from django.utils.module_loading import import_string
 
 from live import metrics
-from live.conf import session_store, setting, tab_label, visible
+from live.conf import setting, tab_label, visible
 from live.limits import Bucket
 from live.realtime import events, presence
 from live.realtime.hub import Hub, Mirror, hub_for
+from live.sessions import watched
 from live.sessions.keys import digest
 
 RESYNC_BURST, RESYNC_RATE = 50, 5.0
@@ -76,9 +77,9 @@ class SessionConsumer(AsyncWebsocketConsumer):
         self.json_mode = events.JSON_SUBPROTOCOL in self.scope.get("subprotocols", [])
         await self.accept(events.JSON_SUBPROTOCOL if self.json_mode else None)
         cookie = self.scope.get("cookies", {}).get(settings.SESSION_COOKIE_NAME)
-        await self._follow(digest(cookie) if cookie else None)
+        await self._follow(digest(cookie) if cookie else None, cookie)
 
-    async def _follow(self, session_digest: str | None) -> None:
+    async def _follow(self, session_digest: str | None, key: str | None = None) -> None:
         # Staff watchers are not tabs: no cap, and no count to fetch for one.
         full = (
             self.counts_as_tab
@@ -88,7 +89,7 @@ class SessionConsumer(AsyncWebsocketConsumer):
         if full:
             await self.close(code=CLOSE_TOO_MANY_TABS)
             return
-        mirror = await self.hub.attach(self, session_digest) if session_digest else None
+        mirror = await self.hub.attach(self, session_digest, key) if session_digest else None
         if mirror is None:
             if self.json_mode:
                 await self._send_json({"type": events.ENDED})
@@ -231,7 +232,7 @@ class StaffListConsumer(AsyncWebsocketConsumer):
 
     async def _refresh(self) -> None:
         self._pending = None
-        rows = await session_store().asummaries()
+        rows = await watched.summaries()
         tabs = await presence.counts(row.digest for row in rows)
         render = import_string(setting("STAFF_RENDERER"))
         await self.send(text_data=render(rows, tabs))

@@ -18,8 +18,9 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from live import metrics
-from live.conf import session_store, setting
+from live.conf import setting
 from live.realtime import events, presence
+from live.sessions import watched
 from live.types import Snapshot
 
 logger = logging.getLogger(__name__)
@@ -56,6 +57,9 @@ class Mirror:
     present: presence.Presence = presence.NOBODY
     listeners: set[Tab] = field(default_factory=set)
     timer: asyncio.TimerHandle | None = None
+    # The key of the cookie a tab connected with, kept in memory only: Django's
+    # own engines are read by key (live.sessions.watched); live ones by digest.
+    key: str | None = field(default=None, repr=False)
 
     @property
     def digest(self) -> str:
@@ -74,11 +78,11 @@ class Hub:
 
     # --- tabs come and go -----------------------------------------------------------
 
-    async def attach(self, tab: Tab, digest: str) -> Mirror | None:
+    async def attach(self, tab: Tab, digest: str, key: str | None = None) -> Mirror | None:
         """Follow a session for this tab; None if it does not exist (any more)."""
         while digest in self._opening:
             await self._opening[digest]
-        mirror = self.mirrors.get(digest) or await self._open(digest)
+        mirror = self.mirrors.get(digest) or await self._open(digest, key)
         if mirror is not None:
             mirror.listeners.add(tab)
         return mirror
@@ -88,7 +92,7 @@ class Hub:
         if not mirror.listeners and self.mirrors.get(mirror.digest) is mirror:
             await self._close(mirror)
 
-    async def _open(self, digest: str) -> Mirror | None:
+    async def _open(self, digest: str, key: str | None) -> Mirror | None:
         opened: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._opening[digest] = opened
         try:
@@ -97,12 +101,12 @@ class Hub:
             # Join, then read: an event published in between is either in the
             # snapshot (and skipped by its version) or arrives after it.
             await self.layer.group_add(events.group_name(digest), self.channel)
-            snapshot = await session_store().aread(digest)
+            snapshot = await watched.read(digest, key)
             if snapshot is None:
                 await self.layer.group_discard(events.group_name(digest), self.channel)
                 return None
-            history = await session_store().ahistory(digest)
-            mirror = Mirror(snapshot, history, await presence.current(digest))
+            history = await watched.history(digest)
+            mirror = Mirror(snapshot, history, await presence.current(digest), key=key)
             self.mirrors[digest] = mirror
             self._watch_expiry(mirror)
             return mirror
@@ -183,14 +187,14 @@ class Hub:
 
     async def resync(self, mirror: Mirror, only: Tab | None = None) -> None:
         """Read the session again; show it to one tab, or to all of them."""
-        snapshot = await session_store().aread(mirror.digest)
+        snapshot = await watched.read(mirror.digest, mirror.key)
         if snapshot is None:
             await self._end(mirror, rotated=False)
             return
         changed = snapshot.version != mirror.snapshot.version
         mirror.snapshot = snapshot
         if changed:
-            mirror.history = await session_store().ahistory(mirror.digest)
+            mirror.history = await watched.history(mirror.digest)
         self._watch_expiry(mirror)
         if only is not None and not changed:
             await only.show_snapshot(mirror)

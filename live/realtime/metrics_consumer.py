@@ -16,8 +16,9 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.utils.module_loading import import_string
 
 from live import metrics
-from live.conf import session_store, setting
+from live.conf import setting
 from live.loops import PerLoop
+from live.sessions import watched
 
 ACTIVE_WINDOW = 300.0
 
@@ -41,7 +42,7 @@ async def _sample_forever(watch: _Watch) -> None:
     while watch.watchers:
         # A periodic clock, not a wait for a message: the sample is the rate over this second.
         await asyncio.sleep(1.0)
-        metrics.sample(await session_store().acount_active(time.time() - ACTIVE_WINDOW))
+        metrics.sample(await watched.count_active(time.time() - ACTIVE_WINDOW))
         html = _render()
         for watcher in list(watch.watchers):
             await watcher.send(text_data=html)

@@ -19,6 +19,7 @@ from django.contrib.sessions.backends.base import SessionBase, UpdateError
 
 from live import limits
 from live.conf import is_reserved, visible
+from live.sessions.base import LiveSessionBase
 from live.types import TooLarge
 from live.web.validation import Invalid, check_session_size, missing_key
 
@@ -40,6 +41,12 @@ def literal(value: Any) -> str:
     else:
         text = repr(value)
     return text if len(text) <= _SHOWN else text[: _SHOWN - 1] + "…"
+
+
+def _expect(session: SessionBase, key: str, version: int) -> None:
+    """Refuse the write if `key` changed after `version`: the live engines know; Django's do not."""
+    if isinstance(session, LiveSessionBase):
+        session.expect(key, version)
 
 
 async def ensure(session: SessionBase) -> None:
@@ -83,7 +90,7 @@ async def set_key(session: SessionBase, key: str, value: Any, seen: int | None =
     await ensure(session)
     check_session_size(dict(await session.aitems()), key, value)
     if seen is not None:
-        session.expect(key, seen)  # type: ignore[attr-defined]
+        _expect(session, key, seen)
     await session.aset(key, value)
     # A Conflict from the save reaches the caller, which shows both values.
     await _save(session)
@@ -96,7 +103,7 @@ async def delete_key(session: SessionBase, key: str, seen: int | None = None) ->
     if not await session.ahas_key(key):
         raise missing_key(key)
     if seen is not None:
-        session.expect(key, seen)  # type: ignore[attr-defined]
+        _expect(session, key, seen)
     await session.apop(key)
     await _save(session)
     return f"await request.session.apop({literal(key)})"
@@ -141,7 +148,9 @@ async def set_expiry(session: SessionBase, seconds: int | None) -> str:
 async def undo(session: SessionBase, version: int) -> str:
     """Restore the old values of one change, as a new change through the same write path."""
     await ensure(session)
-    entry = await session.aentry(session.digest, version)  # type: ignore[attr-defined]
+    if not isinstance(session, LiveSessionBase):
+        raise Invalid("This session engine keeps no timeline, so there is nothing to undo.")
+    entry = await session.aentry(session.digest or "", version)
     if entry is None:
         raise Invalid(f"Version {version} is no longer in this session's history.", 404)
     calls = []
@@ -150,7 +159,7 @@ async def undo(session: SessionBase, version: int) -> str:
         if change["op"] == "cycle" or is_reserved(key):
             continue
         # Undo conflicts like any write if the key changed after that version.
-        session.expect(key, version)  # type: ignore[attr-defined]
+        _expect(session, key, version)
         if "old" in change:
             await session.aset(key, change["old"])
             calls.append(f"await request.session.aset({literal(key)}, {literal(change['old'])})")

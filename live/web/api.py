@@ -15,6 +15,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 
 from live.conf import is_reserved, setting, visible
+from live.sessions import watched
 from live.types import Conflict
 from live.web import actions
 from live.web.validation import (
@@ -81,7 +82,7 @@ async def session(request: HttpRequest) -> JsonResponse:
     if request.method == "DELETE":
         await actions.clear_editable(request.session)
     await actions.ensure(request.session)
-    snapshot = await request.session.asnapshot()  # type: ignore[attr-defined]
+    snapshot = await watched.snapshot(request.session)
     expiry = snapshot.data.get("_session_expiry")
     return JsonResponse(
         {

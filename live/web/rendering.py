@@ -16,6 +16,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from live.conf import is_reserved, setting, visible
+from live.sessions import watched
 from live.sessions.codec import dumps
 from live.types import Snapshot, Summary
 
@@ -132,6 +133,9 @@ def session_context(
         "tabs": tabs,
         "meta": {
             "engine": settings.SESSION_ENGINE,
+            # Django's own engines are watched, with their own guarantees (live.sessions.watched).
+            "live_engine": watched.engine_is_live(),
+            "guarantees": watched.guarantees(),
             "cookie_name": settings.SESSION_COOKIE_NAME,
             "masked_key": snapshot.masked_key,
             "expires_at": snapshot.expire_date,

@@ -13,6 +13,7 @@ from django.views.decorators.http import require_POST, require_safe
 
 from live.realtime import presence
 from live.realtime.routing import socket_url
+from live.sessions import watched
 from live.types import Conflict
 from live.web import actions
 from live.web.rendering import LIVE_FRAGMENTS, PAGE, session_context
@@ -36,8 +37,8 @@ async def _context(request: HttpRequest, create: bool = False, **extra: Any) -> 
     # answer shows the empty state and, as Django's, stores nothing.
     if create:
         await actions.ensure(request.session)
-    snapshot = await request.session.asnapshot()  # type: ignore[attr-defined]
-    history = await request.session.ahistory(snapshot.digest)  # type: ignore[attr-defined]
+    snapshot = await watched.snapshot(request.session)
+    history = await watched.history(snapshot.digest)
     context = session_context(snapshot, await presence.count(snapshot.digest), history)
     # Resolved here: the template must not touch the lazy request.user, whose
     # database query is sync-only.
