@@ -53,7 +53,7 @@ def _database(url: str | None) -> dict[str, object]:
         }
     if parsed.scheme == "sqlite":
         return _sqlite(unquote(parsed.path))
-    # Left for the system check live.E001 to report with a hint.
+    # Left for the system check dashboard.E001 to report with a hint.
     return {"ENGINE": "django.db.backends.dummy", "UNSUPPORTED_URL": parsed.scheme}
 
 

@@ -1,0 +1,36 @@
+"""System checks for this site's own settings: the environment asgi_config/settings.py reads."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.core.checks import CheckMessage, Error, register
+
+TAG = "dashboard"
+
+
+@register(TAG)
+def check_environment(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    problems: list[CheckMessage] = []
+    db = settings.DATABASES.get("default", {})
+    if "UNSUPPORTED_URL" in db:
+        problems.append(
+            Error(
+                f"DATABASE_URL has the unsupported scheme {db['UNSUPPORTED_URL']!r}.",
+                hint="Use postgres://user:password@host:port/name, sqlite:///path, or unset it.",
+                id="dashboard.E001",
+            )
+        )
+    store = getattr(settings, "SESSION_STORE", "db")
+    if store not in ("db", "redis"):
+        problems.append(
+            Error(
+                f"SESSION_STORE has the unknown value {store!r}.",
+                hint="Use SESSION_STORE=db (the database) or SESSION_STORE=redis, or unset it.",
+                id="dashboard.E002",
+            )
+        )
+    # SESSION_STORE=redis picks live.redis_engine, so a missing REDIS_URL is the
+    # app's check live.E004, reported once, there.
+    return problems
