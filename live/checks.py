@@ -6,6 +6,7 @@ Each concern is one small function, registered under the tag "live", so that
 
 from __future__ import annotations
 
+import re
 from importlib import import_module
 from typing import Any
 
@@ -233,6 +234,21 @@ def check_renderers(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage
             )
         )
     return problems
+
+
+@register(TAG)
+def check_mask(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    try:
+        re.compile(setting("MASK_KEYS") or "")
+    except (re.error, TypeError) as exc:
+        return [
+            Error(
+                f"LIVE_SESSIONS['MASK_KEYS'] is not a regular expression: {exc}.",
+                hint=f"Set it to a regex searched in key names, such as {DEFAULTS['MASK_KEYS']!r}.",
+                id="live.E015",
+            )
+        ]
+    return []
 
 
 @register(TAG)

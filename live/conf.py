@@ -52,12 +52,23 @@ DEFAULTS: dict[str, Any] = {
     "LOGIN_VIEW": None,
     "LOGOUT_VIEW": None,
     # Dotted path of a callable(snapshot, tabs, scope, only, history, labels=...)
-    # -> str that renders the HTML fragments pushed to htmx tabs.
+    # -> str that renders the HTML fragments pushed to htmx tabs. For a staff
+    # watcher scope["live_read_only"] is True, and values are masked as below
+    # (live.web.rendering.session_context with live.web.masking.watcher_mask()).
     "RENDERER": "live.web.rendering.render_live_fragments",
     # Dotted path of a callable(samples) -> str for the /metrics/ charts.
     "METRICS_RENDERER": "live.web.charts.render_metrics",
     # Dotted path of a callable(summaries, tabs) -> str for the staff list.
     "STAFF_RENDERER": "live.web.rendering.render_staff_list",
+    # Staff who watch someone else's session see the values of these keys as
+    # "••••••" (type and size kept), in the page and in its pushes: a regex
+    # searched in each key name, case-insensitively by default. The default
+    # catches passwords, secrets, tokens, keys, hashes (Django's _auth_user_hash
+    # is masked whatever this says), CSRF values, one-time codes, credentials,
+    # signatures and cookies. A session's own page always shows every value.
+    "MASK_KEYS": r"(?i)(pass|pwd|secret|token|key|hash|csrf|otp|credential|signature|cookie)",
+    # False shows staff every value, for local development.
+    "MASK_VALUES": True,
 }
 
 

@@ -62,7 +62,8 @@ def test_checks_report_a_missing_channel_layer(settings: Any) -> None:
 def test_checks_name_the_layer_to_set_not_redis_url(settings: Any) -> None:
     settings.CHANNEL_LAYERS = {}
     (message,) = run_checks(tags=["live"])
-    assert "live.layers.LocalChannelLayer" in message.hint and "REDIS_URL" not in message.hint
+    hint = message.hint or ""
+    assert "live.layers.LocalChannelLayer" in hint and "REDIS_URL" not in hint
 
 
 def test_checks_report_the_redis_engine_without_redis_url(settings: Any) -> None:
@@ -117,6 +118,12 @@ def test_checks_report_a_renderer_that_cannot_be_imported(
     assert ids() == ["live.E009"]
 
 
+@pytest.mark.parametrize("pattern", ["(unclosed", 42])
+def test_checks_report_a_mask_that_is_not_a_regex(settings: Any, pattern: object) -> None:
+    settings.LIVE_SESSIONS = {"MASK_KEYS": pattern}
+    assert ids() == ["live.E015"]
+
+
 def test_checks_report_socket_routes_that_cannot_be_imported(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -134,7 +141,7 @@ def test_checks_report_a_missing_asgi_application(settings: Any) -> None:
     del settings.ASGI_APPLICATION
     assert ids() == ["live.E011"]
     (message,) = run_checks(tags=["live"])
-    assert 'ASGI_APPLICATION = "asgi_config.asgi.application"' in message.hint
+    assert 'ASGI_APPLICATION = "asgi_config.asgi.application"' in (message.hint or "")
 
 
 @pytest.mark.parametrize(

@@ -19,6 +19,7 @@ from live.conf import is_reserved, setting, visible
 from live.sessions import watched
 from live.sessions.codec import dumps
 from live.types import Snapshot, Summary
+from live.web.masking import MASKED, Mask, watcher_mask
 
 PAGE = "live/page.html"
 STAFF_PAGE = "live/staff.html"
@@ -43,6 +44,7 @@ class Row:
     type: str
     pretty: str
     size: int
+    masked: bool = False
 
     @property
     def folded(self) -> bool:
@@ -50,11 +52,15 @@ class Row:
 
     @property
     def preview(self) -> str:
+        if self.masked:
+            return MASKED
         return json.dumps(self.value, ensure_ascii=False)[:FOLD_AT]
 
     @property
     def form_value(self) -> str:
         # What to put back in the form so that saving it stores the same value.
+        if self.masked:
+            return ""
         if isinstance(self.value, str) and self.value == _plain(self.value):
             return self.value
         return json.dumps(self.value, ensure_ascii=False)
@@ -72,13 +78,18 @@ def _plain(text: str) -> str:
     return ""
 
 
-def row(key: str, value: Any) -> Row:
+def row(key: str, value: Any, mask: Mask | None = None) -> Row:
+    """A key as the page shows it; with `mask`, a hidden key's value never reaches the row."""
+    kind = _JSON_TYPES.get(type(value), type(value).__name__)
+    size = len(dumps(value).encode())
+    if mask is not None and mask.hides(key):
+        return Row(key=key, value=MASKED, type=kind, pretty=MASKED, size=size, masked=True)
     return Row(
         key=key,
         value=value,
-        type=_JSON_TYPES.get(type(value), type(value).__name__),
+        type=kind,
         pretty=json.dumps(value, indent=2, ensure_ascii=False),
-        size=len(dumps(value).encode()),
+        size=size,
     )
 
 
@@ -87,7 +98,7 @@ def _short(value: Any) -> str:
     return text if len(text) <= 60 else text[:59] + "…"
 
 
-def timeline(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def timeline(history: list[dict[str, Any]], mask: Mask | None = None) -> list[dict[str, Any]]:
     """History entries as the page lists them: old -> new per key, and whether undo applies."""
     entries = []
     for item in history:
@@ -96,8 +107,13 @@ def timeline(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
             if change["op"] == "cycle":
                 lines.append({"key": "", "text": "session key cycled"})
                 continue
-            old = _short(change["old"]) if "old" in change else "(none)"
-            new = _short(change["value"]) if change["op"] == "set" else "(deleted)"
+            hidden = mask is not None and mask.hides(change["key"])
+            old = (MASKED if hidden else _short(change["old"])) if "old" in change else "(none)"
+            new = (
+                (MASKED if hidden else _short(change["value"]))
+                if change["op"] == "set"
+                else "(deleted)"
+            )
             lines.append({"key": change["key"], "text": f"{old} → {new}"})
         entries.append(
             {
@@ -114,20 +130,30 @@ def timeline(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def session_context(
-    snapshot: Snapshot, tabs: int, history: list[dict[str, Any]] | None = None
+    snapshot: Snapshot,
+    tabs: int,
+    history: list[dict[str, Any]] | None = None,
+    mask: Mask | None = None,
 ) -> dict[str, Any]:
-    """The context of the page's live partials for one session at one version."""
+    """The context of the page's live partials for one session at one version.
+
+    The page and its pushes both come from here, so `mask` (someone else's
+    session, as a staff watcher sees it) hides the same values in both.
+    """
     data = snapshot.data
-    rows = [row(key, data[key]) for key in sorted(visible(data))]
-    reserved = [row(key, data[key]) for key in sorted(filter(is_reserved, data))]
+    rows = [row(key, data[key], mask) for key in sorted(visible(data))]
+    reserved = [row(key, data[key], mask) for key in sorted(filter(is_reserved, data))]
+    signed_in = snapshot.data.get("_auth_user_id")
+    if signed_in is not None and mask is not None and mask.hides("_auth_user_id"):
+        signed_in = MASKED
     expiry = snapshot.data.get("_session_expiry")
     browser_close = settings.SESSION_EXPIRE_AT_BROWSER_CLOSE if expiry is None else expiry == 0
     age = int((snapshot.expire_date - timezone.now()).total_seconds())
     return {
         "rows": rows,
         "reserved_rows": reserved,
-        "timeline": timeline((history or [])[: setting("TIMELINE_SHOWN")]),
-        "signed_in": snapshot.data.get("_auth_user_id"),
+        "timeline": timeline((history or [])[: setting("TIMELINE_SHOWN")], mask),
+        "signed_in": signed_in,
         "account": account_links(),
         "version": snapshot.version,
         "tabs": tabs,
@@ -199,7 +225,10 @@ def render_live_fragments(
         snapshot,
         history,
     )
-    return _render(shown, tabs, only, bool(scope.get("live_read_only", False)), labels)
+    read_only = bool(scope.get("live_read_only", False))
+    # A read-only socket is a staff watcher's: someone else's session, masked.
+    mask = watcher_mask() if read_only else None
+    return _render(shown, tabs, only, read_only, labels, mask)
 
 
 @dataclass(frozen=True)
@@ -219,7 +248,12 @@ class _Shown:
 # tabs before the next, so a few entries cover every fan-out.
 @lru_cache(maxsize=32)
 def _render(
-    shown: _Shown, tabs: int, only: str | None, read_only: bool, labels: tuple[str, ...]
+    shown: _Shown,
+    tabs: int,
+    only: str | None,
+    read_only: bool,
+    labels: tuple[str, ...],
+    mask: Mask | None,
 ) -> str:
     if only in ("paused", "open"):
         return render_to_string("live/base.html#live-status", {"live_state": only})
@@ -227,7 +261,7 @@ def _render(
     if snapshot is None and only == "final":
         snapshot = Snapshot(digest="", version=0, data={}, masked_key="", expires_at=time.time())
     context: dict[str, Any] = (
-        session_context(snapshot, tabs, shown.history) if snapshot else {"tabs": tabs}
+        session_context(snapshot, tabs, shown.history, mask) if snapshot else {"tabs": tabs}
     )
     if only == "final":
         context["ended"] = only

@@ -9,6 +9,7 @@ from django.views.decorators.http import require_safe
 
 from live.realtime import presence
 from live.realtime.routing import socket_url
+from live.web.masking import watcher_mask
 from live.web.rendering import PAGE, STAFF_PAGE, session_context, staff_rows
 
 FORBIDDEN = "live/forbidden.html"
@@ -52,6 +53,7 @@ async def watch(request: HttpRequest, digest: str) -> HttpResponse:
     if snapshot is None:
         raise Http404("No live session has that id.")
     history = await engine.ahistory(digest)  # type: ignore[attr-defined]
-    context = session_context(snapshot, await presence.count(digest), history)
+    # Someone else's session: the values of secret-looking keys stay masked.
+    context = session_context(snapshot, await presence.count(digest), history, watcher_mask())
     context.update(read_only=True, ws_url=socket_url("staff-watch", digest=digest))
     return render(request, PAGE, context)
