@@ -289,4 +289,5 @@ def staff_rows(rows: list[Summary], tabs: dict[str, int]) -> list[dict[str, Any]
 
 def render_staff_list(rows: list[Summary], tabs: dict[str, int]) -> str:
     """The staff list fragment, pushed whenever any session changes."""
-    return render_to_string(f"{STAFF_PAGE}#session-list", {"sessions": staff_rows(rows, tabs)})
+    context = {"sessions": staff_rows(rows, tabs), "listable": watched.engine_is_live()}
+    return render_to_string(f"{STAFF_PAGE}#session-list", context)

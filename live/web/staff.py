@@ -9,6 +9,7 @@ from django.views.decorators.http import require_safe
 
 from live.realtime import presence
 from live.realtime.routing import socket_url
+from live.sessions import watched
 from live.web.masking import watcher_mask
 from live.web.rendering import PAGE, STAFF_PAGE, session_context, staff_rows
 
@@ -33,13 +34,14 @@ async def _refused(request: HttpRequest) -> HttpResponse | None:
 async def sessions(request: HttpRequest) -> HttpResponse:
     if refusal := await _refused(request):
         return refusal
-    rows = await type(request.session).asummaries()  # type: ignore[attr-defined]
+    rows = await watched.summaries()
     tabs = await presence.counts(row.digest for row in rows)
-    return render(
-        request,
-        STAFF_PAGE,
-        {"sessions": staff_rows(rows, tabs), "ws_url": socket_url("staff-list")},
-    )
+    context = {
+        "sessions": staff_rows(rows, tabs),
+        "ws_url": socket_url("staff-list"),
+        "listable": watched.engine_is_live(),
+    }
+    return render(request, STAFF_PAGE, context)
 
 
 @require_safe
@@ -47,12 +49,12 @@ async def sessions(request: HttpRequest) -> HttpResponse:
 async def watch(request: HttpRequest, digest: str) -> HttpResponse:
     if refusal := await _refused(request):
         return refusal
-    # Through the configured engine, as the watching socket reads it.
-    engine = type(request.session)
-    snapshot = await engine.aread(digest)  # type: ignore[attr-defined]
+    # Through the configured engine, as the watching socket reads it. Django's
+    # own engines are read by key, which staff do not hold: nothing to watch.
+    snapshot = await watched.read(digest, None)
     if snapshot is None:
         raise Http404("No live session has that id.")
-    history = await engine.ahistory(digest)  # type: ignore[attr-defined]
+    history = await watched.history(digest)
     # Someone else's session: the values of secret-looking keys stay masked.
     context = session_context(snapshot, await presence.count(digest), history, watcher_mask())
     context.update(read_only=True, ws_url=socket_url("staff-watch", digest=digest))

@@ -10,7 +10,14 @@ import pytest
 from django.contrib.sessions.backends.base import SessionBase
 
 from live.realtime.consumers import CLOSE_MOVED, CLOSE_NO_SESSION
-from tests.helpers import client_for, closed_with, communicator, receive
+from tests.helpers import (
+    client_for,
+    closed_with,
+    communicator,
+    logged_in_client,
+    make_user,
+    receive,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -118,3 +125,12 @@ async def test_page_and_api_edit_through_the_engine_and_say_its_guarantees(engin
     html = page.content.decode()
     assert "concurrent writes may overwrite each other" in html
     assert "<code>cart</code>" in html or "cart" in html
+
+
+async def test_staff_list_says_why_it_cannot_list_djangos_engine(engine: str) -> None:
+    await make_user("boss", staff=True)
+    await stored(engine, fruit="pear")
+    staff = await logged_in_client("boss")
+    html = (await staff.get("/staff/sessions/")).content.decode()
+    assert "cannot list them without their keys" in html
+    assert (await staff.get(f"/staff/sessions/{'0' * 64}/")).status_code == 404
