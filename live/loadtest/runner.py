@@ -62,6 +62,9 @@ class Display:
             "setting up", total=total, requests=0, rate=0.0, errors=0
         )
         self.started: float | None = None
+        # When the run phase ended: from then on the line shows the run's overall
+        # rate, which is what a person reads off the last line.
+        self.ended: float | None = None
         # (time, requests) over the last second, for the current rate.
         self.window: deque[tuple[float, int]] = deque()
 
@@ -82,6 +85,11 @@ class Display:
             window.popleft()
         span = now - window[0][0]
         rate = (requests - window[0][1]) / span if span > 0 else 0.0
+        if phase > Phase.RUNNING and self.started is not None:
+            if self.ended is None:
+                self.ended = now
+            run_time = self.ended - self.started
+            rate = requests / run_time if run_time > 0 else 0.0
         if self.config.requests is not None:
             done: float = requests
         else:
@@ -91,7 +99,7 @@ class Display:
             description=_LABELS[phase],
             completed=done,
             requests=requests,
-            rate=rate if phase == Phase.RUNNING else 0.0,
+            rate=rate if phase >= Phase.RUNNING else 0.0,
             errors=errors,
         )
 

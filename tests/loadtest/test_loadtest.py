@@ -445,3 +445,23 @@ def test_mix_parsing_refuses_unknown_operations():
         parse_mix("set=1,flush=1")
     with pytest.raises(ConfigError):
         parse_mix("set=0")
+
+
+def test_progress_ends_with_the_runs_overall_rate(monkeypatch: pytest.MonkeyPatch):
+    from live.loadtest import runner
+    from live.loadtest.worker import Phase
+
+    clock = iter([0.0, 1.0, 2.0, 3.0, 4.0])
+    monkeypatch.setattr(runner, "perf_counter", lambda: next(clock))
+    out = io.StringIO()
+    console = Console(file=out, width=200, no_color=True, force_terminal=False)
+    with runner.Display(Config(users=1, duration=2), console) as display:
+        display.update(Phase.RUNNING, 0, 0)
+        display.update(Phase.RUNNING, 100, 0)
+        display.update(Phase.RUNNING, 200, 0)
+        # Draining and verifying add no requests: the line keeps 200 over 3 s of running.
+        display.update(Phase.DRAINING, 200, 0)
+        display.update(Phase.DONE, 200, 0)
+    last = out.getvalue().strip().splitlines()[-1]
+    assert "done" in last and "67/s" in last, last
+    assert " 0/s" not in last, last
