@@ -56,7 +56,7 @@ DEFAULTS: dict[str, Any] = {
     # watcher scope["live_read_only"] is True, and values are masked as below
     # (live.web.rendering.session_context with live.web.masking.watcher_mask()).
     "RENDERER": "live.web.rendering.render_live_fragments",
-    # Dotted path of a callable(samples) -> str for the /metrics/ charts.
+    # Dotted path of a callable(live.metrics.Snapshot) -> str for the /metrics/ charts.
     "METRICS_RENDERER": "live.web.charts.render_metrics",
     # Dotted path of a callable(summaries, tabs) -> str for the staff list.
     "STAFF_RENDERER": "live.web.rendering.render_staff_list",

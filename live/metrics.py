@@ -1,9 +1,9 @@
-"""The server's own counters, sampled once a second while someone watches /metrics/.
+"""The server's own counters, and the history of one-second samples taken of them.
 
 Counting is an integer increment on paths that already do far more work; the
-push-lag samples (a float per push) are only kept while a watcher is
-connected, so the counters cost nothing measurable when nobody looks.
-Counters are per process: with several processes, each page shows its own.
+push-lag samples (a float per push) are capped per second, so the counters cost
+nothing measurable whether or not anyone looks. Counters are per process: with
+several processes, each keeps and shows its own. live.sampler closes a second.
 """
 
 from __future__ import annotations
@@ -13,38 +13,51 @@ from collections import deque
 from dataclasses import dataclass, field
 
 HISTORY_SECONDS = 300
+# A flood of pushes keeps the first lags of the second: enough for percentiles,
+# and bounded even when nothing samples (a process that only publishes).
+MAX_LAGS = 10_000
 
 
 @dataclass
 class Counters:
+    requests: int = 0
     writes: int = 0
     pushes: int = 0
     errors: int = 0
     refused: int = 0
     sockets: int = 0
-    watchers: int = 0
     lags: list[float] = field(default_factory=list)
 
 
-@dataclass
+@dataclass(frozen=True)
 class Sample:
-    """One second of the server's life."""
+    """One second of the server's life: gauges as counted, rates per second since the last."""
 
     at: float
     sessions: int
     sockets: int
+    requests: float
     writes: float
     pushes: float
+    errors: float
     lag_p50_ms: float
     lag_p99_ms: float
-    errors: float
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What the metrics page draws: the samples, the moment it is drawn, and whose they are."""
+
+    samples: list[Sample]
+    now: float
+    pid: int
+    # Processes known to be running (Redis), None when this is the only one or it is unknown.
+    processes: int | None = None
 
 
 # Module-level rather than per loop: they count for the process, whichever loop
 # or thread does the work.
 counters = Counters()
-history: deque[Sample] = deque(maxlen=HISTORY_SECONDS)
-_last = {"at": 0.0, "writes": 0, "pushes": 0, "errors": 0}
 
 
 def wrote() -> None:
@@ -54,11 +67,12 @@ def wrote() -> None:
 def pushed(sent_at: float, tabs: int = 1) -> None:
     """One change sent to `tabs` tabs; the lag is until the last of them."""
     counters.pushes += tabs
-    if counters.watchers:
+    if len(counters.lags) < MAX_LAGS:
         counters.lags.append(time.time() - sent_at)
 
 
 def responded(status: int) -> None:
+    counters.requests += 1
     if status >= 500:
         counters.errors += 1
     elif status in (400, 409, 413, 429):
@@ -72,28 +86,44 @@ def _percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
-def sample(sessions: int) -> Sample:
-    """Close the current second: rates since the last sample, lag percentiles, then reset."""
-    now = time.time()
-    elapsed = max(now - _last["at"], 1e-6) if _last["at"] else 1.0
-    lags, counters.lags = counters.lags, []
-    current = Sample(
-        at=now,
-        sessions=sessions,
-        sockets=counters.sockets,
-        writes=(counters.writes - _last["writes"]) / elapsed,
-        pushes=(counters.pushes - _last["pushes"]) / elapsed,
-        lag_p50_ms=_percentile(lags, 0.5) * 1000,
-        lag_p99_ms=_percentile(lags, 0.99) * 1000,
-        errors=(counters.errors - _last["errors"]) / elapsed,
-    )
-    _last.update(at=now, writes=counters.writes, pushes=counters.pushes, errors=counters.errors)
-    history.append(current)
-    return current
+def _totals() -> tuple[int, int, int, int]:
+    return counters.requests, counters.writes, counters.pushes, counters.errors
+
+
+class History:
+    """The last five minutes of samples, each closing the counters' second since the one before."""
+
+    def __init__(self, seconds: int = HISTORY_SECONDS, now: float | None = None) -> None:
+        self.samples: deque[Sample] = deque(maxlen=seconds)
+        # The first second runs from now: what was counted before belongs to no second drawn.
+        self._at = time.time() if now is None else now
+        self._totals = _totals()
+
+    def sample(self, sessions: int, now: float | None = None) -> Sample:
+        """Close the current second: rates since the last sample, lag percentiles."""
+        now = time.time() if now is None else now
+        totals = _totals()
+        elapsed = max(now - self._at, 1e-6)
+        requests, writes, pushes, errors = (
+            (total - before) / elapsed for total, before in zip(totals, self._totals, strict=True)
+        )
+        lags, counters.lags = counters.lags, []
+        current = Sample(
+            at=now,
+            sessions=sessions,
+            sockets=counters.sockets,
+            requests=requests,
+            writes=writes,
+            pushes=pushes,
+            errors=errors,
+            lag_p50_ms=_percentile(lags, 0.5) * 1000,
+            lag_p99_ms=_percentile(lags, 0.99) * 1000,
+        )
+        self._at, self._totals = now, totals
+        self.samples.append(current)
+        return current
 
 
 def reset() -> None:
     global counters
     counters = Counters()
-    history.clear()
-    _last.update(at=0.0, writes=0, pushes=0, errors=0)

@@ -14,7 +14,7 @@ from django.http import HttpRequest, HttpResponseBase, JsonResponse
 from django.utils.cache import patch_vary_headers
 from django.utils.http import http_date
 
-from live import metrics
+from live import metrics, sampler
 from live.conf import session_store, tab_label
 from live.sessions import watched
 from live.types import Unavailable
@@ -54,6 +54,8 @@ class LiveSessionMiddleware(SessionMiddleware):
         markcoroutinefunction(self)
 
     async def __call__(self, request: HttpRequest) -> HttpResponseBase:
+        # The first request of a loop starts its metrics sampler; later ones find it running.
+        sampler.start()
         key = request.COOKIES.get(settings.SESSION_COOKIE_NAME)
         engine = session_store()
         session = engine(key)

@@ -20,7 +20,7 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 from django.utils.module_loading import import_string
 
-from live import metrics
+from live import metrics, sampler
 from live.conf import setting, tab_label, visible
 from live.limits import Bucket
 from live.realtime import events, presence
@@ -72,6 +72,8 @@ class SessionConsumer(AsyncWebsocketConsumer):
         self.resyncs = Bucket(RESYNC_RATE, RESYNC_BURST)
 
     async def connect(self) -> None:
+        # A socket may be the loop's first visitor: it starts the metrics sampler then.
+        sampler.start()
         query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
         self.label = tab_label(query.get("tab", [""])[0])
         self.json_mode = events.JSON_SUBPROTOCOL in self.scope.get("subprotocols", [])

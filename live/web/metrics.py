@@ -1,4 +1,4 @@
-"""The /metrics/ page: this process's live counters, drawn by live.web.charts."""
+"""The /metrics/ page: this process's last five minutes of samples, drawn by live.web.charts."""
 
 from __future__ import annotations
 
@@ -6,16 +6,15 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_safe
 
-from live import metrics as counters
+from live import sampler
 from live.realtime.routing import socket_url
 from live.web import charts
 
 
 @require_safe
 async def page(request: HttpRequest) -> HttpResponse:
-    """This process's recent samples; the charts then arrive over /ws/metrics/ each second."""
+    """The charts as they stand; then they arrive over /ws/metrics/ each second."""
+    snapshot = sampler.start().snapshot()
     return render(
-        request,
-        charts.PAGE,
-        {**charts.context(list(counters.history)), "ws_url": socket_url("metrics")},
+        request, charts.PAGE, {**charts.context(snapshot), "ws_url": socket_url("metrics")}
     )

@@ -8,7 +8,7 @@ import re
 import pytest
 from django.test import AsyncClient
 
-from live import metrics
+from live import metrics, sampler
 from tests.helpers import client_for, communicator, new_session, receive
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -17,13 +17,15 @@ pytestmark = pytest.mark.django_db(transaction=True)
 @pytest.fixture(autouse=True)
 def fresh_metrics():
     metrics.reset()
+    sampler.reset()
     yield
     metrics.reset()
+    sampler.reset()
 
 
 def value(html: str, name: str) -> float:
     found = re.search(
-        rf'data-metric="{name}">{name} <strong data-metric-value>([0-9.]+)</strong>', html
+        rf'data-metric="{name}">{name} <strong data-metric-value>([0-9.]+)[^<]*</strong>', html
     )
     assert found, f"no {name} in the fragment"
     return float(found.group(1))
@@ -33,6 +35,8 @@ async def test_metrics_page_renders_empty_charts():
     page = (await AsyncClient().get("/metrics/")).content.decode()
     assert 'id="metrics-charts"' in page and 'ws-connect="/ws/metrics/"' in page
     assert page.count("<svg") == 4
+    assert page.count("data-time-label>now<") == 4
+    assert "data-metrics-scope>This process (pid " in page
 
 
 async def test_metrics_counters_move_under_load():
@@ -54,6 +58,6 @@ async def test_metrics_counters_move_under_load():
     assert max(value(t, "writes") for t in ticks) > 0
     assert max(value(t, "pushes") for t in ticks) > 0
     assert value(ticks[-1], "sockets") == 1
-    assert "<polyline" in ticks[-1]
+    assert "<polyline" in ticks[-1] and "<title>" in ticks[-1]
     await tab.disconnect()
     await watcher.disconnect()
