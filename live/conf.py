@@ -69,6 +69,15 @@ DEFAULTS: dict[str, Any] = {
     "MASK_KEYS": r"(?i)(pass|pwd|secret|token|key|hash|csrf|otp|credential|signature|cookie)",
     # False shows staff every value, for local development.
     "MASK_VALUES": True,
+    # Keep each session's user agent and IP address (personal data) in its
+    # reserved keys _live_agent and _live_ip, for "My sessions" and the staff
+    # list (live.sessions.client). Off: neither is stored, and a session loses
+    # them at its next request.
+    "RECORD_CLIENT": False,
+    # The META name of a header the site's own proxy sets to the client's
+    # address, such as "HTTP_X_FORWARDED_FOR" (its last entry counts); None
+    # trusts no header and records REMOTE_ADDR.
+    "CLIENT_IP_HEADER": None,
 }
 
 

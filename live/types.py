@@ -7,6 +7,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from django.contrib.auth import SESSION_KEY
+
+from live.sessions.client import AGENT, IP, STARTED
 from live.sessions.codec import dumps
 
 
@@ -103,3 +106,31 @@ class Summary:
     version: int
     expires_at: float
     updated_at: float
+    # Who holds it, from its reserved keys (live.sessions.client): the user's
+    # id, when it started, and (with RECORD_CLIENT) the client's agent and IP.
+    user_id: str | None = None
+    started: float | None = None
+    agent: str = ""
+    ip: str = ""
+    # The user's name, looked up by the pages that show it (live.web.holders.named).
+    username: str = ""
+
+    @classmethod
+    def of(cls, snapshot: Snapshot, updated_at: float, size_bytes: int | None = None) -> Summary:
+        """A stored session, summarized: its counts and who holds it, never its values."""
+        data = snapshot.data
+        user = data.get(SESSION_KEY)
+        started = data.get(STARTED)
+        return cls(
+            snapshot.digest,
+            snapshot.masked_key,
+            len(data),
+            len(snapshot.text.encode()) if size_bytes is None else size_bytes,
+            snapshot.version,
+            snapshot.expires_at,
+            updated_at,
+            user_id=None if user is None else str(user),
+            started=float(started) if isinstance(started, int | float) else None,
+            agent=str(data.get(AGENT) or ""),
+            ip=str(data.get(IP) or ""),
+        )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.urls import path, re_path
 
-from live.web import api, metrics, pitfalls, staff, views
+from live.web import api, holders, metrics, pitfalls, staff, views
 
 app_name = "live"
 
@@ -24,6 +24,10 @@ urlpatterns = [
     path("metrics/", metrics.page, name="metrics"),
     path("staff/sessions/", staff.sessions, name="staff-sessions"),
     path("staff/sessions/<str:digest>/", staff.watch, name="staff-watch"),
+    path("staff/sessions/<str:digest>/end/", staff.end, name="staff-end"),
+    path("my-sessions/", holders.my_sessions, name="my-sessions"),
+    path("my-sessions/end-others/", holders.end_others, name="my-sessions-end-others"),
+    path("my-sessions/<str:digest>/end/", holders.end_mine, name="my-session-end"),
     path("api/session", api.session, name="api-session"),
     path("api/session/flush", api.flush, name="api-flush"),
     path("api/session/cycle", api.cycle, name="api-cycle"),

@@ -7,7 +7,8 @@ from collections.abc import Awaitable, Callable
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
-from django.contrib.sessions.backends.base import UpdateError
+from django.contrib.auth import SESSION_KEY
+from django.contrib.sessions.backends.base import SessionBase, UpdateError
 from django.contrib.sessions.exceptions import SessionInterrupted
 from django.contrib.sessions.middleware import SessionMiddleware
 from django.http import HttpRequest, HttpResponseBase, JsonResponse
@@ -16,7 +17,7 @@ from django.utils.http import http_date
 
 from live import metrics, sampler
 from live.conf import session_store, tab_label
-from live.sessions import watched
+from live.sessions import client, watched
 from live.types import Unavailable
 
 # Tabs name themselves in this header so that changes can say which tab made them.
@@ -82,6 +83,7 @@ class LiveSessionMiddleware(SessionMiddleware):
             vary_on_cookie(response)
             return response
         vary = session.accessed
+        record(session, request)
         wants_save = session.modified or settings.SESSION_SAVE_EVERY_REQUEST
         # Server errors are not saved: the request may have failed half-way.
         if wants_save and not empty and response.status_code < 500:
@@ -117,6 +119,27 @@ class LiveSessionMiddleware(SessionMiddleware):
         else:
             max_age = await session.aget_expiry_age()
         set_cookie(response, session.session_key or "", max_age)
+
+
+def record(session: SessionBase, request: HttpRequest) -> None:
+    """Keep the session's record of who holds it up to date (live.sessions.client).
+
+    Only a session this request loaded anyway is looked at, so a request that
+    never touched its session pays no read for it. The start is stamped on the
+    save that signs the session in (a login cycles the key, so the session
+    starts there), with the login's own write: anonymous sessions hold no key
+    of the app's, as with Django's own middleware.
+    """
+    data = getattr(session, "_session_cache", None)
+    if not data:
+        return
+    for key, value in client.changed(data, request.META).items():
+        if value is None:
+            del session[key]
+        else:
+            session[key] = value
+    if session.modified and SESSION_KEY in data and client.STARTED not in data:
+        session[client.STARTED] = client.now()
 
 
 def set_cookie(response: HttpResponseBase, session_key: str, max_age: int | None) -> None:

@@ -25,8 +25,8 @@ from live.conf import setting, tab_label, visible
 from live.limits import Bucket
 from live.realtime import events, presence
 from live.realtime.hub import Hub, Mirror, hub_for
-from live.sessions import watched
 from live.sessions.keys import digest
+from live.web.listing import staff_filters, staff_list
 
 RESYNC_BURST, RESYNC_RATE = 50, 5.0
 # Close codes: htmx reconnects only after 1006, 1011, 1012 and 1013, so these stay closed.
@@ -217,6 +217,8 @@ class StaffListConsumer(AsyncWebsocketConsumer):
         if user is None or not user.is_staff:
             await self.close(code=CLOSE_FORBIDDEN)
             return
+        # The page's filters, so that each refresh lists what the page does.
+        self.filters = staff_filters(self.scope.get("query_string", b"").decode("latin-1"))
         await self.accept()
         await self.channel_layer.group_add(events.STAFF_GROUP, self.channel_name)
         await self._refresh()
@@ -234,7 +236,6 @@ class StaffListConsumer(AsyncWebsocketConsumer):
 
     async def _refresh(self) -> None:
         self._pending = None
-        rows = await watched.summaries()
-        tabs = await presence.counts(row.digest for row in rows)
+        rows, tabs = await staff_list(self.filters)
         render = import_string(setting("STAFF_RENDERER"))
         await self.send(text_data=render(rows, tabs))

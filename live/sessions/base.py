@@ -143,6 +143,11 @@ class LiveSessionBase(SessionBase):
         """How many live sessions changed since this moment."""
         raise NotImplementedError
 
+    @classmethod
+    async def aowned(cls, user_id: str) -> list[Summary]:
+        """The live sessions signed in as this user, most recently changed first."""
+        raise NotImplementedError
+
     # --- loading --------------------------------------------------------------
 
     def _loaded(self, snapshot: Snapshot | None) -> dict[str, Any]:
@@ -347,6 +352,25 @@ class LiveSessionBase(SessionBase):
         gone = digest(key)
         if await self._aremove(gone):
             await events.publish_ended(gone)
+
+    @classmethod
+    def delete_digest(cls, session_digest: str) -> bool:
+        """End the session with this digest, as delete() would with its key; whether it was there.
+
+        For those who may end a session but must not hold its key: its owner
+        elsewhere, staff, the admin.
+        """
+        if not cls()._remove(session_digest):
+            return False
+        events.publish_from_sync(events.publish_ended, session_digest)
+        return True
+
+    @classmethod
+    async def adelete_digest(cls, session_digest: str) -> bool:
+        if not await cls()._aremove(session_digest):
+            return False
+        await events.publish_ended(session_digest)
+        return True
 
     def cycle_key(self) -> None:
         self._data()

@@ -129,6 +129,11 @@ class SessionStore(LiveSessionBase):
         return await connections.run(sql.summaries, limit)
 
     @classmethod
+    async def aowned(cls, user_id: str) -> list[Summary]:
+        """The live sessions signed in as this user, most recently changed first."""
+        return await connections.run(sql.owned, user_id)
+
+    @classmethod
     async def acount_active(cls, since: float) -> int:
         """How many live sessions changed since this moment."""
         return await connections.run(sql.count_active, since)

@@ -237,22 +237,17 @@ class SessionStore(LiveSessionBase):
         """
         recent = sorted(await _updated(), key=lambda pair: pair[1], reverse=True)[:limit]
         snapshots = await call_many([_reading(session_digest) for session_digest, _ in recent])
-        rows = []
-        for (session_digest, updated), found in zip(recent, snapshots, strict=True):
-            if found is not None:  # it expired or moved in the meantime
-                size = len(found.text.encode())
-                rows.append(
-                    Summary(
-                        session_digest,
-                        found.masked_key,
-                        len(found.data),
-                        size,
-                        found.version,
-                        found.expires_at,
-                        updated,
-                    )
-                )
-        return rows
+        # A session that expired or moved in the meantime reads as None.
+        return [
+            Summary.of(found, updated)
+            for (_, updated), found in zip(recent, snapshots, strict=True)
+            if found is not None
+        ]
+
+    @classmethod
+    async def aowned(cls, user_id: str) -> list[Summary]:
+        """The sessions signed in as this user: the staff list's SCAN, filtered."""
+        return [row for row in await cls.asummaries(limit=10_000) if row.user_id == user_id]
 
     @classmethod
     async def acount_active(cls, since: float) -> int:

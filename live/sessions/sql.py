@@ -13,6 +13,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from django.contrib.auth import SESSION_KEY
+
 from live.conf import setting
 from live.models import LiveSession
 from live.sessions import timeline
@@ -304,13 +306,35 @@ def count_active(db: Db, since: float) -> int:
     return int(rows[0][0])
 
 
+_SUMMARY = f"SELECT digest, masked_key, data, version, expires_at, updated_at FROM {SESSIONS}"
+
+
+def _summary(row: tuple[Any, ...]) -> Summary:
+    digest, masked_key, data, version, expires_at, updated_at = row
+    return Summary.of(
+        Snapshot(digest, version, loads(data), masked_key, expires_at, text=data), updated_at
+    )
+
+
 def summaries(db: Db, limit: int = 200) -> list[Summary]:
     """The most recently changed live sessions."""
     rows = db.execute(
-        f"SELECT digest, masked_key, data, version, expires_at, updated_at FROM {SESSIONS}"
-        " WHERE expires_at > %s ORDER BY updated_at DESC LIMIT %s",
+        _SUMMARY + " WHERE expires_at > %s ORDER BY updated_at DESC LIMIT %s",
         (time.time(), limit),
     )
-    return [
-        Summary(d, m, len(loads(data)), len(data.encode()), v, e, u) for d, m, data, v, e, u in rows
-    ]
+    return [_summary(row) for row in rows]
+
+
+def owned(db: Db, user_id: str) -> list[Summary]:
+    """The live sessions signed in as this user, most recently changed first.
+
+    The LIKE finds the stored text of the user's id among the top-level keys
+    (the data is compact JSON); it may also match a nested copy, so each row
+    found is checked once parsed.
+    """
+    pattern = "%" + dumps({SESSION_KEY: user_id})[1:-1] + "%"
+    rows = db.execute(
+        _SUMMARY + " WHERE expires_at > %s AND data LIKE %s ORDER BY updated_at DESC",
+        (time.time(), pattern),
+    )
+    return [found for found in map(_summary, rows) if found.user_id == user_id]

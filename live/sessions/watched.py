@@ -128,3 +128,21 @@ async def count_active(since: float) -> int:
         count: int = await engine.acount_active(since)
         return count
     return 0
+
+
+async def owned(user_id: str) -> list[Summary] | None:
+    """A user's sessions from a live engine; None from Django's, which cannot list them."""
+    engine = session_store()
+    if is_live(engine):
+        rows: list[Summary] = await engine.aowned(user_id)
+        return rows
+    return None
+
+
+async def end(session_digest: str) -> bool:
+    """End a session by its digest, as a logout would; Django's engines need the key instead."""
+    engine = session_store()
+    if is_live(engine):
+        ended: bool = await engine.adelete_digest(session_digest)
+        return ended
+    return False

@@ -8,20 +8,23 @@ from dataclasses import dataclass
 from django.contrib.auth import HASH_SESSION_KEY
 
 from live.conf import setting
+from live.sessions.client import IP
 
+ALWAYS = frozenset({HASH_SESSION_KEY, IP})
 # Shown instead of a masked value; the row keeps the value's type and size.
 MASKED = "••••••"
 
 
 @dataclass(frozen=True)
 class Mask:
-    """The keys whose values are masked: Django's auth hash always, and those matching `pattern`."""
+    """The masked keys: Django's auth hash and the client's IP, and those matching `pattern`."""
 
     pattern: str
 
     def hides(self, key: str) -> bool:
-        # The auth hash is derived from the user's password hash, whatever MASK_KEYS says.
-        return key == HASH_SESSION_KEY or bool(self.pattern and re.search(self.pattern, key))
+        # The auth hash is derived from the user's password hash, and an IP
+        # address is personal data, whatever MASK_KEYS says.
+        return key in ALWAYS or bool(self.pattern and re.search(self.pattern, key))
 
 
 def watcher_mask() -> Mask | None:

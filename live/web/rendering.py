@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from live.conf import is_reserved, setting, visible
 from live.sessions import watched
+from live.sessions.client import device
 from live.sessions.codec import dumps
 from live.types import Snapshot, Summary
 from live.web.masking import MASKED, Mask, watcher_mask
@@ -282,6 +283,8 @@ def staff_rows(rows: list[Summary], tabs: dict[str, int]) -> list[dict[str, Any]
             "tabs": tabs.get(row.digest, 0),
             "updated_at": datetime.fromtimestamp(row.updated_at, tz=UTC),
             "expires_in": int(row.expires_at - now),
+            "user": row.username or ("(unknown user)" if row.user_id else ""),
+            "device": device(row.agent),
         }
         for row in rows
     ]

@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
+import logging
+from typing import Any
+from urllib.parse import urlencode
+
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_safe
+from django.views.decorators.http import require_POST, require_safe
 
 from live.realtime import presence
 from live.realtime.routing import socket_url
 from live.sessions import watched
+from live.web.listing import staff_filters, staff_list
 from live.web.masking import watcher_mask
 from live.web.rendering import PAGE, STAFF_PAGE, session_context, staff_rows
+from live.web.views import is_htmx
 
 FORBIDDEN = "live/forbidden.html"
+
+logger = logging.getLogger(__name__)
 
 
 async def _refused(request: HttpRequest) -> HttpResponse | None:
@@ -34,14 +42,45 @@ async def _refused(request: HttpRequest) -> HttpResponse | None:
 async def sessions(request: HttpRequest) -> HttpResponse:
     if refusal := await _refused(request):
         return refusal
-    rows = await watched.summaries()
-    tabs = await presence.counts(row.digest for row in rows)
-    context = {
+    filters = staff_filters(request.META.get("QUERY_STRING", ""))
+    return render(request, STAFF_PAGE, await _list_context(filters))
+
+
+async def _list_context(filters: dict[str, str], notice: str = "") -> dict[str, Any]:
+    rows, tabs = await staff_list(filters)
+    query = urlencode({name: value for name, value in filters.items() if value})
+    return {
         "sessions": staff_rows(rows, tabs),
-        "ws_url": socket_url("staff-list"),
+        # The socket keeps the filters, so its refreshes list what the page does.
+        "ws_url": socket_url("staff-list") + (f"?{query}" if query else ""),
         "listable": watched.engine_is_live(),
+        "filters": filters,
+        "notice": notice,
     }
-    return render(request, STAFF_PAGE, context)
+
+
+@require_POST
+async def end(request: HttpRequest, digest: str) -> HttpResponse:
+    """End anyone's session: deleted, and its tabs in every process told, as by a logout."""
+    if refusal := await _refused(request):
+        return refusal
+    snapshot = await watched.read(digest, None)
+    if snapshot is not None and await watched.end(digest):
+        # One line, without the key: the masked form tells sessions apart.
+        staff = (await request.auser()).get_username()
+        logger.info("Session %s ended by staff user %s.", snapshot.masked_key, staff)
+        notice, status = f"Session {snapshot.masked_key} ended.", 200
+    else:
+        notice, status = "No live session has that id; it may have ended already.", 404
+    context = await _list_context(staff_filters(request.POST.urlencode()), notice)
+    if not is_htmx(request):
+        return render(request, STAFF_PAGE, context, status=status)
+    # The list updated in place, and the sentence beside it; 422 as htmx's refusal.
+    html = "".join(
+        render(request, f"{STAFF_PAGE}#{name}", {**context, "oob": True}).content.decode()
+        for name in ("session-list", "staff-notice")
+    )
+    return HttpResponse(html, status=422 if status == 404 else status)
 
 
 @require_safe
