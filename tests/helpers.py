@@ -16,13 +16,14 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote_from_bytes, unquote
 
 import aiohttp
+from axe_playwright_python.sync_playwright import Axe
 from channels.testing import WebsocketCommunicator
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.test import AsyncClient
 from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
-from playwright.sync_api import Dialog, Locator, Page, expect
+from playwright.sync_api import ConsoleMessage, Dialog, Locator, Page, expect
 
 from asgi_config.asgi import application
 from live.conf import session_store
@@ -520,3 +521,49 @@ class BrowserTab:
 
     def press(self, button: str) -> None:
         self.answer(self.page.get_by_role("button", name=button, exact=True))
+
+
+# --- what a page says in its console, and what axe finds -------------------------------
+
+AXE_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
+
+
+class ConsoleErrors:
+    """Every console error (CSP violations and htmx's errors among them) and uncaught exception.
+
+    Chromium also logs each answer of status 400 or more as an error ("Failed
+    to load resource"); `refusals` names the statuses that the contract
+    answers on purpose in what the test does (422 for a refused form, 409 for
+    a conflict, 403 for the staff pages' refusal), which are not counted.
+    """
+
+    def __init__(self, refusals: tuple[int, ...] = ()) -> None:
+        self.seen: list[str] = []
+        self.refusals = refusals
+
+    def watch(self, page: Page) -> Page:
+        def on_console(message: ConsoleMessage) -> None:
+            if message.type != "error":
+                return
+            status = re.match(
+                r"Failed to load resource: the server responded with a status of (\d+)",
+                message.text,
+            )
+            if status and int(status.group(1)) in self.refusals:
+                return
+            self.seen.append(f"{page.url}: {message.text}")
+
+        page.on("console", on_console)
+        page.on("pageerror", lambda exc: self.seen.append(f"{page.url}: uncaught {exc}"))
+        return page
+
+
+def accessibility_violations(page: Page) -> list[str]:
+    """What axe-core's WCAG 2.0 and 2.1 A and AA rules find on the page as it is now."""
+    options = {"runOnly": {"type": "tag", "values": AXE_TAGS}, "resultTypes": ["violations"]}
+    results = Axe().run(page, options=options)
+    return [
+        f"{page.url}: {violation['id']}: {violation['help']} at "
+        + ", ".join(str(node["target"]) for node in violation["nodes"][:5])
+        for violation in results.response["violations"]
+    ]

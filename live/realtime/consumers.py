@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import json
 from typing import Any
 from urllib.parse import parse_qs
@@ -189,7 +190,11 @@ class SessionConsumer(AsyncWebsocketConsumer):
         tabs, labels = mirror.present if mirror else presence.NOBODY
         # Rendering does no I/O, so it runs here rather than paying a thread hop;
         # the renderer keeps what it rendered, so a change is rendered once per process.
-        await self._send_text(render(snapshot, tabs, self.scope, only, history, labels=labels))
+        # It may be async, to look up what the page shows beside the session (a username).
+        html = render(snapshot, tabs, self.scope, only, history, labels=labels)
+        if inspect.isawaitable(html):
+            html = await html
+        await self._send_text(html)
 
 
 class StaffWatchConsumer(SessionConsumer):

@@ -10,6 +10,7 @@ from django.conf import settings
 from django.contrib.sessions.backends.base import SessionBase
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import render
 from django.views.csrf import csrf_failure as default_csrf_failure
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
@@ -18,6 +19,7 @@ from live.conf import is_reserved, setting, visible
 from live.sessions import watched
 from live.types import Conflict
 from live.web import actions
+from live.web.rendering import PAGE
 from live.web.validation import (
     Invalid,
     body_too_large,
@@ -27,6 +29,7 @@ from live.web.validation import (
     parse_if_match,
     parse_json,
 )
+from live.web.views import is_htmx
 
 
 def _error(message: str, status: int, **extra: Any) -> JsonResponse:
@@ -128,12 +131,23 @@ async def key(request: HttpRequest, key: str) -> JsonResponse:
 
 
 def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
-    """CSRF refusals: JSON for the API, Django's page for everything else."""
+    """CSRF refusals: JSON for the API, the editor for htmx, Django's page for the rest."""
     if request.path.startswith("/api/"):
         return _error(
             "The CSRF token is missing or wrong; send the csrftoken cookie's value in X-CSRFToken.",
             403,
         )
+    if is_htmx(request):
+        # In place, as every refusal of the page: Django's page is a whole
+        # document, with inline styles that the page's policy refuses.
+        error = (
+            "The form's security token is missing or out of date; reload the page and try again."
+        )
+        context = {"error": error, "form": {"key": "", "value": ""}}
+        response = render(request, f"{PAGE}#editor", context, status=403)
+        response["HX-Retarget"] = "#editor"
+        response["HX-Reswap"] = "outerHTML"
+        return response
     return default_csrf_failure(request, reason)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -20,12 +21,17 @@ from live.sessions import watched
 from live.sessions.client import device
 from live.sessions.codec import dumps
 from live.types import Snapshot, Summary
+from live.web import accounts
+from live.web.durations import spoken
 from live.web.masking import MASKED, Mask, watcher_mask
 
 PAGE = "live/page.html"
 STAFF_PAGE = "live/staff.html"
 # Values longer than this are folded behind a <details> toggle.
 FOLD_AT = 160
+
+# The tab a change's source names: "POST /keys/ (tab x1wq)".
+_TAB = re.compile(r"\(tab ([A-Za-z0-9-]+)\)$")
 
 _JSON_TYPES = {
     str: "string",
@@ -115,13 +121,14 @@ def timeline(history: list[dict[str, Any]], mask: Mask | None = None) -> list[di
                 if change["op"] == "set"
                 else "(deleted)"
             )
-            lines.append({"key": change["key"], "text": f"{old} → {new}"})
+            lines.append({"key": change["key"], "text": f"{old} → {new}", "new": new})
         entries.append(
             {
                 "version": item["version"],
                 "at": datetime.fromtimestamp(item["ts"], tz=UTC),
                 "source": item["source"],
                 "lines": lines,
+                "announce": announcement(lines, item["source"]),
                 "undoable": any(
                     c["op"] != "cycle" and not is_reserved(c["key"]) for c in item["changes"]
                 ),
@@ -130,23 +137,42 @@ def timeline(history: list[dict[str, Any]], mask: Mask | None = None) -> list[di
     return entries
 
 
+def announcement(lines: list[dict[str, str]], source: str) -> str:
+    """One short sentence for a screen reader: "fruit set to "pear" by tab x1wq"."""
+    if len(lines) == 1:
+        line = lines[0]
+        if not line["key"]:
+            what = line["text"]
+        elif line["new"] == "(deleted)":
+            what = f"{line['key']} deleted"
+        else:
+            what = f"{line['key']} set to {line['new']}"
+    else:
+        what = f"{len(lines)} keys changed"
+    tab = _TAB.search(source)
+    return f"{what} by tab {tab.group(1)}" if tab else f"{what} by {source}"
+
+
 def session_context(
     snapshot: Snapshot,
     tabs: int,
     history: list[dict[str, Any]] | None = None,
     mask: Mask | None = None,
+    username: str | None = None,
 ) -> dict[str, Any]:
     """The context of the page's live partials for one session at one version.
 
     The page and its pushes both come from here, so `mask` (someone else's
     session, as a staff watcher sees it) hides the same values in both.
+    `username` is the signed-in user's name (live.web.accounts), looked up
+    before, since rendering does no I/O.
     """
     data = snapshot.data
     rows = [row(key, data[key], mask) for key in sorted(visible(data))]
     reserved = [row(key, data[key], mask) for key in sorted(filter(is_reserved, data))]
     signed_in = snapshot.data.get("_auth_user_id")
     if signed_in is not None and mask is not None and mask.hides("_auth_user_id"):
-        signed_in = MASKED
+        signed_in, username = MASKED, None
     expiry = snapshot.data.get("_session_expiry")
     browser_close = settings.SESSION_EXPIRE_AT_BROWSER_CLOSE if expiry is None else expiry == 0
     age = int((snapshot.expire_date - timezone.now()).total_seconds())
@@ -155,6 +181,7 @@ def session_context(
         "reserved_rows": reserved,
         "timeline": timeline((history or [])[: setting("TIMELINE_SHOWN")], mask),
         "signed_in": signed_in,
+        "username": username if signed_in is not None else None,
         "account": account_links(),
         "version": snapshot.version,
         "tabs": tabs,
@@ -167,6 +194,7 @@ def session_context(
             "masked_key": snapshot.masked_key,
             "expires_at": snapshot.expire_date,
             "expiry_age": max(age, 0),
+            "expires_in": spoken(age),
             "browser_close": browser_close,
             "size_bytes": snapshot.size_bytes,
             "custom_expiry": expiry,
@@ -204,7 +232,7 @@ _FRAGMENTS = {
 }
 
 
-def render_live_fragments(
+async def render_live_fragments(
     snapshot: Snapshot | None,
     tabs: int,
     scope: dict[str, Any],
@@ -229,7 +257,8 @@ def render_live_fragments(
     read_only = bool(scope.get("live_read_only", False))
     # A read-only socket is a staff watcher's: someone else's session, masked.
     mask = watcher_mask() if read_only else None
-    return _render(shown, tabs, only, read_only, labels, mask)
+    username = await accounts.username(snapshot) if snapshot and only is None else None
+    return _render(shown, tabs, only, read_only, labels, mask, username)
 
 
 @dataclass(frozen=True)
@@ -255,6 +284,7 @@ def _render(
     read_only: bool,
     labels: tuple[str, ...],
     mask: Mask | None,
+    username: str | None = None,
 ) -> str:
     if only in ("paused", "open"):
         return render_to_string("live/base.html#live-status", {"live_state": only})
@@ -262,7 +292,9 @@ def _render(
     if snapshot is None and only == "final":
         snapshot = Snapshot(digest="", version=0, data={}, masked_key="", expires_at=time.time())
     context: dict[str, Any] = (
-        session_context(snapshot, tabs, shown.history, mask) if snapshot else {"tabs": tabs}
+        session_context(snapshot, tabs, shown.history, mask, username)
+        if snapshot
+        else {"tabs": tabs}
     )
     if only == "final":
         context["ended"] = only
@@ -285,6 +317,7 @@ def staff_rows(rows: list[Summary], tabs: dict[str, int]) -> list[dict[str, Any]
             "expires_in": int(row.expires_at - now),
             "user": row.username or ("(unknown user)" if row.user_id else ""),
             "device": device(row.agent),
+            "expires_in_text": spoken(row.expires_at - now),
         }
         for row in rows
     ]

@@ -14,6 +14,7 @@ from django.views.decorators.http import require_POST, require_safe
 from live.realtime import presence
 from live.realtime.routing import socket_url
 from live.sessions import watched
+from live.web import accounts
 from live.web.listing import staff_filters, staff_list
 from live.web.masking import watcher_mask
 from live.web.rendering import PAGE, STAFF_PAGE, session_context, staff_rows
@@ -95,6 +96,8 @@ async def watch(request: HttpRequest, digest: str) -> HttpResponse:
         raise Http404("No live session has that id.")
     history = await watched.history(digest)
     # Someone else's session: the values of secret-looking keys stay masked.
-    context = session_context(snapshot, await presence.count(digest), history, watcher_mask())
+    # The owner's name, from the session itself, never the watcher's.
+    name = await accounts.username(snapshot)
+    context = session_context(snapshot, await presence.count(digest), history, watcher_mask(), name)
     context.update(read_only=True, ws_url=socket_url("staff-watch", digest=digest))
     return render(request, PAGE, context)

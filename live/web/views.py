@@ -15,7 +15,7 @@ from live.realtime import presence
 from live.realtime.routing import socket_url
 from live.sessions import watched
 from live.types import Conflict
-from live.web import actions
+from live.web import accounts, actions
 from live.web.rendering import LIVE_FRAGMENTS, PAGE, session_context
 from live.web.validation import (
     Invalid,
@@ -39,10 +39,10 @@ async def _context(request: HttpRequest, create: bool = False, **extra: Any) -> 
         await actions.ensure(request.session)
     snapshot = await watched.snapshot(request.session)
     history = await watched.history(snapshot.digest)
-    context = session_context(snapshot, await presence.count(snapshot.digest), history)
-    # Resolved here: the template must not touch the lazy request.user, whose
-    # database query is sync-only.
-    context["user"] = await request.auser()
+    # The name comes from the session, as in its pushes: the page and every
+    # push agree on who is signed in.
+    name = await accounts.username(snapshot)
+    context = session_context(snapshot, await presence.count(snapshot.digest), history, None, name)
     context["ws_url"] = socket_url("session")
     context.update(extra)
     return context
@@ -65,6 +65,14 @@ async def page(request: HttpRequest) -> HttpResponse:
     return render(request, PAGE, context)
 
 
+def _literal_of(raw: str) -> str:
+    """What the form's text stores, spelled as the other side of a conflict is."""
+    try:
+        return actions.literal(parse_form_value(raw))
+    except Invalid:
+        return raw
+
+
 async def respond(
     request: HttpRequest,
     run: Callable[[], Awaitable[str]],
@@ -78,7 +86,11 @@ async def respond(
         status, error = exc.status, exc.message
     except Conflict as exc:
         status, error = 409, str(exc)
-        conflict = {"key": exc.key, "theirs": actions.literal(exc.current)}
+        conflict = {
+            "key": exc.key,
+            "theirs": actions.literal(exc.current),
+            "mine": _literal_of(form["value"]) if form else "",
+        }
     context = await _context(
         request,
         call=call,

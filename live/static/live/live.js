@@ -1,5 +1,6 @@
 // The page's only script: keeps the WebSocket alive, orders swaps by version,
-// names the tab, and counts the expiry down. htmx does the rest.
+// names the tab, counts the expiry down and tells screen readers what a push
+// changed. htmx does the rest.
 (function () {
   "use strict";
 
@@ -59,6 +60,81 @@
       evt.detail.shouldSwap = false;
     }
   });
+
+  // A whole document (an error page of Django's, in DEBUG with its traceback,
+  // or a proxy's) is never put into the page: it is not a fragment of it,
+  // and its inline styles and scripts break the page's policy. django-htmx's
+  // debug script would replace the page with any answer of 400, 403, 404 or
+  // 500, so this listens first, on the window while capturing, and keeps
+  // every answer from it: a fragment goes to htmx, which swaps it as the
+  // page's responseHandling says; a document becomes one sentence in place.
+  window.addEventListener("htmx:beforeOnLoad", function (evt) {
+    evt.stopPropagation();
+    var xhr = evt.detail.xhr;
+    var body = xhr && typeof xhr.response === "string" ? xhr.response : "";
+    if (!/^\s*(<!doctype|<html)/i.test(body)) { return; }
+    evt.preventDefault();
+    refuse("The server refused this request (status " + xhr.status + "), and nothing on this page changed.");
+  }, true);
+
+  // An answer is swapped after the control that asked for it may have been
+  // replaced by a push (the login form, inside #account, by the login's own
+  // push): htmx would look for the out-of-band targets inside the detached
+  // control and find none. Such an answer is swapped against the document.
+  document.addEventListener("htmx:beforeSwap", function (evt) {
+    var detail = evt.detail;
+    if (!detail.shouldSwap || typeof detail.serverResponse !== "string") { return; }
+    var target = detail.target;
+    if (detail.elt && target && !(detail.elt.isConnected && target.isConnected)) {
+      // A reconnect may have replaced the target too: the same id, in the document.
+      target = target.isConnected ? target : document.getElementById(target.id);
+      detail.shouldSwap = false;
+      if (target) {
+        htmx.swap(target, detail.serverResponse, {swapStyle: "outerHTML", swapDelay: 0, settleDelay: 20});
+      }
+    }
+  });
+
+  function refuse(sentence) {
+    var editor = document.getElementById("editor");
+    if (!editor) { return; }
+    var old = editor.querySelector("[data-error]");
+    if (old) { old.remove(); }
+    var p = document.createElement("p");
+    p.className = "error";
+    p.setAttribute("role", "alert");
+    p.setAttribute("data-error", "");
+    p.textContent = sentence;
+    editor.appendChild(p);
+  }
+
+  // One polite sentence per change that reaches the page, from the newest
+  // timeline entry's data-announce; an entry already seen (an answer and its
+  // push carry the same one) is not said twice.
+  var heard = null;
+  function newestEntry() {
+    var history = document.getElementById("session-history");
+    var entry = history && history.querySelector("[data-history-version]");
+    if (!entry) { return null; }
+    return {
+      session: history.getAttribute("data-session-id"),
+      version: parseInt(entry.getAttribute("data-history-version"), 10),
+      text: entry.getAttribute("data-announce") || ""
+    };
+  }
+  function announceNewest() {
+    var entry = newestEntry();
+    if (!entry) { return; }
+    var fresh = !heard || entry.session !== heard.session || entry.version > heard.version;
+    var first = heard === null;
+    heard = entry;
+    var region = document.getElementById("live-announcer");
+    if (first || !fresh || !region || !entry.text) { return; }
+    region.textContent = entry.text + ".";
+  }
+  document.addEventListener("DOMContentLoaded", function () { heard = newestEntry() || false; });
+  document.addEventListener("htmx:wsAfterMessage", announceNewest);
+  document.addEventListener("htmx:afterSettle", announceNewest);
 
   function setStatus(text, state) {
     var el = document.getElementById("live-status");
@@ -126,11 +202,16 @@
     setTimeout(reconnect, 300);
   });
 
+  // As the server spells it (live.web.durations): the largest whole unit.
   function human(seconds) {
-    var d = Math.floor(seconds / 86400), h = Math.floor(seconds % 86400 / 3600);
-    var m = Math.floor(seconds % 3600 / 60), s = seconds % 60;
-    if (d) { return d + " d " + h + " h"; }
-    return (h ? h + " h " : "") + (h || m ? m + " min " : "") + s + " s";
+    var units = [[86400, " day", " days"], [3600, " h", " h"], [60, " min", " min"], [1, " s", " s"]];
+    for (var i = 0; i < units.length; i++) {
+      if (seconds >= units[i][0]) {
+        var n = Math.floor(seconds / units[i][0]);
+        return n + (n === 1 ? units[i][1] : units[i][2]);
+      }
+    }
+    return "0 s";
   }
 
   setInterval(function () {
@@ -138,7 +219,10 @@
     document.querySelectorAll("[data-expires-at]").forEach(function (el) {
       var left = Math.round((Date.parse(el.getAttribute("data-expires-at")) - now) / 1000);
       var counter = el.parentNode.querySelector("[data-countdown]");
-      if (counter) { counter.textContent = human(Math.max(left, 0)); }
+      if (counter) {
+        counter.textContent = human(Math.max(left, 0));
+        counter.setAttribute("data-seconds", String(Math.max(left, 0)));
+      }
     });
   }, 1000);
 })();
