@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
+import django
 from csp.constants import NONCE, NONE, SELF
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -84,7 +85,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "channels",
     "django_htmx",
-    "template_partials",
+    # Partials: built into Django 6; django-template-partials on 5.2.
+    *(["template_partials"] if django.VERSION < (6, 0) else []),
     "csp",
     "live",
     "dashboard",
