@@ -37,6 +37,10 @@ class LiveSessionAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     ordering = ("-updated_at",)
     actions = ("end_sessions",)
 
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # The list only: a row's own page would show its data, values and all.
+        return obj is None and super().has_view_permission(request)
+
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 

@@ -523,3 +523,18 @@ async def test_redis_engine_fails_fast_when_redis_is_down(settings):
         await redis_engine.SessionStore("some-session-key-123").aload()
     assert time.monotonic() - started < 3
     assert str(down.value).endswith(".") and "Redis" in str(down.value)
+
+
+async def test_engine_lists_a_users_sessions_and_ends_one_by_digest(Store: Engine) -> None:
+    mine, also_mine, theirs = [await new_session(Store, _auth_user_id=uid) for uid in "772"]
+    owned = {row.digest for row in await Store.aowned("7")}
+    assert owned == {mine.digest, also_mine.digest}
+    listener = await listen(mine.digest)
+    assert await Store.adelete_digest(mine.digest)
+    assert await next_event(listener) == {"type": "session.ended"}
+    assert not await Store().aexists(mine.session_key)
+    assert await Store().aexists(also_mine.session_key)
+    assert await Store().aexists(theirs.session_key)
+    assert {row.digest for row in await Store.aowned("7")} == {also_mine.digest}
+    # Ending what is not there ends nothing, and says so.
+    assert not await Store.adelete_digest(mine.digest)
