@@ -84,8 +84,11 @@
   document.addEventListener("htmx:beforeSwap", function (evt) {
     var detail = evt.detail;
     if (!detail.shouldSwap || typeof detail.serverResponse !== "string") { return; }
+    // detail.elt is the element the event fires on (the target): the
+    // control that asked is the request's.
+    var asked = detail.requestConfig && detail.requestConfig.elt;
     var target = detail.target;
-    if (detail.elt && target && !(detail.elt.isConnected && target.isConnected)) {
+    if (asked && target && !(asked.isConnected && target.isConnected)) {
       // A reconnect may have replaced the target too: the same id, in the document.
       target = target.isConnected ? target : document.getElementById(target.id);
       detail.shouldSwap = false;
@@ -144,14 +147,19 @@
     }
   }
 
-  // A new socket: re-process a fresh copy of the element that holds it. The
-  // server sends what the browser's cookie holds now.
+  // A new socket on the same element: its URL gets a new count, which makes
+  // htmx set the element up again, with a socket of its own. The page's
+  // elements stay in place, so an answer still in flight finds the editor it
+  // targets and its out-of-band targets. The server sends what the browser's
+  // cookie holds now.
+  var reconnects = 0;
   function reconnect() {
     var live = document.getElementById("live");
     if (!live || !live.hasAttribute("ws-connect")) { return; }
-    var fresh = live.cloneNode(true);
-    live.replaceWith(fresh);
-    htmx.process(fresh);
+    var url = live.getAttribute("ws-connect").replace(/&again=\d+$/, "");
+    reconnects += 1;
+    live.setAttribute("ws-connect", url + "&again=" + reconnects);
+    htmx.process(live);
   }
 
   // Tabs of one browser share its cookie. When one of them may have started a
