@@ -244,3 +244,41 @@ class StaffListConsumer(AsyncWebsocketConsumer):
         rows, tabs = await staff_list(self.filters)
         render = import_string(setting("STAFF_RENDERER"))
         await self.send(text_data=render(rows, tabs))
+
+
+class MySessionsConsumer(AsyncWebsocketConsumer):
+    """A user's "My sessions" list, refreshed when any session changes (at most twice a second).
+
+    It hears the same touches as the staff list: they carry no data, only "refresh".
+    """
+
+    _pending: asyncio.TimerHandle | None = None
+
+    async def connect(self) -> None:
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated:
+            await self.close(code=CLOSE_FORBIDDEN)
+            return
+        self.user_id = str(user.pk)
+        self.key = self.scope.get("cookies", {}).get(settings.SESSION_COOKIE_NAME)
+        await self.accept()
+        await self.channel_layer.group_add(events.STAFF_GROUP, self.channel_name)
+        await self._refresh()
+
+    async def disconnect(self, code: int) -> None:
+        if self._pending is not None:
+            self._pending.cancel()
+        await self.channel_layer.group_discard(events.STAFF_GROUP, self.channel_name)
+
+    async def sessions_touched(self, event: dict[str, Any]) -> None:
+        if self._pending is None:
+            self._pending = asyncio.get_running_loop().call_later(
+                events.STAFF_REFRESH, lambda: asyncio.ensure_future(self._refresh())
+            )
+
+    async def _refresh(self) -> None:
+        # Imported here: the page's views import the socket routes, which import this module.
+        from live.web.holders import render_my_sessions
+
+        self._pending = None
+        await self.send(text_data=await render_my_sessions(self.key, self.user_id))

@@ -5,7 +5,12 @@ from __future__ import annotations
 from channels.auth import AuthMiddlewareStack
 from django.urls import path, reverse
 
-from live.realtime.consumers import SessionConsumer, StaffListConsumer, StaffWatchConsumer
+from live.realtime.consumers import (
+    MySessionsConsumer,
+    SessionConsumer,
+    StaffListConsumer,
+    StaffWatchConsumer,
+)
 from live.realtime.metrics_consumer import MetricsConsumer
 
 websocket_urlpatterns = [
@@ -15,6 +20,7 @@ websocket_urlpatterns = [
     path("ws/metrics/", MetricsConsumer.as_asgi(), name="metrics"),
     # Staff sockets need the user, so only they pay for the auth middleware.
     path("ws/staff/sessions/", AuthMiddlewareStack(StaffListConsumer.as_asgi()), name="staff-list"),
+    path("ws/my-sessions/", AuthMiddlewareStack(MySessionsConsumer.as_asgi()), name="my-sessions"),
     path(
         "ws/staff/sessions/<str:digest>/",
         AuthMiddlewareStack(StaffWatchConsumer.as_asgi()),

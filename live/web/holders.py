@@ -17,10 +17,12 @@ from django.conf import settings
 from django.contrib.auth import SESSION_KEY
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
+from django.template.loader import render_to_string
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST, require_safe
 
 from live.realtime import presence
+from live.realtime.routing import socket_url
 from live.sessions import watched
 from live.sessions.client import device
 from live.sessions.keys import digest as digest_of
@@ -41,15 +43,15 @@ def _own_digest(request: HttpRequest) -> str:
     return digest_of(key) if key else ""
 
 
-async def _mine(request: HttpRequest, user_id: str) -> dict[str, Any]:
+async def _mine(own_key: str | None, user_id: str) -> dict[str, Any]:
     """The context of the list: the user's sessions, this one first, or what cannot be seen."""
-    own = _own_digest(request)
+    own = digest_of(own_key) if own_key else ""
     rows = await watched.owned(user_id)
     listable = rows is not None
     if rows is None:
         # Django's own engines are read by key: this session is all there is to see.
-        snapshot = await watched.snapshot(request.session)
-        rows = [Summary.of(snapshot, time.time())] if own else []
+        snapshot = await watched.read(own, own_key) if own else None
+        rows = [Summary.of(snapshot, time.time())] if snapshot else []
     rows.sort(key=lambda row: row.digest != own)
     tabs = await presence.counts(row.digest for row in rows)
     return {
@@ -87,12 +89,19 @@ async def _answer(
 ) -> HttpResponse:
     context: dict[str, Any] = {"signed_in": user_id is not None, "notice": notice}
     if user_id is not None:
-        context.update(await _mine(request, user_id))
+        context.update(await _mine(request.session.session_key, user_id))
+        context["ws_url"] = socket_url("my-sessions")
     if is_htmx(request):
         # htmx's "refused, here is why" is 422: django-htmx's debug helper replaces the page on 404.
         status = 422 if status == 404 else status
         return render(request, f"{MINE}#my-session-list", context, status=status)
     return render(request, MINE, context, status=status)
+
+
+async def render_my_sessions(own_key: str | None, user_id: str) -> str:
+    """The list as pushed to an open "My sessions" page whenever a session changes."""
+    context = {"signed_in": True, "notice": "", **await _mine(own_key, user_id)}
+    return render_to_string(f"{MINE}#my-session-list", context)
 
 
 async def _user_id(request: HttpRequest) -> str | None:

@@ -75,7 +75,7 @@ def test_my_sessions_ends_the_users_other_browser_and_its_tabs_say_so(
     expect(other.locator("td").nth(5)).to_have_text("2")  # the phone's two tabs
     other.get_by_role("button", name="End").click()
 
-    expect(mine.get_by_role("status")).to_contain_text("ended.", timeout=WAIT_MS)
+    expect(mine.locator("#my-sessions-notice")).to_contain_text("ended.", timeout=WAIT_MS)
     expect(rows).to_have_count(1)
     for tab in there:
         ended(tab)

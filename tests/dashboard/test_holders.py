@@ -218,3 +218,30 @@ def test_device_describes_common_agents() -> None:
     assert device(iphone) == "Safari on iOS"
     assert device(AGENT_TEXT) == "Firefox on Linux"
     assert device("") == ""
+
+
+async def test_my_sessions_page_follows_a_login_and_a_logout_elsewhere() -> None:
+    await make_user("demo")
+    first = await signed_in("demo")
+    page = communicator(key_of(first), json_mode=False, path="/ws/my-sessions/")
+    connected, _ = await page.connect()
+    assert connected
+    assert (await page.receive_from(timeout=3)).count("data-my-session=") == 1
+    second = await signed_in("demo")
+    # Each change to any session refreshes the list; the login's leaves two rows.
+    listed = await page.receive_from(timeout=3)
+    while listed.count("data-my-session=") != 2:
+        listed = await page.receive_from(timeout=3)
+    assert digest(key_of(second)) in listed
+    await second.post(reverse("logout"), headers=token(second))
+    listed = await page.receive_from(timeout=3)
+    while listed.count("data-my-session=") != 1:
+        listed = await page.receive_from(timeout=3)
+    assert digest(key_of(second)) not in listed
+    await page.disconnect()
+
+
+async def test_my_sessions_socket_refuses_anonymous() -> None:
+    page = communicator(None, json_mode=False, path="/ws/my-sessions/")
+    connected, code = await page.connect()
+    assert not connected and code == 4403
