@@ -300,6 +300,9 @@ class User:
             self.model.unread()
             return
         self.model.final(version, data)
+        await self._compare_tabs(version, data)
+
+    async def _compare_tabs(self, version: int, data: dict[str, Any]) -> None:
         # A tab whose socket dropped near the end gets --drain to come back and catch up.
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(self.config.drain):

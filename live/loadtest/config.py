@@ -42,6 +42,8 @@ class Config:
     processes: int = 1
     timeout: float = 10.0
     drain: float = 2.0
+    # A scenario to run instead of the built-in mix (live.loadtest.scenario.load's spec).
+    scenario: str | None = None
 
     @property
     def base_url(self) -> str:
@@ -103,6 +105,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "measured from each request's scheduled time (no coordinated omission); "
         "without it, closed loop (each user sends when its last answer came)",
     )
+    add(
+        "--scenario",
+        metavar="PATH",
+        help="run a scenario instead of the built-in mix: a .py file, a dotted module path, "
+        "or an example's name (color, cart, login), optionally followed by :ClassName",
+    )
     add("--mix", default=DEFAULT_MIX, help="weights of set/get/delete/clear (%(default)s)")
     add("--value-size", type=int, default=Config.value_size, help="bytes of JSON per PUT value")
     add("--keys", type=int, default=Config.keys, help="distinct keys per session (default: 16)")
@@ -153,6 +161,7 @@ def from_options(options: dict[str, Any]) -> Config:
         processes=options["processes"],
         timeout=options["timeout"],
         drain=options["drain"],
+        scenario=options.get("scenario"),
     )
     validate(config)
     return config

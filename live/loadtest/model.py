@@ -299,3 +299,63 @@ class SessionModel:
         self.result.sessions += 1
         self.result.unread_sessions += 1
         self.result.unread_keys += len(self.keys())
+
+
+class DeclaredModel:
+    """What a scenario user's session must hold, from the writes its steps declared.
+
+    A scenario user sends one request at a time, so the order of its answers
+    is the order in which the server applied them and no versions are needed.
+    Only declared keys are checked: views write others (a login's
+    `_auth_user_id`) that the scenario does not promise. A step that declares
+    `clears` (a logout, a flush) empties the session. A declared write without
+    a usable answer may or may not have happened: its key is checked only if a
+    later acknowledged write settles it.
+    """
+
+    def __init__(self, user: int, result: Consistency) -> None:
+        self.user = user
+        self.result = result
+        self.expected: dict[str, Any] = {}
+        self.unknown: set[str] = set()
+        self.unknown_clear = False
+
+    def acked(self, writes: dict[str, Any], clears: bool) -> None:
+        if clears:
+            self.expected = dict.fromkeys(self.expected, ABSENT)
+            self.unknown_clear = False
+            self.unknown.clear()
+        for key, value in writes.items():
+            self.expected[key] = value
+            self.unknown.discard(key)
+        self.result.acked_writes += 1
+
+    def failed(self, writes: dict[str, Any], clears: bool) -> None:
+        """No usable answer: each declared key (every key, for a clear) is now unknown."""
+        self.unknown.update(writes)
+        if clears:
+            self.unknown_clear = True
+
+    def final(self, data: dict[str, Any]) -> None:
+        result = self.result
+        result.sessions += 1
+        for key in sorted(self.expected.keys() | self.unknown):
+            expected, found = self.expected.get(key, ABSENT), data.get(key, ABSENT)
+            if found is expected or found == expected:
+                result.verified_keys += 1
+            elif key in self.unknown or self.unknown_clear:
+                result.undecided_keys += 1
+                result.note("unverifiable", self.user, key, expected, found, -1)
+            elif expected is ABSENT:
+                result.verified_keys += 1
+                result.lost_deletes += 1
+                result.note("lost delete", self.user, key, expected, found, -1)
+            else:
+                result.verified_keys += 1
+                result.lost_sets += 1
+                result.note("lost write", self.user, key, expected, found, -1)
+
+    def unread(self) -> None:
+        self.result.sessions += 1
+        self.result.unread_sessions += 1
+        self.result.unread_keys += len(self.expected.keys() | self.unknown)

@@ -19,7 +19,7 @@ def build(config: Config, outcome: Outcome) -> dict[str, Any]:
     stats, consistency = outcome.stats, outcome.consistency
     elapsed = outcome.elapsed or 1e-9
     operations = {}
-    for name, _ in config.mix:
+    for name, _ in () if config.scenario else config.mix:
         op = stats.operations[name]
         operations[name] = {
             "count": op.count,
@@ -28,7 +28,26 @@ def build(config: Config, outcome: Outcome) -> dict[str, Any]:
             "misses": op.misses,
             "errors": dict(op.errors.most_common()),
         }
+    steps = {
+        name: {
+            "count": step.count,
+            "rate": round(step.count / elapsed, 1),
+            "latency_ms": step.latency.summary(),
+            "errors": dict(step.errors.most_common()),
+            "reasons": dict(step.reasons),
+            "push": {
+                "deliveries": step.push.total,
+                "latency_ms": step.push.summary(),
+                "from_send_ms": step.push_from_send.summary(),
+                "early": step.early,
+                "missed": step.missed,
+            },
+        }
+        for name, step in stats.steps.items()
+    }
     requests, errors = stats.requests, stats.errors
+    # A task that raised before sending anything still failed once.
+    error_rate = errors / requests if requests else float(bool(errors))
     push = stats.push
     report: dict[str, Any] = {
         "config": config.as_dict(),
@@ -39,10 +58,11 @@ def build(config: Config, outcome: Outcome) -> dict[str, Any]:
             "rate": round(requests / elapsed, 1),
             "target_rate": config.rate,
             "errors": errors,
-            "error_rate": round(errors / requests, 6) if requests else 0.0,
+            "error_rate": round(min(error_rate, 1.0), 6),
             "misses": sum(op["misses"] for op in operations.values()),
         },
         "operations": operations,
+        "steps": steps,
         "push": {
             "tabs": outcome.tabs,
             "deliveries": push.latency.total,
@@ -161,16 +181,43 @@ def render(report: dict[str, Any], console: Console) -> None:
     loop = f"open loop at {config['rate']:g}/s" if config["rate"] else "closed loop"
     if report["interrupted"]:
         loop += ", interrupted"
+    what = (
+        f"scenario {config['scenario']}, one task at a time per user"
+        if config["scenario"]
+        else f"{config['concurrency']} in flight per user"
+    )
     table = Table(
         title=f"{config['url']}: {config['users']} users × {config['tabs']} tabs, "
-        f"{config['concurrency']} in flight per user, {loop}, {report['elapsed_s']:.1f} s",
+        f"{what}, {loop}, {report['elapsed_s']:.1f} s",
         title_justify="left",
     )
-    for column in ("operation", "count", "rate/s", "p50 ms", "p90 ms", "p99 ms", "max ms"):
-        table.add_column(column, justify="left" if column == "operation" else "right")
+    first = "step" if report["steps"] else "operation"
+    for column in (first, "count", "rate/s", "p50 ms", "p90 ms", "p99 ms", "max ms"):
+        table.add_column(column, justify="left" if column == first else "right")
+    if report["steps"]:
+        _steps_table(table, report["steps"])
+    else:
+        _operations_table(table, report["operations"])
+    table.add_section()
+    table.add_row(
+        "all",
+        f"{requests['total']:,}",
+        f"{requests['rate']:,.1f}",
+        *([""] * (6 if report["steps"] else 4)),
+        f"{report['push']['missed'] if report['steps'] else requests['misses']:,}",
+        f"{requests['errors']:,} ({requests['error_rate']:.2%})",
+    )
+    console.print(table)
+    for name, step in report["steps"].items():
+        for kind, reason in step["reasons"].items():
+            console.print(f"  [red]{name}[/red]: {kind}×{step['errors'][kind]}: {reason}")
+    _summary(report, console)
+
+
+def _operations_table(table: Table, operations: dict[str, Any]) -> None:
     table.add_column("404", justify="right")
     table.add_column("errors")
-    for name, op in report["operations"].items():
+    for name, op in operations.items():
         latency = op["latency_ms"]
         table.add_row(
             name,
@@ -181,17 +228,31 @@ def render(report: dict[str, Any], console: Console) -> None:
             _errors(op["errors"]),
             style="red" if op["errors"] else None,
         )
-    table.add_section()
-    table.add_row(
-        "all",
-        f"{requests['total']:,}",
-        f"{requests['rate']:,.1f}",
-        *([""] * 4),
-        f"{requests['misses']:,}",
-        f"{requests['errors']:,} ({requests['error_rate']:.2%})",
-    )
-    console.print(table)
 
+
+def _steps_table(table: Table, steps: dict[str, Any]) -> None:
+    # Push columns: from the step's answer to its tabs, for steps seen changing the session.
+    for column in ("push p50", "push p99", "missed"):
+        table.add_column(column, justify="right")
+    table.add_column("errors")
+    for name, step in steps.items():
+        latency, push = step["latency_ms"], step["push"]
+        pushed = push["deliveries"] > 0
+        table.add_row(
+            name,
+            f"{step['count']:,}",
+            f"{step['rate']:,.1f}",
+            *(_ms(latency[p]) for p in ("p50", "p90", "p99", "max")),
+            _ms(push["latency_ms"]["p50"]) if pushed else "-",
+            _ms(push["latency_ms"]["p99"]) if pushed else "-",
+            f"{push['missed']:,}",
+            _errors(step["errors"]),
+            style="red" if step["errors"] or push["missed"] else None,
+        )
+
+
+def _summary(report: dict[str, Any], console: Console) -> None:
+    config = report["config"]
     push, consistency, generator = report["push"], report["consistency"], report["generator"]
     lines = [
         (
@@ -232,7 +293,8 @@ def render(report: dict[str, Any], console: Console) -> None:
             (
                 "server closes",
                 f"{push['moved']:,} moved (4307, reconnected with the cookie), "
-                f"{push['ended']:,} ended (4404, left closed)",
+                f"{push['ended']:,} ended (4404, "
+                + ("reopened with the next cookie)" if config["scenario"] else "left closed)"),
             )
         )
     if consistency["unread_sessions"]:

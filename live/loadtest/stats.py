@@ -168,6 +168,39 @@ class PushStats:
 
 
 @dataclass
+class StepStats:
+    """One named step of a scenario: its latencies, errors and the pushes it caused."""
+
+    latency: Histogram = field(default_factory=Histogram)
+    errors: Counter[str] = field(default_factory=Counter)
+    # The first reason seen for each kind of error, one line each.
+    reasons: dict[str, str] = field(default_factory=dict)
+    # From the step's answer to a tab's receipt of its change, and from its sending.
+    push: Histogram = field(default_factory=Histogram)
+    push_from_send: Histogram = field(default_factory=Histogram)
+    early: int = 0
+    missed: int = 0
+
+    @property
+    def count(self) -> int:
+        return self.latency.total
+
+    def error(self, kind: str, reason: str) -> None:
+        self.errors[kind] += 1
+        self.reasons.setdefault(kind, reason)
+
+    def merge(self, other: StepStats) -> None:
+        self.latency.merge(other.latency)
+        self.errors.update(other.errors)
+        for kind, reason in other.reasons.items():
+            self.reasons.setdefault(kind, reason)
+        self.push.merge(other.push)
+        self.push_from_send.merge(other.push_from_send)
+        self.early += other.early
+        self.missed += other.missed
+
+
+@dataclass
 class Stats:
     """Everything one process measured; merged across processes by `merge`."""
 
@@ -175,19 +208,33 @@ class Stats:
         default_factory=lambda: {name: OperationStats() for name in OPERATIONS}
     )
     push: PushStats = field(default_factory=PushStats)
+    # A scenario's named steps, in the order first seen.
+    steps: dict[str, StepStats] = field(default_factory=dict)
     # How late sends left compared with their scheduled time (open loop only).
     max_lag: float = 0.0
 
     @property
     def requests(self) -> int:
-        return sum(op.count for op in self.operations.values())
+        return sum(op.count for op in self.operations.values()) + sum(
+            step.count for step in self.steps.values()
+        )
 
     @property
     def errors(self) -> int:
-        return sum(sum(op.errors.values()) for op in self.operations.values())
+        return sum(sum(op.errors.values()) for op in self.operations.values()) + sum(
+            sum(step.errors.values()) for step in self.steps.values()
+        )
+
+    def step(self, name: str) -> StepStats:
+        found = self.steps.get(name)
+        if found is None:
+            found = self.steps[name] = StepStats()
+        return found
 
     def merge(self, other: Stats) -> None:
         for name, op in other.operations.items():
             self.operations[name].merge(op)
+        for name, step in other.steps.items():
+            self.step(name).merge(step)
         self.push.merge(other.push)
         self.max_lag = max(self.max_lag, other.max_lag)

@@ -29,7 +29,8 @@ from typing import Any, Protocol
 import aiohttp
 from yarl import URL
 
-from live.loadtest.stats import PushStats
+from live.loadtest.model import ABSENT
+from live.loadtest.stats import PushStats, StepStats
 from live.realtime import events
 from live.realtime.consumers import (
     CLOSE_FORBIDDEN,
@@ -100,6 +101,17 @@ class Tab:
         # No snapshot yet on the current socket; and whether that socket replaces a dropped one.
         self._fresh = True
         self._dropped = False
+        # Scenario users log out and in again: after a 4404 the tab waits for a new cookie
+        # and reconnects, as a person who signs in again opens the page again.
+        self.reopen = False
+        # Session events received (changes, snapshots, rotations, endings), and when the last came.
+        self.seen = 0
+        self.seen_at = 0.0
+        # Declared writes of scenario steps this tab must come to hold:
+        # (writes, when answered, when sent, step).
+        self.states: list[tuple[dict[str, Any], float, float, StepStats]] = []
+        # Steps that declared nothing, dated by the next event if one comes.
+        self.watches: list[tuple[float, float, StepStats]] = []
 
     # --- the socket ---------------------------------------------------------------
 
@@ -170,7 +182,11 @@ class Tab:
                 push.ended += 1
                 self.ended = True
                 self.updated.set()
-                return
+                if not self.reopen:
+                    return
+                await self.cookies.cookie_change(self.cookie)
+                self.ended = False
+                continue
             else:
                 push.drops[str(code)] += 1
                 if code in _REFUSED:
@@ -229,6 +245,7 @@ class Tab:
             self.data, self.version = dict(event["data"]), version
         elif kind in (events.ROTATED, events.ENDED):
             # The close that follows says what to do: 4307 reconnect, 4404 stay closed.
+            self._seen(now)
             return False
         else:
             self.push.unexpected[str(kind)] += 1
@@ -240,9 +257,67 @@ class Tab:
             _, acked_at, sent_at = heapq.heappop(pending)
             push.latency.record(now - acked_at)
             push.from_send.record(now - sent_at)
-        if not pending and self.settled is not None and not self.settled.done():
-            self.settled.set_result(None)
+        self._seen(now)
+        settled = self.settled
+        if not pending and not self.states and settled is not None and not settled.done():
+            settled.set_result(None)
         return False
+
+    # --- scenario steps -----------------------------------------------------------------
+
+    def holds(self, writes: dict[str, Any]) -> bool:
+        data = self.data
+        return all(
+            key not in data if value is ABSENT else key in data and data[key] == value
+            for key, value in writes.items()
+        )
+
+    def _seen(self, now: float) -> None:
+        self.seen += 1
+        self.seen_at = now
+        push = self.push
+        for acked_at, sent_at, step in self.watches:
+            self._record(step, now - acked_at, now - sent_at)
+        self.watches.clear()
+        if self.states:
+            kept = []
+            for state in self.states:
+                writes, acked_at, sent_at, step = state
+                if self.holds(writes):
+                    self._record(step, now - acked_at, now - sent_at)
+                    push.latency.record(now - acked_at)
+                    push.from_send.record(now - sent_at)
+                else:
+                    kept.append(state)
+            self.states = kept
+
+    @staticmethod
+    def _record(step: StepStats, latency: float, from_send: float) -> None:
+        step.push.record(latency)
+        step.push_from_send.record(from_send)
+
+    def expect_step(
+        self,
+        step: StepStats,
+        writes: dict[str, Any] | None,
+        seen_before: int,
+        acked_at: float,
+        sent_at: float,
+    ) -> None:
+        """A step was answered. With declared writes the tab owes their values; without,
+        the next event it receives, if any comes before the user's next step, is the step's."""
+        if writes is not None:
+            if not self.holds(writes):
+                self.states.append((writes, acked_at, sent_at, step))
+                return
+            self.push.early += 1
+            self.push.latency.record(0.0)
+            self.push.from_send.record(max(self.seen_at - sent_at, 0.0))
+        elif self.seen == seen_before:
+            self.watches.append((acked_at, sent_at, step))
+            return
+        step.early += 1
+        self._record(step, 0.0, max(self.seen_at - sent_at, 0.0))
 
     def expect(self, version: int, acked_at: float, sent_at: float) -> None:
         """A write was acknowledged at `version`: this tab owes us that version."""
@@ -260,7 +335,7 @@ class Tab:
         self.push.from_send.record(received_at - sent_at)
 
     def until_settled(self) -> asyncio.Future[None] | None:
-        if not self.pending:
+        if not self.pending and not self.states:
             return None
         self.settled = asyncio.get_running_loop().create_future()
         return self.settled

@@ -21,8 +21,10 @@ import aiohttp
 from live.loadtest.client import User
 from live.loadtest.config import Config
 from live.loadtest.model import Consistency
+from live.loadtest.scenario import load
 from live.loadtest.schedule import Schedule
 from live.loadtest.stats import OperationStats, Stats
+from live.loadtest.visitor import ScenarioUser, missed
 
 # Users setting up at once: enough to be quick, few enough not to look like an attack.
 SETUP_PARALLEL = 32
@@ -131,10 +133,18 @@ async def run(config: Config, part: Part, progress: Progress, begin: Begin = _no
         ttl_dns_cache=None,
     )
     schedule = Schedule(config, part.budget)
-    users = [
-        User(index, config, connector, stats, outcome.consistency, schedule)
-        for index in range(part.first, part.first + part.count)
-    ]
+    users: list[User]
+    if config.scenario is None:
+        users = [
+            User(index, config, connector, stats, outcome.consistency, schedule)
+            for index in range(part.first, part.first + part.count)
+        ]
+    else:
+        scenario = load(config.scenario)
+        users = [
+            ScenarioUser(index, config, connector, stats, outcome.consistency, schedule, scenario)
+            for index in range(part.first, part.first + part.count)
+        ]
 
     async def tick() -> None:
         while True:
@@ -173,7 +183,8 @@ async def run(config: Config, part: Part, progress: Progress, begin: Begin = _no
             waiting = [f for user in users for tab in user.tabs if (f := tab.until_settled())]
             if waiting and config.drain:
                 await asyncio.wait(waiting, timeout=config.drain)
-            stats.push.missed = sum(len(tab.pending) for user in users for tab in user.tabs)
+            tabs = [tab for user in users for tab in user.tabs]
+            stats.push.missed = sum(len(tab.pending) for tab in tabs) + missed(tabs)
 
             phase = Phase.VERIFYING
             await asyncio.gather(*(user.verify() for user in users))

@@ -15,7 +15,7 @@ from typing import IO, Any, cast
 
 from django.core.management.base import BaseCommand, CommandError
 
-from live.loadtest import config
+from live.loadtest import config, scenario
 
 # aiohttp and rich are the "loadtest" extra: without them the command says so
 # instead of failing to load.
@@ -46,6 +46,16 @@ class Command(BaseCommand):
             raise CommandError(
                 f"The load tester needs {MISSING}: pip install 'django-live-sessions[loadtest]'."
             )
+        spec = options.get("scenario")
+        if spec:
+            target, colon, name = spec.partition(":")
+            if target.endswith(".py") or "/" in target:
+                # Absolute, so that worker processes started elsewhere find the same file.
+                options["scenario"] = str(Path(target).resolve()) + colon + name
+            try:
+                scenario.load(options["scenario"])
+            except scenario.ScenarioError as exc:
+                raise CommandError(str(exc)) from None
         try:
             settings = config.from_options(options)
         except config.ConfigError as exc:
