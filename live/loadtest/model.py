@@ -319,8 +319,11 @@ class DeclaredModel:
         self.expected: dict[str, Any] = {}
         self.unknown: set[str] = set()
         self.unknown_clear = False
+        # The step that last declared each key, and the keys found lost: (step, what was found).
+        self.steps: dict[str, str] = {}
+        self.lost: list[tuple[str, str]] = []
 
-    def acked(self, writes: dict[str, Any], clears: bool) -> None:
+    def acked(self, writes: dict[str, Any], clears: bool, step: str = "") -> None:
         if clears:
             self.expected = dict.fromkeys(self.expected, ABSENT)
             self.unknown_clear = False
@@ -328,6 +331,7 @@ class DeclaredModel:
         for key, value in writes.items():
             self.expected[key] = value
             self.unknown.discard(key)
+            self.steps[key] = step
         self.result.acked_writes += 1
 
     def failed(self, writes: dict[str, Any], clears: bool) -> None:
@@ -350,10 +354,16 @@ class DeclaredModel:
                 result.verified_keys += 1
                 result.lost_deletes += 1
                 result.note("lost delete", self.user, key, expected, found, -1)
+                self._lost(key, expected, found)
             else:
                 result.verified_keys += 1
                 result.lost_sets += 1
                 result.note("lost write", self.user, key, expected, found, -1)
+                self._lost(key, expected, found)
+
+    def _lost(self, key: str, expected: Any, found: Any) -> None:
+        what = f"{key}: declared {describe(expected)}, found {describe(found)}"
+        self.lost.append((self.steps.get(key, ""), what))
 
     def unread(self) -> None:
         self.result.sessions += 1

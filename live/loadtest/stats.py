@@ -180,6 +180,7 @@ class StepStats:
     push_from_send: Histogram = field(default_factory=Histogram)
     early: int = 0
     missed: int = 0
+    name: str = ""
 
     @property
     def count(self) -> int:
@@ -228,7 +229,7 @@ class Stats:
     def step(self, name: str) -> StepStats:
         found = self.steps.get(name)
         if found is None:
-            found = self.steps[name] = StepStats()
+            found = self.steps[name] = StepStats(name=name)
         return found
 
     def merge(self, other: Stats) -> None:

@@ -23,6 +23,7 @@ import heapq
 import json
 import random
 from collections import deque
+from collections.abc import Callable
 from time import perf_counter
 from typing import Any, Protocol
 
@@ -112,6 +113,9 @@ class Tab:
         self.states: list[tuple[dict[str, Any], float, float, StepStats]] = []
         # Steps that declared nothing, dated by the next event if one comes.
         self.watches: list[tuple[float, float, StepStats]] = []
+        # Told of each push dated for a step (the step, seconds from its answer): a runner
+        # that keeps its own statistics, Locust's, hears of each one as it happens.
+        self.pushed: Callable[[StepStats, float], None] | None = None
 
     # --- the socket ---------------------------------------------------------------
 
@@ -291,10 +295,11 @@ class Tab:
                     kept.append(state)
             self.states = kept
 
-    @staticmethod
-    def _record(step: StepStats, latency: float, from_send: float) -> None:
+    def _record(self, step: StepStats, latency: float, from_send: float) -> None:
         step.push.record(latency)
         step.push_from_send.record(from_send)
+        if self.pushed is not None:
+            self.pushed(step, latency)
 
     def expect_step(
         self,

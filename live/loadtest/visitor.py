@@ -131,12 +131,16 @@ class ScenarioUser(User):
             delay = due - perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
-            name = self.names[bisect(self.weights, self.rng.random() * self.weights[-1])]
-            await self._guarded(name, getattr(scenario, name))
+            await self.one_task()
             think = min(scenario.think_time(), schedule.end - perf_counter())
             if think > 0:
                 await asyncio.sleep(think)
         await self._guarded("on_stop", scenario.on_stop)
+
+    async def one_task(self) -> None:
+        """Run one task, picked by weight."""
+        name = self.names[bisect(self.weights, self.rng.random() * self.weights[-1])]
+        await self._guarded(name, getattr(self.scenario, name))
 
     async def _guarded(self, task: str, call: Any) -> None:
         """Run a task; what it raises is an error of its step, and the user goes on."""
@@ -146,7 +150,16 @@ class ScenarioUser(User):
             raise
         except Exception as exc:
             name = getattr(exc, "loadtest_step", None) or task
-            self.stats.step(name).error(type(exc).__name__, _reason(exc))
+            reason = _reason(exc)
+            self.stats.step(name).error(type(exc).__name__, reason)
+            self.answered(name, "TASK", 0.0, 0, type(exc).__name__, reason)
+
+    def answered(
+        self, step: str, method: str, seconds: float, size: int, kind: str, reason: str
+    ) -> None:
+        """A request of `step` was answered (`kind` empty) or failed; or the step raised
+        (`method` TASK). The report reads the statistics; a runner with its own, Locust,
+        hears of each one here."""
 
     async def send(
         self,
@@ -191,6 +204,11 @@ class ScenarioUser(User):
         except (TimeoutError, aiohttp.ClientError) as exc:
             kind = _error_kind(exc)
             reason = f"{method} {url.path} failed: {kind}"
+        except asyncio.CancelledError:
+            # The run stopped under this request, which may have landed all the same.
+            if declared:
+                self.declared.failed(writes or {}, clears)
+            raise
         at = perf_counter()
         step.latency.record(at - sent)
         # The previous step's event, if it caused one, came before this answer.
@@ -198,6 +216,9 @@ class ScenarioUser(User):
             tab.watches.clear()
         if response is not None and response.status >= 400:
             kind, reason = _refusal(method, url.path, response.status, response.body)
+        self.answered(
+            step_name, method, at - sent, len(response.body) if response else 0, kind, reason
+        )
         if kind:
             step.error(kind, reason)
             if declared and not (kind.startswith("4") or kind in ("csrf", "connect")):
@@ -205,7 +226,7 @@ class ScenarioUser(User):
                 self.declared.failed(writes or {}, clears)
             return response or Response(0)
         if declared:
-            self.declared.acked(writes or {}, clears)
+            self.declared.acked(writes or {}, clears, step_name)
         for tab, before in zip(owed, seen, strict=True):
             tab.expect_step(step, writes, before, at, sent)
         return response or Response(0)

@@ -6,28 +6,13 @@ import json
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from live.loadtest.scenario import Scenario, ScenarioError, between, load, task
-from tests.conftest import ROOT, Server, free_port, migrate, server_env
-
-
-@pytest.fixture(scope="module")
-def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """One daphne for the module, with the demo account the login scenario signs in with."""
-    tmp_path = tmp_path_factory.mktemp("site")
-    env = server_env(tmp_path)
-    migrate(env)
-    demo_user = [sys.executable, "manage.py", "demo_user"]
-    subprocess.run(demo_user, cwd=ROOT, env=env, check=True, capture_output=True)
-    server = Server(port=free_port(), env=env, log=tmp_path / "daphne.log")
-    server.start()
-    yield server
-    server.stop()
+from tests.conftest import ROOT, Server
 
 
 def run_scenario(
