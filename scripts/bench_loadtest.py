@@ -1,6 +1,7 @@
 """How close does `manage.py loadtest` get to wrk on the same endpoint, and at what CPU cost?
 
 Usage: python scripts/bench_loadtest.py [--rounds 3] [--seconds 5] [--connections 32]
+                                        [--scenario]
 
 It serves the project with daphne on a free port and a throwaway, migrated
 SQLite database, then alternates rounds of wrk and of the load tester against
@@ -15,11 +16,22 @@ It prints each round's requests per second, the ratio loadtest / wrk (1.0
 means the tester is not the bottleneck) and the tester's CPU: during the
 measured phase (from its report) and for the whole process (getrusage of the
 child, start-up included).
+
+With --scenario it measures a scenario instead: one task of one GET step
+(GET /bench/hello, a view that does not touch the session) against daphne
+with the benchmark settings (scripts.bench.settings, the project's own
+middleware: the site stack), and
+alternates wrk, `manage.py loadtest --scenario` (N users, no tabs) and
+Locust's FastHttpUser (N users, no wait, headless, one process), each for
+the same seconds. It prints the tester's requests per second as a ratio to
+wrk's, and its CPU seconds per request (getrusage of the child, start-up
+included) as a ratio to Locust's: goals 0.95 or more, and 0.5 or less.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import http.client
 import json
 import os
@@ -41,6 +53,29 @@ sys.path.insert(0, str(ROOT))
 from tests.conftest import free_port, migrate, server_env, wait_for_port  # noqa: E402
 
 VALUE_SIZE = 64
+KEY_PATH = "/api/session/keys/k0"
+# The scenario mode's endpoint: a view of the benchmark settings that does not touch the session.
+HELLO_PATH = "/bench/hello"
+SCENARIO = f"""
+from live.loadtest.scenario import Scenario, task
+
+
+class Hello(Scenario):
+    @task
+    async def hello(self) -> None:
+        await self.client.get("{HELLO_PATH}")
+"""
+LOCUSTFILE = f"""
+from locust import FastHttpUser, constant, task
+
+
+class Hello(FastHttpUser):
+    wait_time = constant(0)
+
+    @task
+    def hello(self) -> None:
+        self.client.get("{HELLO_PATH}")
+"""
 
 
 def pinned(core: int | None, command: list[str]) -> list[str]:
@@ -48,7 +83,8 @@ def pinned(core: int | None, command: list[str]) -> list[str]:
 
 
 @contextmanager
-def daphne(core: int | None) -> Iterator[tuple[str, dict[str, str]]]:
+def daphne(core: int | None, **serving: str) -> Iterator[tuple[str, dict[str, str]]]:
+    """Serve the project; `serving` adds to daphne's environment only (other settings)."""
     with tempfile.TemporaryDirectory() as tmp:
         # As deployed, minus TLS: no per-query debug bookkeeping, no redirect to
         # HTTPS. The tester sends Secure cookies to loopback, as browsers do.
@@ -68,7 +104,7 @@ def daphne(core: int | None) -> Iterator[tuple[str, dict[str, str]]]:
                 ],
             ),
             cwd=ROOT,
-            env=env,
+            env=env | serving,
             stdout=subprocess.DEVNULL,
             stderr=open(Path(tmp) / "daphne.log", "wb"),  # noqa: SIM115
         )
@@ -116,7 +152,9 @@ def children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def run_wrk(url: str, cookie: str, args: argparse.Namespace, core: int | None) -> float:
+def run_wrk(
+    url: str, cookie: str, args: argparse.Namespace, core: int | None, path: str = KEY_PATH
+) -> float:
     output = subprocess.run(
         pinned(
             core,
@@ -125,9 +163,8 @@ def run_wrk(url: str, cookie: str, args: argparse.Namespace, core: int | None) -
                 "-t1",
                 f"-c{args.connections}",
                 f"-d{args.seconds}s",
-                "-H",
-                f"Cookie: {cookie}",
-                url + "/api/session/keys/k0",
+                *(("-H", f"Cookie: {cookie}") if cookie else ()),
+                url + path,
             ],
         ),
         capture_output=True,
@@ -179,11 +216,86 @@ def run_loadtest(
     return (report["requests"]["rate"], report["generator"]["cpu_percent_of_one_core"], cpu, wall)
 
 
+def run_scenario(
+    url: str, env: dict[str, str], args: argparse.Namespace, core: int | None, scenario: Path
+) -> tuple[float, float]:
+    """Return (requests/s while measuring, CPU seconds per request of the whole process)."""
+    with tempfile.NamedTemporaryFile(suffix=".json") as out:
+        command = [
+            *(sys.executable, "manage.py", "loadtest", "--url", url, "--json", out.name),
+            *("--scenario", str(scenario), "--users", str(args.connections), "--tabs", "0"),
+            *("--duration", str(args.seconds)),
+        ]
+        before = children_cpu()
+        run = subprocess.run(
+            pinned(core, command), cwd=ROOT, env=env, capture_output=True, text=True
+        )
+        cpu = children_cpu() - before
+        if run.returncode:
+            raise SystemExit(f"loadtest --scenario failed:\n{run.stdout}\n{run.stderr}")
+        report = json.loads(Path(out.name).read_text())
+    return report["requests"]["rate"], cpu / report["requests"]["total"]
+
+
+def run_locust(
+    url: str, env: dict[str, str], args: argparse.Namespace, core: int | None, locustfile: Path
+) -> tuple[float, float]:
+    """Return (requests/s, CPU seconds per request of the whole process) of FastHttpUser."""
+    with tempfile.TemporaryDirectory() as tmp:
+        prefix = str(Path(tmp) / "run")
+        command = [
+            *(sys.executable, "-m", "locust", "-f", str(locustfile), "--headless"),
+            *("-u", str(args.connections), "-r", str(args.connections)),
+            *("-t", f"{args.seconds}s", "--host", url, "--csv", prefix, "--only-summary"),
+        ]
+        before = children_cpu()
+        run = subprocess.run(
+            pinned(core, command), cwd=ROOT, env=env, capture_output=True, text=True
+        )
+        cpu = children_cpu() - before
+        if run.returncode:
+            raise SystemExit(f"locust failed:\n{run.stdout}\n{run.stderr}")
+        with open(prefix + "_stats.csv") as table:
+            total = next(row for row in csv.DictReader(table) if row["Name"] == "Aggregated")
+    return float(total["Requests/s"]), cpu / int(total["Request Count"])
+
+
+def scenario_rounds(
+    args: argparse.Namespace, server_core: int | None, load_core: int | None
+) -> None:
+    bench = {"DJANGO_SETTINGS_MODULE": "scripts.bench.settings", "BENCH_STACK": "site"}
+    with tempfile.TemporaryDirectory() as tmp, daphne(server_core, **bench) as (url, env):
+        scenario, locustfile = Path(tmp) / "hello_scenario.py", Path(tmp) / "locustfile.py"
+        scenario.write_text(SCENARIO)
+        locustfile.write_text(LOCUSTFILE)
+        rates, cpus = [], []
+        for round_ in range(1, args.rounds + 1):
+            wrk_rate = run_wrk(url, "", args, load_core, HELLO_PATH)
+            rate, cpu = run_scenario(url, env, args, load_core, scenario)
+            locust_rate, locust_cpu = run_locust(url, env, args, load_core, locustfile)
+            rates.append(rate / wrk_rate)
+            cpus.append(cpu / locust_cpu)
+            print(
+                f"round {round_}: wrk {wrk_rate:8.1f} req/s | loadtest {rate:8.1f} req/s, "
+                f"ratio {rate / wrk_rate:.2f} | CPU per request: loadtest {cpu * 1e6:.0f} us, "
+                f"Locust FastHttpUser {locust_cpu * 1e6:.0f} us ({locust_rate:.1f} req/s), "
+                f"ratio {cpu / locust_cpu:.2f}"
+            )
+    rate_ratio, cpu_ratio = statistics.median(rates), statistics.median(cpus)
+    print(
+        f"median: throughput loadtest/wrk {rate_ratio:.2f} (goal >= 0.95), "
+        f"CPU per request loadtest/Locust {cpu_ratio:.2f} (goal <= 0.5)"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument(
+        "--scenario", action="store_true", help="a one-step scenario against wrk and Locust"
+    )
     args = parser.parse_args()
     if not shutil.which("wrk"):
         raise SystemExit("wrk is not installed (apt-get install wrk)")
@@ -192,6 +304,9 @@ def main() -> None:
     print(
         f"cores: {os.cpu_count()}, " + ("daphne on core 0, load on core 1" if pin else "unpinned")
     )
+    if args.scenario:
+        scenario_rounds(args, server_core, load_core)
+        return
     with daphne(server_core) as (url, env):
         cookie = session_cookie(url)
         wrk_rates, lt_rates = [], []
