@@ -117,6 +117,7 @@ class ScenarioUser(User):
         self.weights = list(accumulate(weight for _, weight in scenario.tasks))
         # Every request carries these, as a browser's would; a body adds its own type.
         del self.headers["Content-Type"]
+        self.urls: dict[str, URL] = {}
 
     async def start(self) -> None:
         await super().start()
@@ -173,16 +174,19 @@ class ScenarioUser(User):
         writes: dict[str, Any] | None,
         clears: bool,
     ) -> Response:
-        url = URL(self.config.base_url + path)
+        url = self.urls.get(path)
+        if url is None:
+            # Parsed once per path: yarl's parsing is a good part of a request's own cost.
+            url = self.urls[path] = URL(self.config.base_url + path)
         step_name = name or current_step() or f"{method} {url.path}"
         step = self.stats.step(step_name)
         declared = writes is not None or clears
         # Tabs that already hold the declared values get no push for them.
         owed = [tab for tab in self.tabs if writes is None or not tab.holds(writes)]
         seen = [tab.seen for tab in owed]
-        request_headers = dict(self.headers)
-        if headers:
-            request_headers.update(headers)
+        request_headers = self.headers
+        if headers or body is not None:
+            request_headers = {**self.headers, **(headers or {})}
         payload: Any = data
         if body is not None:
             payload = json.dumps(body).encode()
@@ -199,8 +203,9 @@ class ScenarioUser(User):
                 allow_redirects=False,
             ) as answer:
                 raw = await answer.read()
-                self._absorb(answer)
-            response = Response(answer.status, dict(answer.headers), raw)
+                if "Set-Cookie" in answer.headers:
+                    self._absorb(answer)
+            response = Response(answer.status, answer.headers, raw)
         except (TimeoutError, aiohttp.ClientError) as exc:
             kind = _error_kind(exc)
             reason = f"{method} {url.path} failed: {kind}"
