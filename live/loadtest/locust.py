@@ -47,6 +47,7 @@ from live.loadtest.model import Consistency
 from live.loadtest.scenario import Scenario, load
 from live.loadtest.schedule import Schedule
 from live.loadtest.stats import Stats, StepStats
+from live.loadtest.tab import SetupError
 from live.loadtest.visitor import ScenarioUser
 
 T = TypeVar("T")
@@ -230,7 +231,7 @@ class LiveUser(locust.User):
 
         try:
             self.live = loop.call(build())
-        except (OSError, aiohttp.ClientError, TimeoutError, ValueError) as exc:
+        except (SetupError, OSError, aiohttp.ClientError, TimeoutError, ValueError) as exc:
             self.environment.events.request.fire(
                 request_type="SETUP",
                 name="start",
