@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import importlib.util
 import subprocess
 import sys
 import textwrap
@@ -13,7 +14,13 @@ import pytest
 
 from tests.conftest import ROOT, Server, free_port
 
-pytest.importorskip("locust")
+# Looked up, never imported: importing locust patches the whole process for
+# gevent, and every other test in this run would then run on gevent's sockets.
+if importlib.util.find_spec("locust") is None:
+    pytest.skip(
+        "locust is not installed (pip install 'django-live-sessions[locust]')",
+        allow_module_level=True,
+    )
 
 COLOR = """
 from live.loadtest.locust import live_user
