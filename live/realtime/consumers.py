@@ -212,55 +212,26 @@ class StaffWatchConsumer(SessionConsumer):
         await self._follow(self.scope["url_route"]["kwargs"]["digest"])
 
 
-class StaffListConsumer(AsyncWebsocketConsumer):
-    """The staff list of live sessions, refreshed on any change (at most twice a second)."""
+class _TouchedListConsumer(AsyncWebsocketConsumer):
+    """A list of sessions, refreshed on any change (at most twice a second).
 
-    _pending: asyncio.TimerHandle | None = None
-
-    async def connect(self) -> None:
-        user = self.scope.get("user")
-        if user is None or not user.is_staff:
-            await self.close(code=CLOSE_FORBIDDEN)
-            return
-        # The page's filters, so that each refresh lists what the page does.
-        self.filters = staff_filters(self.scope.get("query_string", b"").decode("latin-1"))
-        await self.accept()
-        await self.channel_layer.group_add(events.STAFF_GROUP, self.channel_name)
-        await self._refresh()
-
-    async def disconnect(self, code: int) -> None:
-        if self._pending is not None:
-            self._pending.cancel()
-        await self.channel_layer.group_discard(events.STAFF_GROUP, self.channel_name)
-
-    async def sessions_touched(self, event: dict[str, Any]) -> None:
-        if self._pending is None:
-            self._pending = asyncio.get_running_loop().call_later(
-                events.STAFF_REFRESH, lambda: asyncio.ensure_future(self._refresh())
-            )
-
-    async def _refresh(self) -> None:
-        self._pending = None
-        rows, tabs = await staff_list(self.filters)
-        render = import_string(setting("STAFF_RENDERER"))
-        await self.send(text_data=render(rows, tabs))
-
-
-class MySessionsConsumer(AsyncWebsocketConsumer):
-    """A user's "My sessions" list, refreshed when any session changes (at most twice a second).
-
-    It hears the same touches as the staff list: they carry no data, only "refresh".
+    It hears the data-free "sessions changed" touches (live.realtime.events)
+    and reads its list again; subclasses say who may watch and what to send.
     """
 
     _pending: asyncio.TimerHandle | None = None
 
+    def allowed(self, user: Any) -> bool:
+        raise NotImplementedError
+
+    async def render(self) -> str:
+        raise NotImplementedError
+
     async def connect(self) -> None:
         user = self.scope.get("user")
-        if user is None or not user.is_authenticated:
+        if user is None or not self.allowed(user):
             await self.close(code=CLOSE_FORBIDDEN)
             return
-        self.user_id = str(user.pk)
-        self.key = self.scope.get("cookies", {}).get(settings.SESSION_COOKIE_NAME)
         await self.accept()
         await self.channel_layer.group_add(events.STAFF_GROUP, self.channel_name)
         await self._refresh()
@@ -277,8 +248,38 @@ class MySessionsConsumer(AsyncWebsocketConsumer):
             )
 
     async def _refresh(self) -> None:
+        self._pending = None
+        await self.send(text_data=await self.render())
+
+
+class StaffListConsumer(_TouchedListConsumer):
+    """The staff list of live sessions."""
+
+    def allowed(self, user: Any) -> bool:
+        if not user.is_staff:
+            return False
+        # The page's filters, so that each refresh lists what the page does.
+        self.filters = staff_filters(self.scope.get("query_string", b"").decode("latin-1"))
+        return True
+
+    async def render(self) -> str:
+        rows, tabs = await staff_list(self.filters)
+        render = import_string(setting("STAFF_RENDERER"))
+        return str(render(rows, tabs))
+
+
+class MySessionsConsumer(_TouchedListConsumer):
+    """A user's "My sessions" list."""
+
+    def allowed(self, user: Any) -> bool:
+        if not user.is_authenticated:
+            return False
+        self.user_id = str(user.pk)
+        self.key = self.scope.get("cookies", {}).get(settings.SESSION_COOKIE_NAME)
+        return True
+
+    async def render(self) -> str:
         # Imported here: the page's views import the socket routes, which import this module.
         from live.web.holders import render_my_sessions
 
-        self._pending = None
-        await self.send(text_data=await render_my_sessions(self.key, self.user_id))
+        return await render_my_sessions(self.key, self.user_id)
