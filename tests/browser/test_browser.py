@@ -8,9 +8,12 @@ person would see, with a timeout.
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 
@@ -395,6 +398,133 @@ def test_login_and_logout_in_one_tab_keep_every_tab_working(
     a.add("next", "session")
     expect(b.value("next")).to_have_text(shown("session"), timeout=WAIT_MS)
     assert_no_reload(a, b)
+
+
+class SlowAnswers:
+    """A TCP proxy in front of a server that holds, while asked to, what the browser would hear.
+
+    A browser sets a cookie when the answer reaches it, so an answer is held
+    here, on its way, rather than in the browser. While holding, the answer to
+    a login and what every socket opened meanwhile hears after its handshake
+    wait, each in order, until let through.
+    """
+
+    def __init__(self, port: int) -> None:
+        self.target = port
+        self.holding = False
+        self.server: asyncio.Server | None = None
+        self.held: dict[str, list[tuple[asyncio.StreamWriter, bytes]]] = {"login": [], "socket": []}
+        self.loop = asyncio.new_event_loop()
+        listening = threading.Event()
+        self.thread = threading.Thread(target=self._serve, args=(listening,), daemon=True)
+        self.thread.start()
+        listening.wait()
+
+    def _serve(self, listening: threading.Event) -> None:
+        self.server = self.loop.run_until_complete(
+            asyncio.start_server(self._connection, "127.0.0.1", 0)
+        )
+        self.port = self.server.sockets[0].getsockname()[1]
+        listening.set()
+        self.loop.run_forever()
+
+    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        upstream_reader, upstream = await asyncio.open_connection("127.0.0.1", self.target)
+        kind: list[
+            str
+        ] = []  # what this connection's answers wait as, once it asks for something held
+
+        async def ask() -> None:
+            while data := await reader.read(65536):
+                if self.holding and not kind:
+                    if data.startswith(b"POST /login/submit/"):
+                        kind.append("login")
+                    elif data.startswith(b"GET /ws/") and b"again=" in data.split(b"\r\n", 1)[0]:
+                        kind.append("socket")
+                upstream.write(data)
+            upstream.close()
+
+        async def hear() -> None:
+            handshake = True
+            while data := await upstream_reader.read(65536):
+                if kind == ["socket"] and handshake:
+                    # The handshake goes through, so the page's socket opens.
+                    head, _, data = data.partition(b"\r\n\r\n")
+                    writer.write(head + b"\r\n\r\n")
+                    handshake = False
+                held = self.held[kind[0]] if kind else None
+                if held is not None and (self.holding or held):
+                    held.append((writer, data))
+                else:
+                    writer.write(data)
+            writer.close()
+
+        await asyncio.gather(ask(), hear(), return_exceptions=True)
+
+    def hold(self) -> None:
+        self.holding = True
+
+    def let_through(self, kind: str) -> None:
+        """Deliver what is held of one kind, in order; from now on nothing is held."""
+
+        def deliver() -> None:
+            self.holding = False
+            for writer, data in self.held[kind]:
+                writer.write(data)
+            self.held[kind].clear()
+
+        self.loop.call_soon_threadsafe(deliver)
+
+    def close(self) -> None:
+        async def shut() -> None:
+            if self.server is not None:
+                self.server.close()
+            others = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+            for task in others:
+                task.cancel()
+            await asyncio.gather(*others, return_exceptions=True)
+
+        asyncio.run_coroutine_threadsafe(shut(), self.loop).result(timeout=WAIT_MS / 1000)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join()
+        self.loop.close()
+
+
+def test_a_login_answered_after_its_push_ends_signed_in(
+    context: BrowserContext, live_server: Server
+) -> None:
+    """The login's push (the key moved) reaches the tab before its answer sets the cookie.
+
+    A socket opened before the answer came in would carry the retired key, and
+    its "no session", heard after the answer, would be the tab's last word.
+    """
+    subprocess.run(
+        [sys.executable, "manage.py", "demo_user"], cwd=ROOT, env=live_server.env, check=True
+    )
+    proxy = SlowAnswers(live_server.port)
+    try:
+        tab = BrowserTab(context.new_page(), dataclasses.replace(live_server, port=proxy.port))
+        page = tab.page
+        tab.add("before", "login")
+        proxy.hold()
+        account = page.locator("#account")
+        account.locator("input[name=username]").fill("demo")
+        account.locator("input[name=password]").fill("demo")
+        account.get_by_role("button", name="Log in").click()
+        # The push closed the socket: the tab waits for its answer, or has opened a new socket.
+        reconnected = "#live[ws-connect*='again='] #live-status[data-state='open']"
+        waiting = "#live-status[data-state='waiting']"
+        expect(page.locator(f"{reconnected}, {waiting}")).to_be_attached(timeout=WAIT_MS)
+        proxy.let_through("login")
+        expect(account).to_contain_text("Signed in", timeout=WAIT_MS)
+        proxy.let_through("socket")
+        expect(tab.status).to_have_attribute("data-state", "open", timeout=WAIT_MS)
+        expect(account).to_contain_text("Signed in")
+        expect(tab.row("before")).to_be_attached()
+        assert_no_reload(tab)
+        assert tab.errors == []
+    finally:
+        proxy.close()
 
 
 def test_long_keys_and_values_wrap_inside_the_page(

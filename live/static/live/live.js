@@ -147,6 +147,17 @@
     }
   }
 
+  // Tabs of one browser share its cookie, and any answer may set it (a login,
+  // a logout, a flush, a first write). A socket opened while this tab's answer
+  // is on its way would carry the old cookie, so a tab reconnects only once its
+  // own answers are in; and a socket opened while any tab's answer came in may
+  // have carried the old one, so a "no session" from it is asked again.
+  var pending = 0;     // this tab's requests still on their way
+  var answers = 0;     // answers heard of so far, in this tab or another
+  var askedAt = 0;     // `answers` when the current socket was asked for
+  var waiting = false; // a reconnect waits for this tab's answers
+  var ended = false;   // the browser held no session when this tab last asked
+
   // A new socket on the same element: its URL gets a new count, which makes
   // htmx set the element up again, with a socket of its own. The page's
   // elements stay in place, so an answer still in flight finds the editor it
@@ -156,30 +167,39 @@
   function reconnect() {
     var live = document.getElementById("live");
     if (!live || !live.hasAttribute("ws-connect")) { return; }
+    if (pending > 0) {
+      waiting = true;
+      setStatus("reconnecting after this tab's answer…", "waiting");
+      return;
+    }
+    waiting = false;
+    askedAt = answers;
     var url = live.getAttribute("ws-connect").replace(/&again=\d+$/, "");
     reconnects += 1;
     live.setAttribute("ws-connect", url + "&again=" + reconnects);
     htmx.process(live);
   }
 
-  // Tabs of one browser share its cookie. When one of them may have started a
-  // session (a page load, a write, a login), it tells the others, and a tab
-  // whose session has ended reconnects to find the browser's current one.
-  var ended = false;
+  // Another tab's answer (or its page load) may have started a session.
   var tabs = "BroadcastChannel" in window ? new BroadcastChannel("live-session") : null;
-  function announce() {
+  function answered() {
+    answers += 1;
+    if (ended || (waiting && pending === 0)) { reconnect(); }
+  }
+  if (tabs) { tabs.onmessage = answered; }
+  document.addEventListener("DOMContentLoaded", function () {
     if (tabs) { tabs.postMessage("session"); }
-  }
-  if (tabs) {
-    tabs.onmessage = function () {
-      if (ended) { reconnect(); }
-    };
-  }
-  document.addEventListener("DOMContentLoaded", announce);
-  document.addEventListener("htmx:afterRequest", function (evt) {
-    if (!evt.detail.successful) { return; }
-    announce();
-    if (ended) { reconnect(); }
+  });
+  // The request's own end, not htmx's afterRequest: that one is not heard
+  // here when the control that asked was replaced while it waited.
+  document.addEventListener("htmx:beforeSend", function (evt) {
+    var xhr = evt.detail.xhr;
+    pending += 1;
+    xhr.addEventListener("loadend", function () {
+      pending -= 1;
+      if (xhr.status && tabs) { tabs.postMessage("session"); }
+      answered();
+    });
   });
 
   document.addEventListener("htmx:wsOpen", function () {
@@ -193,6 +213,10 @@
       return; // htmx reconnects these by itself
     }
     if (code === 4404) {
+      if (answers !== askedAt) {
+        reconnect(); // an answer came in meanwhile: its cookie decides
+        return;
+      }
       // This browser holds no session now: wait until a tab starts one.
       ended = true;
       setStatus("no session", "ended");
@@ -206,7 +230,9 @@
     }
     // The session left this key (4307: a login, a logout, a flush, a key
     // cycled), or an idle timeout's 1000, a proxy's 1001: a fresh socket
-    // follows the cookie, once the answer that changed it has set it.
+    // follows the cookie. The short wait lets another tab's answer, which
+    // this tab cannot see on its way, set the cookie first; if it comes
+    // later, the "no session" above is asked again.
     setTimeout(reconnect, 300);
   });
 
