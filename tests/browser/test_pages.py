@@ -97,6 +97,27 @@ def test_account_box_names_the_user_in_every_tab_and_to_staff(
     assert console.seen == [], console.seen
 
 
+def test_what_someone_types_into_the_login_form_stays_while_other_tabs_write(
+    new_context: Callable[[], BrowserContext], live_server: Server, accounts: None
+) -> None:
+    console = ConsoleErrors()
+    context = new_context()
+    a, b = dashboard(context, live_server, console), dashboard(context, live_server, console)
+    account = a.page.locator("#account")
+    account.locator("input[name=username]").fill("demo")
+    account.locator("input[name=password]").fill("demo")
+    # Every push carries the account box; B's write reaches A while A's form is half done.
+    b.add("meanwhile", "written")
+    expect(a.row("meanwhile")).to_be_attached(timeout=WAIT_MS)
+    expect(account.locator("input[name=username]")).to_have_value("demo")
+    a.answer(account.get_by_role("button", name="Log in"))
+    expect(b.page.locator("#account [data-username]")).to_have_text("demo", timeout=WAIT_MS)
+    # Signed in, the box has no login form; after a logout it has an empty one again.
+    b.press("Log out")
+    expect(account.locator("input[name=username]")).to_have_value("", timeout=WAIT_MS)
+    assert console.seen == [], console.seen
+
+
 def test_logins_logouts_and_watching_leave_the_console_quiet(
     new_context: Callable[[], BrowserContext], live_server: Server, accounts: None
 ) -> None:
