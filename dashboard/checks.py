@@ -23,11 +23,12 @@ def check_environment(app_configs: Any = None, **kwargs: Any) -> list[CheckMessa
             )
         )
     store = getattr(settings, "SESSION_STORE", "db")
-    if store not in ("db", "redis"):
+    stores = settings.SESSION_STORES
+    if store not in stores:
         problems.append(
             Error(
                 f"SESSION_STORE has the unknown value {store!r}.",
-                hint="Use SESSION_STORE=db (the database) or SESSION_STORE=redis, or unset it.",
+                hint=f"Use one of {', '.join(stores)}, or unset it.",
                 id="dashboard.E002",
             )
         )

@@ -14,7 +14,8 @@ from tests.conftest import ROOT, server_env
 def settings_with(**env: str) -> dict[str, object]:
     script = (
         "import json, asgi_config.settings as s; print(json.dumps({name: getattr(s, name, None)"
-        " for name in ('SECURE_PROXY_SSL_HEADER', 'CSRF_TRUSTED_ORIGINS', 'SECURE_SSL_REDIRECT')}))"
+        " for name in ('SECURE_PROXY_SSL_HEADER', 'CSRF_TRUSTED_ORIGINS', 'SECURE_SSL_REDIRECT',"
+        " 'SESSION_ENGINE')}))"
     )
     clean = {k: v for k, v in os.environ.items() if not k.startswith("DJANGO_")}
     done = subprocess.run(
@@ -40,6 +41,13 @@ def test_settings_trust_forwarded_proto_behind_a_proxy() -> None:
 def test_settings_read_trusted_origins() -> None:
     found = settings_with(DJANGO_TRUSTED_ORIGINS="https://a.example, https://b.example")
     assert found["CSRF_TRUSTED_ORIGINS"] == ["https://a.example", "https://b.example"]
+
+
+def test_settings_pick_the_session_engine_by_store() -> None:
+    assert settings_with()["SESSION_ENGINE"] == "live.engine"
+    assert settings_with(SESSION_STORE="redis")["SESSION_ENGINE"] == "live.redis_engine"
+    found = settings_with(SESSION_STORE="django-cached_db")["SESSION_ENGINE"]
+    assert found == "django.contrib.sessions.backends.cached_db"
 
 
 def test_production_settings_pass_the_deploy_check():
