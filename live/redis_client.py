@@ -136,7 +136,7 @@ class _Sent:
     the client sends for its own sake mark nothing.
     """
 
-    _OWN = frozenset({"CLUSTER", "ASKING", "READONLY", "HELLO", "AUTH", "CLIENT", "PING"})
+    _OWN = frozenset({"CLUSTER", "ASKING", "READONLY", "HELLO", "AUTH", "CLIENT", "SELECT", "PING"})
     _name = ""
 
     def pack_command(self, *args: Any) -> Any:
@@ -148,12 +148,23 @@ class _Sent:
         return super().pack_commands(commands)  # type: ignore[misc]
 
     async def send_packed_command(self, command: Any, check_health: bool = True) -> None:
-        name = self._name
-        if not self.is_connected:  # type: ignore[attr-defined]
-            await self.connect()  # type: ignore[attr-defined]
-        if name not in self._OWN:
+        # The commands of a connection's own set-up go out while it connects.
+        if self._name not in self._OWN:
+            await self._ready()
             _connected()
         await super().send_packed_command(command, check_health)  # type: ignore[misc]
+
+    async def _ready(self) -> None:
+        # As redis-py's pool checks what it hands out: a connection the node
+        # closed (it stopped or restarted) connects again before anything is
+        # sent, so a change never goes out on a socket already known dead.
+        await self.connect()  # type: ignore[attr-defined]
+        try:
+            if await self.can_read():  # type: ignore[attr-defined]
+                raise redis.ConnectionError("Connection has data")
+        except (redis.ConnectionError, redis.TimeoutError, OSError):
+            await self.disconnect()  # type: ignore[attr-defined]
+            await self.connect()  # type: ignore[attr-defined]
 
 
 class _ClusterConnection(_Sent, redis.asyncio.Connection):
