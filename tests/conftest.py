@@ -331,10 +331,12 @@ def start_cluster(folder: Path, count: int = 3) -> LocalCluster:
     for n in range(count):
         node = folder / f"node-{n}"
         node.mkdir()
-        args = ("--save", "", "--appendonly", "no", "--cluster-enabled", "yes")
-        args += ("--cluster-config-file", "nodes.conf", "--cluster-port", str(free_port()))
-        args += ("--cluster-require-full-coverage", "no", "--cluster-node-timeout", "2000")
-        primaries.append(RedisServer(free_port(), node, args))
+        args = [
+            *("--save", "", "--appendonly", "no", "--cluster-enabled", "yes"),
+            *("--cluster-config-file", "nodes.conf", "--cluster-port", str(free_port())),
+            *("--cluster-require-full-coverage", "no", "--cluster-node-timeout", "2000"),
+        ]
+        primaries.append(RedisServer(free_port(), node, tuple(args)))
     cluster = LocalCluster(primaries)
     try:
         for server in primaries:
