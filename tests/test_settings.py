@@ -7,16 +7,23 @@ import os
 import secrets
 import subprocess
 import sys
+from typing import Any
 
 from tests.conftest import ROOT, server_env
 
+NAMES = ("SECURE_PROXY_SSL_HEADER", "CSRF_TRUSTED_ORIGINS", "SECURE_SSL_REDIRECT")
 
-def settings_with(**env: str) -> dict[str, object]:
+
+def settings_with(names: tuple[str, ...] = NAMES, **env: str) -> dict[str, object]:
     script = (
         "import json, asgi_config.settings as s; print(json.dumps({name: getattr(s, name, None)"
-        " for name in ('SECURE_PROXY_SSL_HEADER', 'CSRF_TRUSTED_ORIGINS', 'SECURE_SSL_REDIRECT')}))"
+        f" for name in {names!r}}}, default=str))"
     )
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("DJANGO_")}
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("DJANGO_") and k not in ("REDIS_URL", "CHANNELS_REDIS_URL")
+    }
     done = subprocess.run(
         [sys.executable, "-c", script],
         env={**clean, "DJANGO_SECRET_KEY": "x" * 50, **env},
@@ -40,6 +47,19 @@ def test_settings_trust_forwarded_proto_behind_a_proxy() -> None:
 def test_settings_read_trusted_origins() -> None:
     found = settings_with(DJANGO_TRUSTED_ORIGINS="https://a.example, https://b.example")
     assert found["CSRF_TRUSTED_ORIGINS"] == ["https://a.example", "https://b.example"]
+
+
+def test_settings_keep_the_channel_layer_on_a_single_redis_beside_a_cluster() -> None:
+    names = ("CHANNELS_REDIS_URL", "CHANNEL_LAYERS")
+    single = settings_with(names, REDIS_URL="redis://r:6379/0")
+    assert single["CHANNELS_REDIS_URL"] == "redis://r:6379/0"
+    cluster = settings_with(names, REDIS_URL="redis+cluster://c:7000")
+    assert cluster["CHANNELS_REDIS_URL"] is None
+    both = settings_with(
+        names, REDIS_URL="redis+cluster://c:7000", CHANNELS_REDIS_URL="redis://r:6379/0"
+    )
+    layer: Any = both["CHANNEL_LAYERS"]
+    assert layer["default"]["CONFIG"]["hosts"][0]["address"] == "redis://r:6379/0"
 
 
 def test_production_settings_pass_the_deploy_check():
