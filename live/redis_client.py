@@ -202,7 +202,10 @@ def _sync_client(address: str) -> redis.Redis | redis.cluster.RedisCluster:
     retry = redis.retry.Retry(NoBackoff(), 0)
     if is_cluster(address):
         # Each node gets a pool of _Pool: it waits for a free connection as the
-        # single-node pool does.
+        # single-node pool does. It notes a connection also when the client
+        # asks a node for the slots, so a sync change that a stopped node
+        # refused may be called "may or may not have been saved": more than is
+        # known, never less.
         return redis.cluster.RedisCluster.from_url(
             _node_url(address), retry=retry, connection_pool_class=_Pool, **_OPTIONS
         )

@@ -3,7 +3,8 @@
 An operation of the engine is written once, as a generator that yields script
 calls and receives their replies; call_sync and call_async drive it with
 redis-py's sync or asyncio client, and call_many pipelines several one-call
-operations in one round trip. An async operation waits on Redis at most
+operations in one round trip (on a cluster, whose pipelines take no scripts, it
+sends them a few at a time). An async operation waits on Redis at most
 redis_client.BUDGET in all. A read is sent once more when its pooled connection
 turns out dead (the server restarted); a change never is, since its reply may
 be what was lost. A client error becomes Unavailable, whose message the
@@ -167,7 +168,7 @@ async def read(fetch: Callable[[redis_client.AsyncClient], Awaitable[T]]) -> T:
 
 
 async def call_many(operations: list[Operation[T]]) -> list[T]:
-    """Read operations of one call each, pipelined: one round trip for all."""
+    """Read operations of one call each, pipelined: one round trip for all (a few on a cluster)."""
     calls = [next(operation) for operation in operations]
 
     async def fetch(client: redis_client.AsyncClient) -> list[Any]:

@@ -10,6 +10,7 @@ primary that stops mid-run.
 from __future__ import annotations
 
 import asyncio
+import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -23,7 +24,7 @@ from live.sessions import redis as redis_engine
 from live.sessions import redis_script
 from live.sessions.base import LiveSessionBase
 from live.types import Unavailable
-from tests.conftest import LocalCluster
+from tests.conftest import LocalCluster, RedisServer
 from tests.helpers import client_for, new_session
 
 pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
@@ -176,6 +177,18 @@ async def test_cluster_tab_counts_join_and_leave_on_every_primary(nodes):
 # --- a primary stops ---------------------------------------------------------------------
 
 
+def failed(witness: RedisServer, down: RedisServer, timeout: float = 20.0) -> None:
+    """Wait until `witness` marks `down` as failed (after cluster-node-timeout)."""
+    deadline = time.monotonic() + timeout
+    command = ["redis-cli", "-p", str(witness.port), "cluster", "nodes"]
+    while not any(
+        f":{down.port}@" in line and "fail" in line.split()[2].split(",")
+        for line in subprocess.run(command, capture_output=True, text=True).stdout.splitlines()
+    ):
+        assert time.monotonic() < deadline, "the stopped primary was never marked as failed"
+        time.sleep(0.05)
+
+
 @pytest.fixture
 def stoppable(own_redis_cluster: LocalCluster, settings: Any) -> LocalCluster:
     settings.REDIS_URL = own_redis_cluster.url
@@ -198,15 +211,22 @@ async def test_cluster_a_stopped_primary_refuses_its_writes_and_the_others_go_on
     down = stoppable.primaries[1]
     # The loop runs meanwhile and sees the pooled connections to it close.
     await asyncio.to_thread(down.stop)
-    for port, session in sessions.items():
-        await session.aset("n", 99)
-        if port == down.port:
-            with pytest.raises(Unavailable) as refused:
-                await asyncio.wait_for(session.asave(), redis_client.BUDGET + 0.5)
-            assert str(refused.value) == redis_script.NOT_SAVED
-        else:
-            await session.asave()
-            acknowledged[port] = 99
+
+    async def write_everywhere(n: int) -> None:
+        for port, session in sessions.items():
+            await session.aset("n", n)
+            if port == down.port:
+                with pytest.raises(Unavailable) as refused:
+                    await asyncio.wait_for(session.asave(), redis_client.BUDGET + 0.5)
+                assert str(refused.value) == redis_script.NOT_SAVED
+            else:
+                await session.asave()
+                acknowledged[port] = n
+
+    # At once, and again once the other primaries have marked it as failed.
+    await write_everywhere(98)
+    await asyncio.to_thread(failed, stoppable.primaries[0], down)
+    await write_everywhere(99)
     for port, session in sessions.items():
         if port != down.port:
             assert await reload(session.session_key) == {"n": acknowledged[port]}
