@@ -151,7 +151,7 @@ async def test_cluster_listing_finds_the_sessions_on_every_primary(nodes):
     assert digests <= {row.digest for row in await Store.aowned("41")}
     assert await Store.acount_active(0) >= 3
     # The metrics page's set of processes is one key: it counts this one.
-    assert await sampler._count_processes(time.time()) >= 1
+    assert (await sampler._count_processes(time.time()) or 0) >= 1
 
 
 async def test_cluster_tab_counts_join_and_leave_on_every_primary(nodes):
