@@ -70,6 +70,12 @@ ALLOWED_HOSTS = [
     if h.strip()
 ]
 REDIS_URL = os.environ.get("REDIS_URL") or None
+# The channel layer's Redis: REDIS_URL, unless that names a Redis Cluster
+# (redis+cluster://), which channels-redis cannot use; then CHANNELS_REDIS_URL,
+# a single Redis (the system check dashboard.E003 asks for it).
+CHANNELS_REDIS_URL = os.environ.get("CHANNELS_REDIS_URL") or (
+    REDIS_URL if REDIS_URL and "+cluster://" not in REDIS_URL else None
+)
 DATABASE_URL = os.environ.get("DATABASE_URL") or None
 # Where sessions live: "db" (DATABASE_URL, live.engine) or "redis" (REDIS_URL,
 # live.redis_engine); "django-db" and the like pick one of Django's own engines,
@@ -141,7 +147,7 @@ SESSION_COOKIE_SAMESITE = "Lax"
 SESSION_COOKIE_SECURE = not DEBUG
 CSRF_COOKIE_SECURE = not DEBUG
 
-if REDIS_URL:
+if CHANNELS_REDIS_URL:
     from redis.maint_notifications import MaintNotificationsConfig
 
     CHANNEL_LAYERS = {
@@ -155,7 +161,7 @@ if REDIS_URL:
             "CONFIG": {
                 "hosts": [
                     {
-                        "address": REDIS_URL,
+                        "address": CHANNELS_REDIS_URL,
                         "socket_connect_timeout": 2,
                         "socket_timeout": 2,
                         "maint_notifications_config": MaintNotificationsConfig(enabled=False),

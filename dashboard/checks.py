@@ -32,6 +32,17 @@ def check_environment(app_configs: Any = None, **kwargs: Any) -> list[CheckMessa
                 id="dashboard.E002",
             )
         )
+    redis_url = getattr(settings, "REDIS_URL", None) or ""
+    if "+cluster://" in redis_url and not getattr(settings, "CHANNELS_REDIS_URL", None):
+        problems.append(
+            Error(
+                "REDIS_URL names a Redis Cluster, which the channel layer (channels-redis) "
+                "cannot use.",
+                hint="Set CHANNELS_REDIS_URL=redis://host:6379/0 as well: a single Redis for "
+                "the pushes between processes.",
+                id="dashboard.E003",
+            )
+        )
     # SESSION_STORE=redis picks live.redis_engine, so a missing REDIS_URL is the
     # app's check live.E004, reported once, there.
     return problems

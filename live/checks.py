@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from importlib import import_module
 from typing import Any
+from urllib.parse import urlparse
 
 import django
 from django.apps import apps
@@ -246,6 +247,21 @@ def check_mask(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
                 f"LIVE_SESSIONS['MASK_KEYS'] is not a regular expression: {exc}.",
                 hint=f"Set it to a regex searched in key names, such as {DEFAULTS['MASK_KEYS']!r}.",
                 id="live.E015",
+            )
+        ]
+    return []
+
+
+@register(TAG)
+def check_redis_cluster(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    # A cluster has database 0 only; redis-py refuses to make a client for another.
+    parsed = urlparse(str(getattr(settings, "REDIS_URL", None) or ""))
+    if parsed.scheme.endswith("+cluster") and parsed.path.strip("/") not in ("", "0"):
+        return [
+            Error(
+                f"REDIS_URL names a Redis Cluster with the database {parsed.path.strip('/')!r}.",
+                hint="A Redis Cluster has only database 0: end REDIS_URL with /0 or the port.",
+                id="live.E016",
             )
         ]
     return []

@@ -1,12 +1,19 @@
 """redis-py clients for REDIS_URL: one per event loop, one for sync code.
 
+A URL whose scheme ends in "+cluster" (redis+cluster://host:port, or
+rediss+cluster:// with TLS) names any node of a Redis Cluster, and the clients
+are redis-py's cluster clients, which find the other nodes themselves.
+
 asyncio connections belong to the loop that opened them, and tests (and
 async_to_sync) run several loops in one process, so async clients are kept per
 loop (live.loops.PerLoop). Every wait is bounded by BUDGET, the longest a
 request may wait on Redis: a stopped Redis refuses connections at once, and the
 timeouts bound a hung or unreachable one. redis-py retries nothing (a retried
 write whose reply was lost could apply twice); callers retry what is safe to
-retry, and turn DOWN errors into what suits them.
+retry, and turn DOWN errors into what suits them. The cluster clients are set
+up alike: no retries of their own after a connection error or a timeout. They
+still follow MOVED and ASK redirections and wait out TRYAGAIN, since a node
+that redirects or asks to try again ran nothing.
 
 redis-py checks a pooled connection before handing it out and reconnects one
 that the server closed (after a restart), but skips that check while its
@@ -25,11 +32,14 @@ from typing import Any
 
 import redis
 import redis.asyncio
+import redis.asyncio.cluster
 import redis.asyncio.retry
+import redis.cluster
 import redis.retry
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from redis.backoff import NoBackoff
+from redis.exceptions import ClusterError, RedisClusterException
 from redis.maint_notifications import MaintNotificationsConfig
 
 from live.loops import PerLoop
@@ -40,11 +50,27 @@ BUDGET = 2.0
 CONNECT_TIMEOUT = BUDGET
 SOCKET_TIMEOUT = BUDGET
 # Connections per client; a burst of requests waits for one to free up (a
-# pool that refuses instead turns a busy second into errors).
+# pool that refuses instead turns a busy second into errors). The asyncio
+# cluster client keeps this many per node and cannot wait: beyond it a command
+# fails with MaxConnectionsError, a ConnectionError sent nowhere.
 MAX_CONNECTIONS = 50
 POOL_TIMEOUT = BUDGET
-# What a client raises when Redis is down, restarting, unreachable or too slow.
-DOWN = (redis.ConnectionError, redis.TimeoutError, redis.ReadOnlyError, OSError)
+# What a client raises when Redis is down, restarting, unreachable or too slow;
+# on a cluster also when a slot's primary has failed (CLUSTERDOWN), no node
+# covers a slot, or no node can be reached to learn the slots. The cluster
+# client raises RedisClusterException too for a command it cannot route (keys
+# of several slots): the engine sends none, and its test suite runs on a
+# cluster to keep it so.
+DOWN = (
+    redis.ConnectionError,
+    redis.TimeoutError,
+    redis.ReadOnlyError,
+    OSError,
+    ClusterError,
+    RedisClusterException,
+)
+# The scheme suffix that names a Redis Cluster.
+CLUSTER = "+cluster"
 
 _OPTIONS: dict[str, Any] = {
     "decode_responses": True,
@@ -56,7 +82,8 @@ _OPTIONS: dict[str, Any] = {
     "maint_notifications_config": MaintNotificationsConfig(enabled=False),
 }
 # Each loop's clients, by URL.
-_async: PerLoop[dict[str, redis.asyncio.Redis]] = PerLoop(dict)
+AsyncClient = redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster
+_async: PerLoop[dict[str, AsyncClient]] = PerLoop(dict)
 
 
 @dataclass
@@ -101,6 +128,53 @@ class _AsyncPool(redis.asyncio.BlockingConnectionPool):
         return connection
 
 
+class _Sent:
+    """Marks the attempt once a command of the caller's goes out on a cluster connection.
+
+    A cluster client connects inside the command (to learn the slots, to a
+    node it has not met), so the mark waits for the command itself; commands
+    the client sends for its own sake mark nothing.
+    """
+
+    _OWN = frozenset({"CLUSTER", "ASKING", "READONLY", "HELLO", "AUTH", "CLIENT", "SELECT", "PING"})
+    _name = ""
+
+    def pack_command(self, *args: Any) -> Any:
+        self._name = str(args[0]).split(" ")[0].upper()
+        return super().pack_command(*args)  # type: ignore[misc]
+
+    def pack_commands(self, commands: Any) -> Any:
+        self._name = "PIPELINE"
+        return super().pack_commands(commands)  # type: ignore[misc]
+
+    async def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+        # The commands of a connection's own set-up go out while it connects.
+        if self._name not in self._OWN:
+            await self._ready()
+            _connected()
+        await super().send_packed_command(command, check_health)  # type: ignore[misc]
+
+    async def _ready(self) -> None:
+        # As redis-py's pool checks what it hands out: a connection the node
+        # closed (it stopped or restarted) connects again before anything is
+        # sent, so a change never goes out on a socket already known dead.
+        await self.connect()  # type: ignore[attr-defined]
+        try:
+            if await self.can_read():  # type: ignore[attr-defined]
+                raise redis.ConnectionError("Connection has data")
+        except (redis.ConnectionError, redis.TimeoutError, OSError):
+            await self.disconnect()  # type: ignore[attr-defined]
+            await self.connect()  # type: ignore[attr-defined]
+
+
+class _ClusterConnection(_Sent, redis.asyncio.Connection):
+    pass
+
+
+class _ClusterSSLConnection(_Sent, redis.asyncio.SSLConnection):
+    pass
+
+
 def url() -> str:
     found = getattr(settings, "REDIS_URL", None)
     if not found:
@@ -108,27 +182,67 @@ def url() -> str:
     return str(found)
 
 
-def sync_client() -> redis.Redis:
+def is_cluster(address: str) -> bool:
+    """Whether a Redis URL names a Redis Cluster (redis+cluster://, rediss+cluster://)."""
+    return address.partition("://")[0].endswith(CLUSTER)
+
+
+def _node_url(address: str) -> str:
+    scheme, _, rest = address.partition("://")
+    return f"{scheme.removesuffix(CLUSTER)}://{rest}"
+
+
+def sync_client() -> redis.Redis | redis.cluster.RedisCluster:
     """The process's sync client (its pool is thread-safe)."""
     return _sync_client(url())
 
 
 @cache
-def _sync_client(address: str) -> redis.Redis:
+def _sync_client(address: str) -> redis.Redis | redis.cluster.RedisCluster:
     retry = redis.retry.Retry(NoBackoff(), 0)
+    if is_cluster(address):
+        # Each node gets a pool of _Pool: it waits for a free connection as the
+        # single-node pool does. It notes a connection also when the client
+        # asks a node for the slots, so a sync change that a stopped node
+        # refused may be called "may or may not have been saved": more than is
+        # known, never less.
+        return redis.cluster.RedisCluster.from_url(
+            _node_url(address), retry=retry, connection_pool_class=_Pool, **_OPTIONS
+        )
     pool = _Pool.from_url(address, retry=retry, **_OPTIONS)
     return redis.Redis(connection_pool=pool)
 
 
-def async_client() -> redis.asyncio.Redis:
+def async_client() -> AsyncClient:
     """The running event loop's client."""
     address = url()
     clients = _async.get()
     if address not in clients:
-        retry = redis.asyncio.retry.Retry(NoBackoff(), 0)
-        pool = _AsyncPool.from_url(address, retry=retry, **_OPTIONS)
-        clients[address] = redis.asyncio.Redis(connection_pool=pool)
+        make = _async_cluster if is_cluster(address) else _async_single
+        clients[address] = make(address)
     return clients[address]
+
+
+def _async_single(address: str) -> redis.asyncio.Redis:
+    retry = redis.asyncio.retry.Retry(NoBackoff(), 0)
+    pool = _AsyncPool.from_url(address, retry=retry, **_OPTIONS)
+    return redis.asyncio.Redis(connection_pool=pool)
+
+
+def _async_cluster(address: str) -> redis.asyncio.cluster.RedisCluster:
+    options = {k: v for k, v in _OPTIONS.items() if k != "timeout"}
+    client = redis.asyncio.cluster.RedisCluster.from_url(
+        _node_url(address), retry=redis.asyncio.retry.Retry(NoBackoff(), 0), **options
+    )
+    # The cluster client takes no connection class; the nodes it creates read
+    # it from these shared keyword arguments.
+    kwargs = client.get_connection_kwargs()
+    ssl = kwargs["connection_class"] is redis.asyncio.SSLConnection
+    tracked = _ClusterSSLConnection if ssl else _ClusterConnection
+    kwargs["connection_class"] = tracked
+    for node in client.nodes_manager.startup_nodes.values():
+        node.connection_class = tracked
+    return client
 
 
 async def aclose() -> None:
@@ -136,4 +250,7 @@ async def aclose() -> None:
     clients = _async.get()
     while clients:
         _address, client = clients.popitem()
-        await client.aclose(close_connection_pool=True)
+        if isinstance(client, redis.asyncio.cluster.RedisCluster):
+            await client.aclose()
+        else:
+            await client.aclose(close_connection_pool=True)

@@ -279,6 +279,91 @@ def own_redis(tmp_path: Path) -> Iterator[Callable[..., RedisServer]]:
         server.kill()
 
 
+@dataclass
+class LocalCluster:
+    """A Redis Cluster of primaries without replicas, each a redis-server of the test's own.
+
+    cluster-require-full-coverage is off, as a cluster without replicas needs
+    for the slots of the other primaries to go on while one is down.
+    """
+
+    primaries: list[RedisServer]
+
+    @property
+    def url(self) -> str:
+        return f"redis+cluster://127.0.0.1:{self.primaries[0].port}"
+
+    def create(self) -> None:
+        nodes = [f"127.0.0.1:{server.port}" for server in self.primaries]
+        options = ["--cluster-replicas", "0", "--cluster-yes"]
+        subprocess.run(
+            ["redis-cli", "--cluster", "create", *nodes, *options],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            timeout=30,
+        )
+        self.wait_until_ok(self.primaries)
+
+    @staticmethod
+    def wait_until_ok(servers: list[RedisServer], timeout: float = 20.0) -> None:
+        """Poll CLUSTER INFO until every server says cluster_state:ok."""
+        import redis
+
+        deadline = time.monotonic() + timeout
+        for server in servers:
+            client = redis.Redis(port=server.port, socket_timeout=1, decode_responses=True)
+            # redis-py parses CLUSTER INFO into a dict.
+            while client.execute_command("CLUSTER INFO").get("cluster_state") != "ok":
+                assert time.monotonic() < deadline, f"cluster not ok on {server.port}"
+                time.sleep(0.05)
+            client.close()
+
+    def stop(self) -> None:
+        for server in self.primaries:
+            server.kill()
+
+
+def start_cluster(folder: Path, count: int = 3) -> LocalCluster:
+    """Start `count` cluster-enabled redis-servers in `folder` and join them into a cluster."""
+    if not (shutil.which("redis-server") and shutil.which("redis-cli")):
+        skip_or_fail("redis-server or redis-cli is not installed (apt-get install redis-server)")
+    primaries = []
+    for n in range(count):
+        node = folder / f"node-{n}"
+        node.mkdir()
+        args = [
+            *("--save", "", "--appendonly", "no", "--cluster-enabled", "yes"),
+            *("--cluster-config-file", "nodes.conf", "--cluster-port", str(free_port())),
+            *("--cluster-require-full-coverage", "no", "--cluster-node-timeout", "2000"),
+        ]
+        primaries.append(RedisServer(free_port(), node, tuple(args)))
+    cluster = LocalCluster(primaries)
+    try:
+        for server in primaries:
+            server.start()
+        cluster.create()
+    except BaseException:
+        cluster.stop()
+        raise
+    return cluster
+
+
+@pytest.fixture(scope="session")
+def redis_cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The URL of a local Redis Cluster of three primaries, shared by the session's tests."""
+    cluster = start_cluster(tmp_path_factory.mktemp("redis-cluster"))
+    yield cluster.url
+    cluster.stop()
+
+
+@pytest.fixture
+def own_redis_cluster(tmp_path: Path) -> Iterator[LocalCluster]:
+    """A local Redis Cluster of three primaries of the test's own, to stop one of."""
+    cluster = start_cluster(tmp_path)
+    yield cluster
+    cluster.stop()
+
+
 # Flags for Debian's chromium in a sandbox with no network: without the
 # background-networking ones it keeps dialling out and being refused.
 CHROMIUM_ARGS = [

@@ -38,6 +38,24 @@ def test_checks_report_an_unknown_session_store(settings: Any) -> None:
     assert ids("dashboard") == ["dashboard.E002"]
 
 
+def test_checks_report_a_redis_cluster_url_with_a_database_other_than_0(settings: Any) -> None:
+    settings.REDIS_URL = "redis+cluster://127.0.0.1:7000/2"
+    assert ids() == ["live.E016"]
+    for fine in ("redis+cluster://127.0.0.1:7000", "rediss+cluster://c:7000/0", "redis://r/2"):
+        settings.REDIS_URL = fine
+        assert ids() == []
+
+
+def test_checks_report_a_redis_cluster_without_a_redis_for_the_channel_layer(
+    settings: Any,
+) -> None:
+    settings.REDIS_URL = "redis+cluster://127.0.0.1:7000"
+    settings.CHANNELS_REDIS_URL = None
+    assert ids("dashboard") == ["dashboard.E003"]
+    settings.CHANNELS_REDIS_URL = "redis://127.0.0.1:6379/0"
+    assert ids("dashboard") == []
+
+
 def test_checks_report_a_missing_session_middleware(settings: Any) -> None:
     settings.MIDDLEWARE = [m for m in settings.MIDDLEWARE if "Session" not in m]
     assert ids() == ["live.E002"]

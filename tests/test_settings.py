@@ -7,17 +7,23 @@ import os
 import secrets
 import subprocess
 import sys
+from typing import Any
 
 from tests.conftest import ROOT, server_env
 
+NAMES = ("SECURE_PROXY_SSL_HEADER", "CSRF_TRUSTED_ORIGINS", "SECURE_SSL_REDIRECT")
 
-def settings_with(**env: str) -> dict[str, object]:
+
+def settings_with(names: tuple[str, ...] = NAMES, **env: str) -> dict[str, object]:
     script = (
         "import json, asgi_config.settings as s; print(json.dumps({name: getattr(s, name, None)"
-        " for name in ('SECURE_PROXY_SSL_HEADER', 'CSRF_TRUSTED_ORIGINS', 'SECURE_SSL_REDIRECT',"
-        " 'SESSION_ENGINE')}))"
+        f" for name in {names!r}}}, default=str))"
     )
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("DJANGO_")}
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("DJANGO_") and k not in ("REDIS_URL", "CHANNELS_REDIS_URL")
+    }
     done = subprocess.run(
         [sys.executable, "-c", script],
         env={**clean, "DJANGO_SECRET_KEY": "x" * 50, **env},
@@ -44,10 +50,25 @@ def test_settings_read_trusted_origins() -> None:
 
 
 def test_settings_pick_the_session_engine_by_store() -> None:
-    assert settings_with()["SESSION_ENGINE"] == "live.engine"
-    assert settings_with(SESSION_STORE="redis")["SESSION_ENGINE"] == "live.redis_engine"
-    found = settings_with(SESSION_STORE="django-cached_db")["SESSION_ENGINE"]
-    assert found == "django.contrib.sessions.backends.cached_db"
+    def engine(**env: str) -> object:
+        return settings_with(("SESSION_ENGINE",), **env)["SESSION_ENGINE"]
+
+    assert engine() == "live.engine"
+    assert engine(SESSION_STORE="redis") == "live.redis_engine"
+    assert engine(SESSION_STORE="django-cached_db") == "django.contrib.sessions.backends.cached_db"
+
+
+def test_settings_keep_the_channel_layer_on_a_single_redis_beside_a_cluster() -> None:
+    names = ("CHANNELS_REDIS_URL", "CHANNEL_LAYERS")
+    single = settings_with(names, REDIS_URL="redis://r:6379/0")
+    assert single["CHANNELS_REDIS_URL"] == "redis://r:6379/0"
+    cluster = settings_with(names, REDIS_URL="redis+cluster://c:7000")
+    assert cluster["CHANNELS_REDIS_URL"] is None
+    both = settings_with(
+        names, REDIS_URL="redis+cluster://c:7000", CHANNELS_REDIS_URL="redis://r:6379/0"
+    )
+    layer: Any = both["CHANNEL_LAYERS"]
+    assert layer["default"]["CONFIG"]["hosts"][0]["address"] == "redis://r:6379/0"
 
 
 def test_production_settings_pass_the_deploy_check():

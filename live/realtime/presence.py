@@ -3,10 +3,12 @@
 In one process a dict is the truth. With several processes (REDIS_URL set)
 each process also writes its own count and its tabs' labels into the session's
 Redis hash, under a field named after the process, and keeps a short-lived
-"alive" key fresh from a heartbeat; the total is the sum over processes still
-alive and the labels their union, so the tabs of a process that dies stop
-counting within seconds. Redis trouble never fails a socket: the counts fall
-back to this process's own.
+"alive" key per session fresh from a heartbeat; the total is the sum over
+processes still alive and the labels their union, so the tabs of a process that
+dies stop counting within seconds. A session's hash and alive keys share the
+hash tag of its digest, so each script and command touches one slot of a Redis
+Cluster. Redis trouble never fails a socket: the counts fall back to this
+process's own.
 
 The heartbeat (one per event loop, while this process has tabs) also restores
 the counts after Redis lost them, and drives live.realtime.probe, which checks
@@ -23,7 +25,7 @@ import uuid
 from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from django.conf import settings
 
@@ -37,10 +39,9 @@ logger = logging.getLogger(__name__)
 # stores under its name in Redis, whichever loop a socket runs on.
 _local: Counter[str] = Counter()
 _labels: defaultdict[str, Counter[str]] = defaultdict(Counter)
-# This process's field name in the counts, and the alive key's suffix.
+# This process's field name in the counts, and its alive keys' suffix.
 PROCESS = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 PREFIX = "live:presence:"
-ALIVE = f"{PREFIX}alive:"
 BEAT_SECONDS = 1.0
 ALIVE_MS = 5000
 # A session's counts outlive it by a day at most, if every process forgot them.
@@ -49,9 +50,10 @@ COUNTS_MS = 24 * 3600 * 1000
 # KEYS[1]: the session's hash. Each process has two fields: its name, holding
 # its tab count, and its name + LABELS, holding its tabs' labels joined by ","
 # (a field of their own, so that every other field is a count to sum). ARGV:
-# alive prefix, process, its count ("" to only read), its labels, alive TTL,
-# counts TTL, LABELS. Fields of dead processes are dropped. Returns {total,
-# live processes' labels joined by ","}.
+# the session's alive prefix (its keys share KEYS[1]'s slot), process, its
+# count ("" to only read), its labels, alive TTL, counts TTL, LABELS. Fields of
+# dead processes are dropped. Returns {total, live processes' labels joined by
+# ","}.
 LABELS = "/labels"
 _TOTAL = """
 local suffix = ARGV[7]
@@ -105,6 +107,12 @@ def _shared() -> bool:
     return bool(getattr(settings, "REDIS_URL", None))
 
 
+def _keys(digest: str) -> tuple[str, str]:
+    """The session's hash of counts, and the prefix of its processes' alive keys."""
+    counts = f"{PREFIX}{{{digest}}}"
+    return counts, f"{counts}:alive:"
+
+
 async def _total(digest: str, write: bool) -> Presence:
     """The tabs over live processes, after writing this process's own entry (if `write`)."""
     from live import redis_client  # redis-py is an extra: only a shared setup imports it
@@ -112,8 +120,9 @@ async def _total(digest: str, write: bool) -> Presence:
     try:
         client = redis_client.async_client()
         mine: tuple[str | int, str] = _entry(digest) if write else ("", "")
-        args = [ALIVE, PROCESS, *mine, ALIVE_MS, COUNTS_MS, LABELS]
-        total, named = await client.eval(_TOTAL, 1, PREFIX + digest, *args)
+        counts, alive = _keys(digest)
+        args = [alive, PROCESS, *mine, ALIVE_MS, COUNTS_MS, LABELS]
+        total, named = await client.eval(_TOTAL, 1, counts, *args)
         return Presence(int(total), tuple(sorted(set(filter(None, named.split(","))))))
     except redis_client.DOWN as exc:
         logger.warning("Tab counts are this process's own: %s", exc.__class__.__name__)
@@ -221,17 +230,58 @@ async def _announce(beat: _Beat) -> bool | None:
     """Keep this process alive and its counts stored; whether Redis restarted, None if down."""
     from live import redis_client
 
+    if redis_client.is_cluster(redis_client.url()):
+        await _announce_to_cluster()
+        return False
     try:
         pipe = redis_client.async_client().pipeline(transaction=False)
-        pipe.set(ALIVE + PROCESS, "1", px=ALIVE_MS)
-        for digest in list(_local):
-            tabs, labels = _entry(digest)
-            pipe.hset(PREFIX + digest, PROCESS, tabs)
-            pipe.hset(PREFIX + digest, PROCESS + LABELS, labels)
-            pipe.pexpire(PREFIX + digest, COUNTS_MS)
+        _store(pipe, list(_local))
         pipe.info("server")
         replies = await pipe.execute()
     except redis_client.DOWN:
         return None
     run_id, beat.run_id = beat.run_id, replies[-1].get("run_id")
     return run_id is not None and run_id != beat.run_id
+
+
+def _store(pipe: Any, digests: list[str]) -> None:
+    """Queue this process's entries for these sessions, and its alive marks on them."""
+    for digest in digests:
+        tabs, labels = _entry(digest)
+        counts, alive = _keys(digest)
+        pipe.set(alive + PROCESS, "1", px=ALIVE_MS)
+        pipe.hset(counts, PROCESS, tabs)
+        pipe.hset(counts, PROCESS + LABELS, labels)
+        pipe.pexpire(counts, COUNTS_MS)
+
+
+async def _announce_to_cluster() -> None:
+    """Store the entries with a pipeline per primary: a primary that is down fails only its own.
+
+    The channel layer is not on the cluster, so how the cluster fares says
+    nothing of pushes: the probe alone tells that.
+    """
+    from redis.asyncio.cluster import RedisCluster
+
+    from live import redis_client
+
+    client = redis_client.async_client()
+    assert isinstance(client, RedisCluster)
+    by_node: defaultdict[str, list[str]] = defaultdict(list)
+    try:
+        await client.initialize()
+        for digest in list(_local):
+            node = client.get_node_from_key(_keys(digest)[0])
+            by_node[node.name if node else ""].append(digest)
+    except redis_client.DOWN:
+        return
+
+    async def send(digests: list[str]) -> None:
+        pipe = client.pipeline(transaction=False)
+        _store(pipe, digests)
+        await pipe.execute()
+
+    replies = await asyncio.gather(*map(send, by_node.values()), return_exceptions=True)
+    for reply in replies:
+        if isinstance(reply, BaseException) and not isinstance(reply, redis_client.DOWN):
+            raise reply

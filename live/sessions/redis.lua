@@ -9,8 +9,10 @@
 --   log       list: the timeline, newest first, each entry a JSON object
 -- All four carry the session's expiry as their TTL.
 --
--- KEYS[1..4] are one session's keys (data, versions, meta, log); rotate adds the
--- successor's as KEYS[5..8]. ARGV[1] names the operation, ARGV[2] holds its
+-- KEYS[1..4] are one session's keys (data, versions, meta, log), and a call
+-- touches no others, so it runs within one hash slot of a Redis Cluster; a
+-- cycle_key, which moves a session to another slot, is three calls (export,
+-- arrive, leave). ARGV[1] names the operation, ARGV[2] holds its
 -- arguments as JSON. Values travel as JSON text and are never decoded here, so
 -- numbers keep their exact spelling. Times travel as strings for the same reason.
 
@@ -239,38 +241,51 @@ elseif op == 'merge' then
   stamp(1, version)
   return written(1, applied)
 
-elseif op == 'rotate' then
-  -- Move the session to KEYS[5..8] (a cycle_key), merging the pending diff on
-  -- the way. The version keeps growing.
-  if redis.call('EXISTS', KEYS[7]) == 1 then
+elseif op == 'export' then
+  -- The first step of a cycle_key: the session as it is stored, to move.
+  if redis.call('EXISTS', KEYS[3]) == 0 then
+    return false
+  end
+  return {redis.call('HGET', KEYS[3], 'version'), redis.call('HGETALL', KEYS[1]),
+    redis.call('HGETALL', KEYS[2]), redis.call('LRANGE', KEYS[4], 0, -1),
+    redis.call('HGET', KEYS[1], '_session_expiry') or ''}
+
+elseif op == 'arrive' then
+  -- The second step: the exported session (if any) under the new key, with the
+  -- pending diff merged and the version grown by one. A new key must be free
+  -- unless this cycle wrote it on an earlier attempt.
+  if a.fresh and redis.call('EXISTS', KEYS[3]) == 1 then
     return {'taken'}
   end
-  local found = a.has_old and redis.call('EXISTS', KEYS[3]) == 1
-  local source = 5
-  if found then
-    source = 1
-  end
-  local mismatch = expiry_mismatch(KEYS[source])
-  if mismatch then
-    return mismatch
-  end
-  redis.call('DEL', KEYS[5], KEYS[6], KEYS[8])
+  redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
   local version = 0
-  if found then
-    version = tonumber(redis.call('HGET', KEYS[3], 'version'))
-  end
-  local applied = apply(source, version + 1)
-  if found then
-    for i = 1, 4 do
-      if i ~= 3 and redis.call('EXISTS', KEYS[i]) == 1 then
-        redis.call('RENAME', KEYS[i], KEYS[i + 4])
-      end
+  if a.moved then
+    version = tonumber(a.moved.version)
+    local data, versions = a.moved.data, a.moved.versions
+    for i = 1, #data, 2 do
+      redis.call('HSET', KEYS[1], data[i], data[i + 1])
+    end
+    for i = 1, #versions, 2 do
+      redis.call('HSET', KEYS[2], versions[i], versions[i + 1])
+    end
+    for _, entry in ipairs(a.moved.log) do
+      redis.call('RPUSH', KEYS[4], entry)
     end
   end
+  local applied = apply(1, version + 1)
+  stamp(1, version + 1)
+  record(1, version + 1, applied, '{"op":"cycle","key":""}')
+  return written(1, applied)
+
+elseif op == 'leave' then
+  -- The last step: the old key goes, but only as it was exported (version -1:
+  -- absent); a change made meanwhile sends the cycle round again.
+  local version = redis.call('HGET', KEYS[3], 'version')
+  if tonumber(version or '-1') ~= a.version then
+    return {'changed'}
+  end
   redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
-  stamp(5, version + 1)
-  record(5, version + 1, applied, '{"op":"cycle","key":""}')
-  return written(5, applied)
+  return {'ok'}
 
 elseif op == 'delete' then
   local found = redis.call('DEL', KEYS[3])

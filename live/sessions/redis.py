@@ -4,8 +4,10 @@ Same interface and semantics as live.engine (diff-merge, versions, If-Match
 conflicts, timeline, events), with the storage in Redis (see
 redis.lua and live.sessions.redis_script): a session is a hash under the digest of its key with one
 field per session key, its version a counter, its expiry a TTL. Each operation
-is one Lua script call, atomic in Redis, so concurrent writers never lose each
-other's keys and async code awaits redis-py's asyncio client on the event loop,
+is one Lua script call on one session's keys (one hash slot of a Redis
+Cluster), atomic in Redis, so concurrent writers never lose each other's keys;
+cycle_key, which moves a session between slots, is three (see _moving). Async
+code awaits redis-py's asyncio client on the event loop,
 with no thread hop. Sync code (a command, the shell) uses redis-py's sync
 client for the same scripts. When Redis cannot be reached, every operation
 raises Unavailable (the middleware answers 503) with a sentence saying whether
@@ -19,9 +21,9 @@ import json
 import time
 from typing import Any
 
-import redis.asyncio
 from django.contrib.sessions.backends.base import CreateError, UpdateError
 
+from live import redis_client
 from live.conf import setting
 from live.sessions.base import LiveSessionBase
 from live.sessions.codec import dumps, loads
@@ -192,22 +194,32 @@ class SessionStore(LiveSessionBase):
             return (snapshot, applied) if applied else None
 
     def _moving(self) -> Operation[tuple[str | None, str]]:
+        """cycle_key in three calls, one slot each: export the old, write the new, drop the old.
+
+        The new key is written before the old one goes, and the old one goes
+        only if no change reached it since the export (else the cycle starts
+        over), so no acknowledged change is lost: a failure in between leaves
+        the old session as it was and, at worst, the new one as an orphan that
+        expires.
+        """
         old = self.digest
         changes = self._changes()
-        expiry_text = self._expiry_text
-        attempts = 0
         self._session_key = self._new_key()
-        while attempts < 10:
-            args = self._write_args(changes, expiry_text)
-            args.update(has_old=old is not None)
-            keys = session_keys(old or "") + session_keys(self.digest or "")
-            reply = yield Call(keys, "rotate", args)
+        fresh = True
+        for _ in range(10):
+            exported = (yield Call(session_keys(old), "export", {})) if old else None
+            args = self._write_args(changes, exported[4] if exported else "")
+            args.update(fresh=fresh)
+            if exported:
+                moved = dict(zip(("version", "data", "versions", "log"), exported, strict=False))
+                args.update(moved=moved)
+            reply = yield Call(session_keys(self.digest or ""), "arrive", args)
             if reply[0] == "taken":
-                attempts += 1
                 self._session_key = self._new_key()
                 continue
-            if reply[0] == "expiry":
-                expiry_text = reply[1]
+            fresh = False
+            expected = int(exported[0]) if exported else -1
+            if old and (yield Call(session_keys(old), "leave", {"version": expected}))[0] != "ok":
                 continue
             self._written(to_snapshot(self.digest or "", reply[1:6]))
             self.modified = True
@@ -268,7 +280,9 @@ async def _updated() -> list[tuple[str, float]]:
     # session_keys() names a meta key PREFIX + "{digest}:meta".
     start, end = len(PREFIX) + 1, -len("}:meta")
 
-    async def fetch(client: redis.asyncio.Redis) -> tuple[list[str], list[Any]]:
+    # On a cluster, scan_iter visits every primary, and the pipeline sends each
+    # primary the HGETs of its own keys.
+    async def fetch(client: redis_client.AsyncClient) -> tuple[list[str], list[Any]]:
         names = [name async for name in client.scan_iter(match=f"{PREFIX}*:meta", count=1000)]
         async with client.pipeline(transaction=False) as pipe:
             for name in names:

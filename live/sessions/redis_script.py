@@ -3,7 +3,8 @@
 An operation of the engine is written once, as a generator that yields script
 calls and receives their replies; call_sync and call_async drive it with
 redis-py's sync or asyncio client, and call_many pipelines several one-call
-operations in one round trip. An async operation waits on Redis at most
+operations in one round trip (on a cluster, whose pipelines take no scripts, it
+sends them a few at a time). An async operation waits on Redis at most
 redis_client.BUDGET in all. A read is sent once more when its pooled connection
 turns out dead (the server restarted); a change never is, since its reply may
 be what was lost. A client error becomes Unavailable, whose message the
@@ -22,10 +23,11 @@ from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
-import redis.asyncio
 from redis import BusyLoadingError, ReadOnlyError
 from redis import ConnectionError as RedisConnectionError
 from redis import TimeoutError as RedisTimeout
+from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import ClusterDownError, RedisClusterException
 
 from live import redis_client
 from live.sessions.codec import loads
@@ -35,7 +37,9 @@ logger = logging.getLogger(__name__)
 
 _SCRIPT = Path(__file__).with_name("redis.lua").read_text()
 # The script's operations that change nothing, and so may be sent twice.
-READS = frozenset({"read", "exists"})
+READS = frozenset({"read", "exists", "export"})
+# The script calls call_many has in flight at once on a cluster.
+CONCURRENT_READS = 8
 
 # What a 503 says: no more than is known. Redis refused a connection, or gave
 # none in time: the change never left this process. It timed out or closed the
@@ -85,13 +89,14 @@ def _script(client: Any) -> Any:
 
 def unavailable(exc: Exception, changes: bool = False, sent: bool = False) -> Unavailable:
     """The error to raise for a client error: what is known of the change, in one sentence."""
-    logger.warning("Session store unavailable: %r", exc)
+    logger.warning("Session store unavailable: %s: %s", type(exc).__name__, exc)
     slow = isinstance(exc, RedisTimeout | TimeoutError)
     if not changes:
         message = SLOW_READ if slow else CANNOT_READ
-    elif isinstance(exc, ReadOnlyError | BusyLoadingError):
+    elif isinstance(exc, ReadOnlyError | BusyLoadingError | ClusterDownError):
         message = REFUSED  # Redis answered, and ran nothing
-    elif not sent:
+    elif not sent or isinstance(exc, RedisClusterException):
+        # The cluster client found no node for the slot: it sent nothing.
         message = NOT_SAVED_SLOW if slow else NOT_SAVED
     else:
         message = MAYBE_SAVED if slow else MAYBE_SAVED_LOST
@@ -156,18 +161,28 @@ async def call_async(operation: Operation[T]) -> T:
         reply = await _send(call.changes, partial(script, call.keys, call.argv()), deadline)
 
 
-async def read(fetch: Callable[[redis.asyncio.Redis], Awaitable[T]]) -> T:
+async def read(fetch: Callable[[redis_client.AsyncClient], Awaitable[T]]) -> T:
     """Commands that change nothing, within the budget; once more on a dead pooled connection."""
     client = redis_client.async_client()
     return await _send(False, lambda: fetch(client), _deadline())
 
 
 async def call_many(operations: list[Operation[T]]) -> list[T]:
-    """Read operations of one call each, pipelined: one round trip for all."""
+    """Read operations of one call each, pipelined: one round trip for all (a few on a cluster)."""
     calls = [next(operation) for operation in operations]
 
-    async def fetch(client: redis.asyncio.Redis) -> list[Any]:
+    async def fetch(client: redis_client.AsyncClient) -> list[Any]:
         script = _script(client)
+        if isinstance(client, RedisCluster):
+            # A cluster's pipeline takes no scripts: the calls go side by side,
+            # a few at a time, well within a node's connections.
+            few = asyncio.Semaphore(CONCURRENT_READS)
+
+            async def one(call: Call) -> Any:
+                async with few:
+                    return await script(call.keys, call.argv())
+
+            return await asyncio.gather(*map(one, calls))
         async with client.pipeline(transaction=False) as pipe:
             for call in calls:
                 await script(call.keys, call.argv(), client=pipe)

@@ -44,10 +44,11 @@ def _remove_test_sessions() -> Iterator[None]:
             client.delete(name)
 
 
-@pytest.fixture(params=["db", "redis"])
+@pytest.fixture(params=["db", "redis", "redis-cluster"])
 def Store(request: pytest.FixtureRequest, settings: Any, monkeypatch: pytest.MonkeyPatch) -> Engine:
-    if request.param == "redis":
-        settings.REDIS_URL = request.getfixturevalue("redis_url")
+    if request.param.startswith("redis"):
+        url = "redis_cluster_url" if request.param == "redis-cluster" else "redis_url"
+        settings.REDIS_URL = request.getfixturevalue(url)
         monkeypatch.setattr(redis_engine, "PREFIX", PREFIX)
         return redis_engine.SessionStore
     return engine.SessionStore
