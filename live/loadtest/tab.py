@@ -345,8 +345,12 @@ class Tab:
         self.settled = asyncio.get_running_loop().create_future()
         return self.settled
 
-    async def reach(self, version: int) -> None:
-        """Await pushes (or a new socket's snapshot) until this tab holds `version` or ends."""
-        while self.version < version and not self.ended:
+    async def reach(self, version: int, data: dict[str, Any] | None = None) -> None:
+        """Await pushes (or a new socket's snapshot) until this tab holds `version` or ends.
+
+        Given `data`, until it holds that data: Django's own engines version a
+        snapshot by the time it was read, which is not the same in two reads.
+        """
+        while not self.ended and (self.version < version if data is None else self.data != data):
             self.updated.clear()
             await self.updated.wait()

@@ -97,6 +97,9 @@ async def session(request: HttpRequest) -> JsonResponse:
                 "expire_at_browser_close": await request.session.aget_expire_at_browser_close(),
                 "size_bytes": snapshot.size_bytes,
                 "engine": settings.SESSION_ENGINE,
+                # Whether versions count changes (the live engines) or are the
+                # time of a read (Django's own engines), which only order pushes.
+                "versioned": watched.engine_is_live(),
             },
         }
     )
