@@ -62,11 +62,17 @@ async def test_api_session_creates_session_with_contract_shape():
     assert body["data"] == {}
     assert body["reserved"] == []
     meta = body["meta"]
-    assert set(meta) == {"expires_at", "expire_at_browser_close", "size_bytes", "engine"}
+    assert set(meta) == {
+        "expires_at",
+        "expire_at_browser_close",
+        "size_bytes",
+        "engine",
+        "versioned",
+    }
     assert isinstance(meta["expires_at"], str) and "T" in meta["expires_at"]
     assert meta["expire_at_browser_close"] is False
     assert meta["size_bytes"] == 2  # "{}"
-    assert meta["engine"] == "live.engine"
+    assert meta["engine"] == "live.engine" and meta["versioned"] is True
     # The same cookie finds the same session.
     again = await client.get("/api/session")
     assert again.json()["version"] == body["version"]
