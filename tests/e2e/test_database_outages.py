@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +21,7 @@ import pytest
 
 from live.conf import DEFAULTS
 from live.sessions import outage
-from tests.conftest import Server, free_port, migrate, server_env
+from tests.conftest import ROOT, Server, free_port, migrate, server_env
 from tests.helpers import open_page
 from tests.proxy import Proxy
 
@@ -42,12 +44,18 @@ def proxy(postgres_url: str) -> Iterator[Proxy]:
 
 
 @pytest.fixture
-def server(tmp_path: Path, fresh_postgres: str, proxy: Proxy) -> Iterator[Server]:
-    """A daphne whose DATABASE_URL goes through the proxy."""
+def env(tmp_path: Path, fresh_postgres: str, proxy: Proxy) -> dict[str, str]:
+    """The site's environment with DATABASE_URL through the proxy, migrated."""
     url = urlparse(fresh_postgres)
     through = url._replace(netloc=f"{url.username or 'postgres'}@127.0.0.1:{proxy.port}")
-    env = server_env(tmp_path, DATABASE_URL=through.geturl())
-    migrate(env)
+    environment = server_env(tmp_path, DATABASE_URL=through.geturl())
+    migrate(environment)
+    return environment
+
+
+@pytest.fixture
+def server(tmp_path: Path, env: dict[str, str]) -> Iterator[Server]:
+    """A daphne whose DATABASE_URL goes through the proxy."""
     started = Server(free_port(), env, tmp_path / "daphne.log")
     started.start()
     yield started
@@ -200,3 +208,61 @@ async def _lost_commit(server: Server, proxy: Proxy) -> None:
         assert (await visitor.put("c", 3))[0] == 200
     finally:
         await visitor.close()
+
+
+# Sync code (a management command, a sync view) on the site's settings: one
+# command a line in, one JSON answer a line out, all on the main thread's
+# Django connection, so the test cuts the line between two steps.
+SYNC_SESSION = """
+import json, sys
+import django
+django.setup()
+from live.sessions.db import SessionStore
+from live.types import Unavailable
+
+session = SessionStore()
+for line in sys.stdin:
+    try:
+        if line.startswith("set "):
+            name, value = line.split()[1:]
+            session[name] = int(value)
+            session.save()
+            answer = {"data": dict(session.items())}
+        else:
+            # A fresh object: what is stored now.
+            answer = {"data": dict(SessionStore(session.session_key).load())}
+    except Unavailable as exc:
+        answer = {"error": str(exc)}
+    print(json.dumps(answer), flush=True)
+"""
+
+
+def test_database_outage_sync_code_raises_unavailable_and_recovers(
+    env: dict[str, str], proxy: Proxy
+):
+    command = [sys.executable, "-c", SYNC_SESSION]
+    with subprocess.Popen(
+        command, cwd=ROOT, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    ) as sync:
+        assert sync.stdin is not None and sync.stdout is not None
+
+        def step(command: str) -> dict[str, Any]:
+            sync.stdin.write(command + "\n")
+            sync.stdin.flush()
+            return json.loads(sync.stdout.readline())  # type: ignore[no-any-return]
+
+        try:
+            assert step("set a 1") == {"data": {"a": 1}}
+            proxy.cut()
+            assert step("set b 2") == {"error": outage.NOT_SAVED}
+            assert step("load") == {"error": outage.CANNOT_READ}
+            proxy.restore()
+            assert step("load") == {"data": {"a": 1}}
+            assert step("set b 2") == {"data": {"a": 1, "b": 2}}
+            # Cut and back before anyone noticed: the connection the cut left
+            # dead is replaced at the next step, which succeeds.
+            proxy.cut()
+            proxy.restore()
+            assert step("load") == {"data": {"a": 1, "b": 2}}
+        finally:
+            sync.stdin.close()
