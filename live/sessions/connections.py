@@ -311,15 +311,21 @@ def djangos_connection() -> bool:
 async def run(fn: Callable[..., T], *args: Any) -> T:
     """Run store work from async code: on the loop for SQLite when it can, else in a thread."""
     name = _alias()
-    if djangos_connection():
-        return await sync_to_async(_guarded)(fn, name, *args)
-    if _vendor(name) == "sqlite" and setting("SQLITE_ON_LOOP"):
+    if not djangos_connection() and _vendor(name) == "sqlite" and setting("SQLITE_ON_LOOP"):
         try:
             # The same dict as the connection's settings_dict, which the test
             # runner points at its test database.
             return fn(_loop_db(str(connections.settings[name]["NAME"])), *args)
         except Busy:
             pass
+    return await in_thread(fn, *args)
+
+
+async def in_thread(fn: Callable[..., T], *args: Any) -> T:
+    """Run work on Django's connection from async code: the ORM, which refuses the loop."""
+    name = _alias()
+    if djangos_connection():
+        return await sync_to_async(_guarded)(fn, name, *args)
     threaded = sync_to_async(_in_thread(fn, name), thread_sensitive=False, executor=_executor(name))
     return await threaded(*args)
 
