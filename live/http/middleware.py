@@ -105,7 +105,7 @@ class LiveSessionMiddleware(SessionMiddleware):
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> JsonResponse | None:
         # Django calls this (in a thread) for an exception raised by the view.
-        if isinstance(exception, outage.DOWN):
+        if outage.lost(exception):
             # The view's own use of the database (a sign-in, a user lookup): what
             # it changed, if anything, is not known here.
             exception = outage.unavailable(exception, request.method not in SAFE_METHODS, True)

@@ -252,22 +252,23 @@ def _guarded(fn: Callable[..., T], name: str, *args: Any) -> T:
     """Run store work on this thread's Django connection; a lost database raises Unavailable."""
     connection = connections[name]
     # A connection left open by earlier work may have died since (a server
-    # restart, a cut line); a new one has not. SQLite's never dies, and its
-    # errors (a lock held past the timeout) would only wait again.
-    again = connection.connection is not None and _vendor(name) != "sqlite"
+    # restart, a cut line); a new one has not.
+    again = connection.connection is not None
     while True:
         db = DjangoDb(name)
         try:
             return fn(db, *args)
         except outage.DOWN as exc:
-            if connection.in_atomic_block:
-                # The caller's transaction: theirs to roll back, not to retry.
-                raise outage.unavailable(exc, db.changes, db.sent) from exc
-            # A dead connection must not poison this thread for good: the next
-            # call opens a new one.
-            with suppress(DatabaseError):
-                connection.close()
-            if not again or db.sent:
+            # Inside the caller's transaction the connection is theirs to roll
+            # back; else a broken one must not poison this thread for good:
+            # the next call opens a new one.
+            ours = not connection.in_atomic_block
+            if ours:
+                with suppress(DatabaseError):
+                    connection.close()
+            if not outage.lost(exc):
+                raise
+            if not (ours and again and not db.sent):
                 raise outage.unavailable(exc, db.changes, db.sent) from exc
             again = False
 

@@ -103,8 +103,8 @@ class SessionStore(LiveSessionBase):
             except connections.INTEGRITY_ERRORS:
                 continue
             except BaseException:
-                # Nothing moved: the session stays under its key, and work run
-                # again (live.sessions.connections) moves it from there.
+                # Not known to have moved: the session keeps its key, from
+                # which work run again (live.sessions.connections) moves it.
                 self._session_key = key
                 raise
             self._written(snapshot)

@@ -9,6 +9,7 @@ outside a transaction) was sent and got no answer may have been made.
 from __future__ import annotations
 
 import logging
+import sqlite3
 
 from django.db import InterfaceError, OperationalError
 
@@ -19,6 +20,16 @@ logger = logging.getLogger(__name__)
 # Django's wrappers raise these for a server that is gone, refuses connections,
 # closed this one or cannot answer now (shut down, restarting, out of slots).
 DOWN = (OperationalError, InterfaceError)
+
+
+def lost(exc: BaseException) -> bool:
+    """Whether a database server could not be reached or answer.
+
+    SQLite's errors of the same classes (no such table, a file that cannot
+    be opened) are a setup's, not an outage's: they stay what they are.
+    """
+    return isinstance(exc, DOWN) and not isinstance(exc.__cause__, sqlite3.Error)
+
 
 CANNOT_READ = "The session store (the database) cannot be reached right now; try again in a moment."
 NOT_SAVED = "The session store (the database) cannot be reached right now; nothing was saved."

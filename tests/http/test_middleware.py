@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import sqlite3
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -156,4 +157,9 @@ def test_a_database_out_of_reach_in_a_view_answers_503_in_one_sentence(method, e
 
 def test_other_errors_in_a_view_are_left_to_django():
     request = AsyncRequestFactory().get("/")
-    assert LiveSessionMiddleware(_view).process_exception(request, ValueError("bug")) is None
+    middleware = LiveSessionMiddleware(_view)
+    assert middleware.process_exception(request, ValueError("bug")) is None
+    # A setup's error on SQLite (no such table) is not an outage.
+    setup = OperationalError("no such table: live_session")
+    setup.__cause__ = sqlite3.OperationalError("no such table: live_session")
+    assert middleware.process_exception(request, setup) is None
