@@ -82,6 +82,14 @@ class Visitor:
         """Drop the session cookie and keep the CSRF one: the next write starts a session."""
         self.http.cookie_jar.clear(lambda cookie: cookie.key == "sessionid")
 
+    async def sign_in(self, username: str) -> None:
+        """Sign in as the demo user of that name; the login rotates the CSRF token."""
+        form = {"username": username, "password": username}
+        async with self.http.post(self.server.url + "/login/submit/", data=form) as response:
+            assert response.status == 200, await response.text()
+        csrf = next(c.value for c in self.http.cookie_jar if c.key == "csrftoken")
+        self.http.headers["X-CSRFToken"] = csrf
+
     async def request(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
         data = None if body is None else json.dumps(body)
         async with self.http.request(method, self.server.url + path, data=data) as response:
@@ -283,3 +291,40 @@ def test_database_outage_sync_code_raises_unavailable_and_recovers(
             assert step("load") == {"data": {"a": 1, "b": 2}}
         finally:
             sync.stdin.close()
+
+
+def test_database_outage_a_signed_in_tab_names_its_user_again(
+    env: dict[str, str], server: Server, proxy: Proxy
+):
+    subprocess.run([sys.executable, "manage.py", "demo_user"], cwd=ROOT, env=env, check=True)
+    asyncio.run(_signed_in(server, proxy))
+
+
+async def _signed_in(server: Server, proxy: Proxy) -> None:
+    visitor = Visitor(server)
+    try:
+        await visitor.open()
+        await visitor.sign_in("demo")
+        # An HTML tab: each push names the session's user, looked up once per version.
+        async with visitor.http.ws_connect(server.ws_url, headers={"Origin": server.url}) as tab:
+            await pushed(tab, "data-username>demo<")
+            assert (await visitor.put("before", 1))[0] == 200
+            await pushed(tab, 'data-session-key="before"')
+            proxy.cut()
+            assert (await visitor.put("during", 1))[0] == 503
+            proxy.restore()
+            assert (await visitor.put("after", 1))[0] == 200
+            fragment = await pushed(tab, 'data-session-key="after"')
+            assert "data-username>demo<" in fragment
+    finally:
+        await visitor.close()
+
+
+async def pushed(tab: aiohttp.ClientWebSocketResponse, marker: str) -> str:
+    """The first HTML push that holds the marker, within PROMPT."""
+    async with asyncio.timeout(PROMPT):
+        while True:
+            received = await tab.receive()
+            assert received.type == aiohttp.WSMsgType.TEXT, received
+            if marker in received.data:
+                return str(received.data)
