@@ -17,7 +17,8 @@ from django.utils.http import http_date
 
 from live import metrics, sampler
 from live.conf import session_store, tab_label
-from live.sessions import client, watched
+from live.http.gate import SAFE_METHODS
+from live.sessions import client, outage, watched
 from live.types import Unavailable
 
 # Tabs name themselves in this header so that changes can say which tab made them.
@@ -104,6 +105,10 @@ class LiveSessionMiddleware(SessionMiddleware):
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> JsonResponse | None:
         # Django calls this (in a thread) for an exception raised by the view.
+        if outage.lost(exception):
+            # The view's own use of the database (a sign-in, a user lookup): what
+            # it changed, if anything, is not known here.
+            exception = outage.unavailable(exception, request.method not in SAFE_METHODS, True)
         return unavailable(exception) if isinstance(exception, Unavailable) else None
 
     async def _set_cookie(self, request: HttpRequest, response: HttpResponseBase) -> None:

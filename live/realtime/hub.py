@@ -101,18 +101,27 @@ class Hub:
             # Join, then read: an event published in between is either in the
             # snapshot (and skipped by its version) or arrives after it.
             await self.layer.group_add(events.group_name(digest), self.channel)
-            snapshot = await watched.read(digest, key)
-            if snapshot is None:
-                await self.layer.group_discard(events.group_name(digest), self.channel)
-                return None
-            history = await watched.history(digest)
-            mirror = Mirror(snapshot, history, await presence.current(digest), key=key)
-            self.mirrors[digest] = mirror
-            self._watch_expiry(mirror)
+            try:
+                mirror = await self._read(digest, key)
+            finally:
+                # Not followed after all (gone, or the store cannot be read):
+                # its events must not keep coming to this process.
+                if digest not in self.mirrors:
+                    await self.layer.group_discard(events.group_name(digest), self.channel)
             return mirror
         finally:
             del self._opening[digest]
             opened.set_result(None)
+
+    async def _read(self, digest: str, key: str | None) -> Mirror | None:
+        snapshot = await watched.read(digest, key)
+        if snapshot is None:
+            return None
+        history = await watched.history(digest)
+        mirror = Mirror(snapshot, history, await presence.current(digest), key=key)
+        self.mirrors[digest] = mirror
+        self._watch_expiry(mirror)
+        return mirror
 
     async def _close(self, mirror: Mirror) -> None:
         self.mirrors.pop(mirror.digest, None)

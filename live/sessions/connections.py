@@ -6,14 +6,22 @@ the loop's own that never waits for a lock: if another process holds the write
 lock it gives up at once (Busy) and the work is redone in a thread that may
 wait. PostgreSQL (and anything else) always goes through Django's connection
 in a thread.
+
+Whichever thread runs it, store work on Django's connection goes through
+`_guarded`: a database that cannot be reached or answer becomes Unavailable
+(live.sessions.outage), the broken connection is closed so that the thread's
+next call opens a new one, and work that met a connection which died while it
+sat idle (the database restarted, or a line was cut) is run once more on a
+fresh one, unless a change may already have been committed.
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from functools import cache, lru_cache
+from contextlib import contextmanager, suppress
+from functools import cache, lru_cache, partial
 from types import TracebackType
 from typing import Any, Protocol, TypeVar
 
@@ -21,9 +29,8 @@ from asgiref.sync import sync_to_async
 from django.core import mail
 from django.db import (
     DEFAULT_DB_ALIAS,
+    DatabaseError,
     IntegrityError,
-    InterfaceError,
-    OperationalError,
     connections,
     router,
     transaction,
@@ -32,6 +39,7 @@ from django.db import (
 from live.conf import setting
 from live.loops import PerLoop
 from live.models import LiveSession
+from live.sessions import outage
 from live.sessions.kept import KeptRows
 
 T = TypeVar("T")
@@ -64,6 +72,10 @@ class DjangoDb:
         self.alias = alias
         self.connection = connections[alias]
         self.vendor = self.connection.vendor
+        # What a lost connection leaves unknown (live.sessions.outage): whether
+        # this work writes, and whether a write was sent to be kept for good.
+        self.changes = False
+        self.sent = False
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         with self.connection.cursor() as cursor:
@@ -71,12 +83,22 @@ class DjangoDb:
             return cursor.fetchall() if cursor.description else []
 
     def count(self, sql: str, params: Sequence[Any] = ()) -> int:
+        if not self.connection.in_atomic_block:
+            # Outside a transaction the statement commits as it runs.
+            self.changes = self.sent = True
         with self.connection.cursor() as cursor:
             cursor.execute(sql, params)
             return int(cursor.rowcount)
 
-    def atomic(self) -> Any:
-        return transaction.atomic(using=self.alias)
+    @contextmanager
+    def atomic(self) -> Iterator[None]:
+        self.changes = True
+        outermost = not self.connection.in_atomic_block
+        with transaction.atomic(using=self.alias):
+            yield
+            # Its COMMIT follows: a line lost from here on may have lost only
+            # the answer. Before it, the database rolls the transaction back.
+            self.sent = self.sent or outermost
 
     def kept_rows(self, check: bool = True) -> None:
         # Other connections write through Django's without a way to tell this one.
@@ -226,18 +248,33 @@ def _executor(name: str) -> ThreadPoolExecutor:
     return ThreadPoolExecutor(workers, thread_name_prefix=f"live-db-{name}")
 
 
-def _in_thread(fn: Callable[..., T], name: str) -> Callable[..., T]:
-    def call(*args: Any) -> T:
+def _guarded(fn: Callable[..., T], name: str, *args: Any) -> T:
+    """Run store work on this thread's Django connection; a lost database raises Unavailable."""
+    connection = connections[name]
+    # A connection left open by earlier work may have died since (a server
+    # restart, a cut line); a new one has not.
+    again = connection.connection is not None
+    while True:
+        db = DjangoDb(name)
         try:
-            return fn(DjangoDb(name), *args)
-        except (OperationalError, InterfaceError):
-            # A dropped connection (a database restart) must not poison this
-            # thread for good: close it, and the next call reconnects.
-            if not connections[name].in_atomic_block:
-                connections[name].close()
-            raise
+            return fn(db, *args)
+        except outage.DOWN as exc:
+            # Inside the caller's transaction the connection is theirs to roll
+            # back; else a broken one must not poison this thread for good:
+            # the next call opens a new one.
+            ours = not connection.in_atomic_block
+            if ours:
+                with suppress(DatabaseError):
+                    connection.close()
+            if not outage.lost(exc):
+                raise
+            if not (ours and again and not db.sent):
+                raise outage.unavailable(exc, db.changes, db.sent) from exc
+            again = False
 
-    return call
+
+def _in_thread(fn: Callable[..., T], name: str) -> Callable[..., T]:
+    return partial(_guarded, fn, name)
 
 
 # Asked on every request: without routers, Django's answer is the default
@@ -255,11 +292,7 @@ def _vendor(name: str) -> str:
 
 def call(fn: Callable[..., T], *args: Any) -> T:
     """Run store work from sync code, on this thread's Django connection."""
-    return fn(DjangoDb(_alias()), *args)
-
-
-def _on_this_thread(fn: Callable[..., T], name: str, *args: Any) -> T:
-    return fn(DjangoDb(name), *args)
+    return _guarded(fn, _alias(), *args)
 
 
 def djangos_connection() -> bool:
@@ -279,15 +312,21 @@ def djangos_connection() -> bool:
 async def run(fn: Callable[..., T], *args: Any) -> T:
     """Run store work from async code: on the loop for SQLite when it can, else in a thread."""
     name = _alias()
-    if djangos_connection():
-        return await sync_to_async(_on_this_thread)(fn, name, *args)
-    if _vendor(name) == "sqlite" and setting("SQLITE_ON_LOOP"):
+    if not djangos_connection() and _vendor(name) == "sqlite" and setting("SQLITE_ON_LOOP"):
         try:
             # The same dict as the connection's settings_dict, which the test
             # runner points at its test database.
             return fn(_loop_db(str(connections.settings[name]["NAME"])), *args)
         except Busy:
             pass
+    return await in_thread(fn, *args)
+
+
+async def in_thread(fn: Callable[..., T], *args: Any) -> T:
+    """Run work on Django's connection from async code: the ORM, which refuses the loop."""
+    name = _alias()
+    if djangos_connection():
+        return await sync_to_async(_guarded)(fn, name, *args)
     threaded = sync_to_async(_in_thread(fn, name), thread_sensitive=False, executor=_executor(name))
     return await threaded(*args)
 

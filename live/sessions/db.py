@@ -86,7 +86,7 @@ class SessionStore(LiveSessionBase):
 
     def _move(self, conn: Db) -> tuple[str | None, str]:
         """Move the row, with this request's changes, to a new key; (old digest, new digest)."""
-        old = self.digest
+        old, key = self.digest, self._session_key
         changes = self._changes()
         for _ in range(10):
             self._session_key = self._new_key()
@@ -102,6 +102,11 @@ class SessionStore(LiveSessionBase):
                 )
             except connections.INTEGRITY_ERRORS:
                 continue
+            except BaseException:
+                # Not known to have moved: the session keeps its key, from
+                # which work run again (live.sessions.connections) moves it.
+                self._session_key = key
+                raise
             self._written(snapshot)
             self.modified = True
             return old, snapshot.digest

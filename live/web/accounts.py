@@ -8,6 +8,8 @@ from django.apps import apps
 from django.contrib.auth import SESSION_KEY
 from django.core.exceptions import ObjectDoesNotExist, ValidationError
 
+from live.sessions import connections
+from live.sessions.connections import Db
 from live.types import Snapshot
 
 # A change reaches every tab of a session one after the other: the name is
@@ -39,12 +41,19 @@ async def username(snapshot: Snapshot) -> str | None:
 
 
 async def _lookup(user_id: object) -> str | None:
+    # On the session store's threads, not Django's thread-sensitive one: the
+    # hub's pushes would hold that thread's connection for the life of the
+    # process, and a database outage would leave it dead for good.
+    return await connections.in_thread(_username, user_id)
+
+
+def _username(db: Db, user_id: object) -> str | None:
     from django.contrib.auth import get_user_model
 
     model = get_user_model()
     try:
         pk = model._meta.pk.to_python(user_id)
-        user = await model._default_manager.aget(pk=pk)
+        user = model._default_manager.get(pk=pk)
     except (ObjectDoesNotExist, ValidationError, ValueError, TypeError):
         # A deleted user, or an id this user model cannot read: no name to show.
         return None

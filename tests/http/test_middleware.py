@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import json
 import pickle
+import sqlite3
 import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse
 from django.test import AsyncRequestFactory
 from django.utils.cache import patch_vary_headers
 from django.utils.http import http_date, parse_http_date
 
 from live.http.middleware import LiveSessionMiddleware, set_cookie, vary_on_cookie
+from live.sessions import outage
+from live.types import Unavailable
 
 SETTINGS = [
     {},
@@ -128,3 +133,33 @@ async def test_cookie_lifetime_follows_the_session_expiry(settings, expiry, at_c
         assert morsel["max-age"] == pytest.approx(expected, abs=2)
         expires = parse_http_date(morsel["expires"])
         assert expires == pytest.approx(time.time() + morsel["max-age"], abs=2)
+
+
+async def _view(request: HttpRequest) -> HttpResponse:
+    return HttpResponse()
+
+
+@pytest.mark.parametrize(
+    ("method", "error", "sentence"),
+    [
+        ("get", OperationalError("server closed the connection"), outage.CANNOT_READ),
+        ("post", InterfaceError("connection already closed"), outage.MAYBE_SAVED),
+        ("put", Unavailable(outage.NOT_SAVED), outage.NOT_SAVED),
+    ],
+)
+def test_a_database_out_of_reach_in_a_view_answers_503_in_one_sentence(method, error, sentence):
+    request = getattr(AsyncRequestFactory(), method)("/")
+    response = LiveSessionMiddleware(_view).process_exception(request, error)
+    assert response is not None and response.status_code == 503
+    assert response["Retry-After"] == "1"
+    assert json.loads(response.content) == {"error": sentence}
+
+
+def test_other_errors_in_a_view_are_left_to_django():
+    request = AsyncRequestFactory().get("/")
+    middleware = LiveSessionMiddleware(_view)
+    assert middleware.process_exception(request, ValueError("bug")) is None
+    # A setup's error on SQLite (no such table) is not an outage.
+    setup = OperationalError("no such table: live_session")
+    setup.__cause__ = sqlite3.OperationalError("no such table: live_session")
+    assert middleware.process_exception(request, setup) is None

@@ -12,10 +12,10 @@ from channels.layers import get_channel_layer
 
 from live.realtime import events, presence
 from live.realtime.hub import Hub, Mirror
-from live.sessions import connections
+from live.sessions import connections, outage, watched
 from live.sessions import sql as rows
 from live.sessions.db import SessionStore
-from live.types import Changes
+from live.types import Changes, Unavailable
 from tests.helpers import new_session, row_expiry
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -95,6 +95,26 @@ async def test_hub_keeps_one_mirror_per_session_until_its_last_tab_detaches(hub:
 async def test_hub_attach_to_a_session_that_does_not_exist_is_none(hub: Hub):
     assert await hub.attach(FakeTab(), "0" * 64) is None
     assert not hub.mirrors and not members(hub, "0" * 64)
+
+
+async def test_hub_that_cannot_read_a_session_follows_nothing_and_reads_again_later(
+    hub: Hub, monkeypatch: pytest.MonkeyPatch
+):
+    session = await new_session(a=1)
+    tab = FakeTab()
+
+    async def down(*args: Any) -> None:
+        raise Unavailable(outage.CANNOT_READ)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(watched, "read", down)
+        with pytest.raises(Unavailable):
+            await hub.attach(tab, session.digest)
+    assert session.digest not in hub.mirrors and not members(hub, session.digest)
+    # The tab reconnects once the store answers: it is followed as any other.
+    mirror = await hub.attach(tab, session.digest)
+    assert mirror is not None and mirror.snapshot.data == {"a": 1}
+    assert members(hub, session.digest) == {hub.channel}
 
 
 async def test_hub_applies_a_change_once_and_shows_the_same_change_to_every_tab(hub: Hub):
