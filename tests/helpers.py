@@ -8,10 +8,13 @@ from __future__ import annotations
 import html
 import json
 import re
+import subprocess
+import sys
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote_from_bytes, unquote
 
@@ -521,6 +524,21 @@ class BrowserTab:
 
     def press(self, button: str) -> None:
         self.answer(self.page.get_by_role("button", name=button, exact=True))
+
+    def sign_in(self, username: str) -> None:
+        """Sign in through the account box as a demo user (the password is the name)."""
+        account = self.page.locator("#account")
+        account.locator("input[name=username]").fill(username)
+        account.locator("input[name=password]").fill(username)
+        self.answer(account.get_by_role("button", name="Log in"))
+        expect(account).to_contain_text(f"Signed in as {username}", timeout=WAIT_MS)
+
+
+def demo_users(server: Server) -> None:
+    """The accounts demo/demo and staff/staff, in the server's database."""
+    root = Path(__file__).resolve().parent.parent
+    demo_user = [sys.executable, "manage.py", "demo_user"]
+    subprocess.run(demo_user, cwd=root, env=server.env, check=True, capture_output=True)
 
 
 # --- what a page says in its console, and what axe finds -------------------------------

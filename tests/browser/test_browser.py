@@ -11,21 +11,18 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import statistics
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 
 import pytest
 from playwright.sync_api import (
-    Browser,
     BrowserContext,
     expect,
 )
 
-from tests.conftest import ROOT, Server
-from tests.helpers import WAIT_MS, BrowserTab, shown
+from tests.conftest import Server
+from tests.helpers import WAIT_MS, BrowserTab, demo_users, shown
 
 pytestmark = pytest.mark.browser
 
@@ -55,19 +52,17 @@ def assert_no_reload(*tabs: BrowserTab) -> None:
 
 
 @pytest.fixture
-def new_context(browser: Browser) -> Iterator[Callable[[], BrowserContext]]:
-    """Make browser contexts: each is another visitor with its own cookie jar."""
-    made: list[BrowserContext] = []
+def new_context(
+    new_context: Callable[[], BrowserContext],
+) -> Callable[[], BrowserContext]:
+    """Contexts whose pages stamp clicks and arrivals on the browser's clock."""
 
     def make() -> BrowserContext:
-        context = browser.new_context(viewport={"width": 1280, "height": 900})
+        context = new_context()
         context.add_init_script(TIMING_SCRIPT)
-        made.append(context)
         return context
 
-    yield make
-    for context in made:
-        context.close()
+    return make
 
 
 @pytest.fixture
@@ -374,16 +369,11 @@ def test_refused_write_says_why_and_changes_nothing(
 def test_login_and_logout_in_one_tab_keep_every_tab_working(
     context: BrowserContext, open_tab: Callable[[BrowserContext], BrowserTab], live_server: Server
 ) -> None:
-    subprocess.run(
-        [sys.executable, "manage.py", "demo_user"], cwd=ROOT, env=live_server.env, check=True
-    )
+    demo_users(live_server)
     a, b = open_tab(context), open_tab(context)
     a.add("before", "login")
     expect(b.rows).to_have_count(1, timeout=WAIT_MS)
-    account = a.page.locator("#account")
-    account.locator("input[name=username]").fill("demo")
-    account.locator("input[name=password]").fill("demo")
-    a.answer(account.get_by_role("button", name="Log in"))
+    a.sign_in("demo")
     # B reconnects with the cookie the login set: the same keys, signed in.
     expect(b.page.locator("#account")).to_contain_text("Signed in", timeout=WAIT_MS)
     expect(b.row("before")).to_be_attached(timeout=WAIT_MS)
@@ -498,9 +488,7 @@ def test_a_login_answered_after_its_push_ends_signed_in(
     A socket opened before the answer came in would carry the retired key, and
     its "no session", heard after the answer, would be the tab's last word.
     """
-    subprocess.run(
-        [sys.executable, "manage.py", "demo_user"], cwd=ROOT, env=live_server.env, check=True
-    )
+    demo_users(live_server)
     proxy = SlowAnswers(live_server.port)
     try:
         tab = BrowserTab(context.new_page(), dataclasses.replace(live_server, port=proxy.port))

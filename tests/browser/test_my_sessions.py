@@ -7,31 +7,16 @@ Nothing here sleeps: each check waits for what a person would see.
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, expect
+from playwright.sync_api import BrowserContext, Page, expect
 
-from tests.conftest import ROOT, Server, free_port, migrate, server_env
-from tests.helpers import WAIT_MS, BrowserTab
+from tests.conftest import Server, free_port, migrate, server_env
+from tests.helpers import WAIT_MS, BrowserTab, demo_users
 
 pytestmark = pytest.mark.browser
-
-
-def demo_users(server: Server) -> None:
-    subprocess.run([sys.executable, "manage.py", "demo_user"], cwd=ROOT, env=server.env, check=True)
-
-
-def sign_in(tab: BrowserTab, username: str) -> None:
-    """Sign in through the page's account box, as a person would."""
-    account = tab.page.locator("#account")
-    account.locator("input[name=username]").fill(username)
-    account.locator("input[name=password]").fill(username)
-    tab.answer(account.get_by_role("button", name="Log in"))
-    expect(account).to_contain_text("Signed in", timeout=WAIT_MS)
 
 
 def ended(tab: BrowserTab) -> None:
@@ -41,29 +26,15 @@ def ended(tab: BrowserTab) -> None:
     assert tab.same_document(), "the tab was reloaded"
 
 
-@pytest.fixture
-def contexts(browser: Browser) -> Iterator[Callable[[], BrowserContext]]:
-    made: list[BrowserContext] = []
-
-    def make() -> BrowserContext:
-        context = browser.new_context(viewport={"width": 1280, "height": 900})
-        made.append(context)
-        return context
-
-    yield make
-    for context in made:
-        context.close()
-
-
 def test_my_sessions_ends_the_users_other_browser_and_its_tabs_say_so(
-    contexts: Callable[[], BrowserContext], live_server: Server
+    new_context: Callable[[], BrowserContext], live_server: Server
 ) -> None:
     demo_users(live_server)
-    laptop, phone = contexts(), contexts()
+    laptop, phone = new_context(), new_context()
     here = BrowserTab(laptop.new_page(), live_server)
-    sign_in(here, "demo")
+    here.sign_in("demo")
     there = [BrowserTab(phone.new_page(), live_server) for _ in range(2)]
-    sign_in(there[0], "demo")
+    there[0].sign_in("demo")
     expect(there[1].page.locator("#account")).to_contain_text("Signed in", timeout=WAIT_MS)
 
     mine = laptop.new_page()
@@ -86,7 +57,7 @@ def test_my_sessions_ends_the_users_other_browser_and_its_tabs_say_so(
 
 @pytest.mark.services
 def test_staff_end_a_users_session_held_on_another_process(
-    contexts: Callable[[], BrowserContext],
+    new_context: Callable[[], BrowserContext],
     fresh_postgres: str,
     redis_url: str,
     tmp_path: Path,
@@ -99,11 +70,11 @@ def test_staff_end_a_users_session_held_on_another_process(
     try:
         first, second = servers
         demo_users(first)
-        user = BrowserTab(contexts().new_page(), second)
-        sign_in(user, "demo")
+        user = BrowserTab(new_context().new_page(), second)
+        user.sign_in("demo")
 
-        staff = BrowserTab(contexts().new_page(), first)
-        sign_in(staff, "staff")
+        staff = BrowserTab(new_context().new_page(), first)
+        staff.sign_in("staff")
         page: Page = staff.page
         page.goto(first.url + "/staff/sessions/?user=demo")
         row = page.locator("[data-session-user='demo']")

@@ -5,15 +5,13 @@ what a screen reader hears. Each change is made in one tab and looked for in ano
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, WebSocket, expect
+from playwright.sync_api import BrowserContext, Page, WebSocket, expect
 
-from tests.conftest import ROOT, Server
-from tests.helpers import WAIT_MS, BrowserTab, ConsoleErrors
+from tests.conftest import Server
+from tests.helpers import WAIT_MS, BrowserTab, ConsoleErrors, demo_users
 
 pytestmark = pytest.mark.browser
 
@@ -21,36 +19,12 @@ HUMAN_DURATION = re.compile(r"^\d+ (days?|h|min|s)$")
 
 
 @pytest.fixture
-def new_context(browser: Browser) -> Iterator[Callable[[], BrowserContext]]:
-    """Make browser contexts: each is another visitor with its own cookie jar."""
-    made: list[BrowserContext] = []
-
-    def make() -> BrowserContext:
-        context = browser.new_context(viewport={"width": 1280, "height": 900})
-        made.append(context)
-        return context
-
-    yield make
-    for context in made:
-        context.close()
-
-
-@pytest.fixture
 def accounts(live_server: Server) -> None:
-    subprocess.run(
-        [sys.executable, "manage.py", "demo_user"], cwd=ROOT, env=live_server.env, check=True
-    )
+    demo_users(live_server)
 
 
 def dashboard(context: BrowserContext, server: Server, console: ConsoleErrors) -> BrowserTab:
     return BrowserTab(console.watch(context.new_page()), server)
-
-
-def log_in(tab: BrowserTab, username: str) -> None:
-    account = tab.page.locator("#account")
-    account.locator("input[name=username]").fill(username)
-    account.locator("input[name=password]").fill(username)
-    tab.answer(account.get_by_role("button", name="Log in"))
 
 
 def watch(staff: BrowserContext, owner: BrowserTab, server: Server, console: ConsoleErrors) -> Page:
@@ -68,7 +42,7 @@ def staff_member(
     new_context: Callable[[], BrowserContext], server: Server, console: ConsoleErrors
 ) -> BrowserContext:
     context = new_context()
-    log_in(dashboard(context, server, console), "staff")
+    dashboard(context, server, console).sign_in("staff")
     return context
 
 
@@ -78,7 +52,7 @@ def test_account_box_names_the_user_in_every_tab_and_to_staff(
     console = ConsoleErrors()
     context = new_context()
     a, b = dashboard(context, live_server, console), dashboard(context, live_server, console)
-    log_in(a, "demo")
+    a.sign_in("demo")
     # B learns of the login from a push, which has no request to ask who is signed in.
     expect(b.page.locator("#account [data-username]")).to_have_text("demo", timeout=WAIT_MS)
     expect(b.page.locator("#account")).to_contain_text("Signed in as demo (user id")
@@ -127,7 +101,7 @@ def test_logins_logouts_and_watching_leave_the_console_quiet(
     for round_ in range(3):
         a.add(f"round_{round_}", "before")
         watcher = watch(staff_member(new_context, live_server, console), a, live_server, console)
-        log_in(a if round_ % 2 == 0 else b, "demo")
+        (a if round_ % 2 == 0 else b).sign_in("demo")
         expect(b.page.locator("#account")).to_contain_text("Signed in as demo", timeout=WAIT_MS)
         expect(a.page.locator("#account")).to_contain_text("Signed in as demo", timeout=WAIT_MS)
         (b if round_ % 2 == 0 else a).press("Log out")

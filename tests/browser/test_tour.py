@@ -10,19 +10,18 @@ exception and no axe finding on any page.
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 from collections.abc import Iterator
 
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Locator, Page, expect
 
-from tests.conftest import ROOT, Server
+from tests.conftest import Server
 from tests.helpers import (
     WAIT_MS,
     BrowserTab,
     ConsoleErrors,
     accessibility_violations,
+    demo_users,
     shown,
 )
 
@@ -74,14 +73,6 @@ def page_at(context: BrowserContext, url: str, console: ConsoleErrors) -> Page:
     return page
 
 
-def log_in(tab: BrowserTab, username: str) -> None:
-    account = tab.page.locator("#account")
-    account.locator("input[name=username]").fill(username)
-    account.locator("input[name=password]").fill(username)
-    tab.answer(account.get_by_role("button", name="Log in"))
-    expect(account).to_contain_text(f"Signed in as {username}", timeout=WAIT_MS)
-
-
 def pitfall(tab: BrowserTab, button: str) -> Locator:
     """Click a pitfall's button and wait for its result."""
     page = tab.page
@@ -128,9 +119,7 @@ def try_pitfalls(a: BrowserTab, b: BrowserTab) -> None:
 def test_tour_of_every_page_ends_without_errors(
     browser: Browser, contexts: list[BrowserContext], live_server: Server, console: ConsoleErrors
 ) -> None:
-    subprocess.run(
-        [sys.executable, "manage.py", "demo_user"], cwd=ROOT, env=live_server.env, check=True
-    )
+    demo_users(live_server)
     url = live_server.url
     found: list[str] = []
     visitor_context = visitor(browser, contexts)
@@ -178,7 +167,7 @@ def test_tour_of_every_page_ends_without_errors(
 
     # A login, then the staff pages as demo, who is not staff.
     a.add("before", "login")
-    log_in(a, "demo")
+    a.sign_in("demo")
     expect(b.page.locator("#account")).to_contain_text("Signed in as demo", timeout=WAIT_MS)
     write_and_follow(b, a, "after_login", "login")
     refused = page_at(visitor_context, url + "/staff/sessions/", console)
@@ -189,7 +178,7 @@ def test_tour_of_every_page_ends_without_errors(
     # Staff watch the visitor's session while it changes.
     staff_context = visitor(browser, contexts)
     staff_tab = dashboard(staff_context, live_server, console)
-    log_in(staff_tab, "staff")
+    staff_tab.sign_in("staff")
     listing = page_at(staff_context, url + "/staff/sessions/", console)
     expect(listing.locator("#live-status")).to_have_attribute("data-state", "open")
     found += accessibility_violations(listing)
