@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import http.client
 import json
 import os
 import re
@@ -53,6 +52,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from bench_session import session_cookie  # noqa: E402
 
 from tests.conftest import free_port, migrate, server_env, wait_for_port  # noqa: E402
 
@@ -141,37 +142,6 @@ def daphne(core: int | None, **serving: str) -> Iterator[tuple[str, dict[str, st
         finally:
             server.terminate()
             server.wait(10)
-
-
-def session_cookie(url: str) -> str:
-    """Make a session holding k0, as a browser would, and return its Cookie header."""
-    # By hand rather than with http.cookiejar, which keeps Secure cookies from plain HTTP.
-    host, port = url.removeprefix("http://").split(":")
-    connection = http.client.HTTPConnection(host, int(port), timeout=10)
-    cookies: dict[str, str] = {}
-
-    def call(method: str, path: str, body: bytes | None = None) -> None:
-        headers = {"Cookie": "; ".join(f"{k}={v}" for k, v in cookies.items())}
-        if body is not None:
-            headers |= {
-                "X-CSRFToken": cookies["csrftoken"],
-                "Origin": url,
-                "Referer": url + "/",
-                "Content-Type": "application/json",
-            }
-        connection.request(method, path, body=body, headers=headers)
-        response = connection.getresponse()
-        response.read()
-        if response.status != 200:
-            raise SystemExit(f"{method} {path} answered {response.status}")
-        for header in response.headers.get_all("Set-Cookie") or []:
-            name, _, rest = header.partition("=")
-            cookies[name] = rest.partition(";")[0]
-
-    call("GET", "/")
-    call("PUT", "/api/session/keys/k0", json.dumps("x" * (VALUE_SIZE - 2)).encode())
-    connection.close()
-    return "; ".join(f"{name}={value}" for name, value in cookies.items())
 
 
 def children_cpu() -> float:
@@ -301,7 +271,7 @@ def scenario_rounds(
         locustfile.write_text(LOCUSTFILE)
         # Every generator sends the same kind of request: a session's cookie to a view
         # that does not read it (the tester's users each have their own session).
-        cookie = session_cookie(url)
+        cookie = session_cookie(url, "x" * (VALUE_SIZE - 2))
         rates, cpus, wholes = [], [], []
         for round_ in range(1, args.rounds + 1):
             wrk_rate = run_wrk(url, cookie, args, load_core, HELLO_PATH)
@@ -347,7 +317,7 @@ def main() -> None:
         scenario_rounds(args, server_core, load_core)
         return
     with daphne(server_core) as (url, env):
-        cookie = session_cookie(url)
+        cookie = session_cookie(url, "x" * (VALUE_SIZE - 2))
         wrk_rates, lt_rates = [], []
         for round_ in range(1, args.rounds + 1):
             wrk_rate = run_wrk(url, cookie, args, load_core)

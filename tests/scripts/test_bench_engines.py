@@ -1,0 +1,45 @@
+"""The engines benchmark's figures: paired ratios, scaling, and the API's wrk script."""
+
+from __future__ import annotations
+
+import sys
+from types import ModuleType
+
+import pytest
+
+from tests.conftest import ROOT
+
+
+@pytest.fixture
+def engines(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    monkeypatch.syspath_prepend(str(ROOT / "scripts"))
+    for name in ("bench_engines", "bench_session", "report"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    import bench_engines
+
+    return bench_engines
+
+
+def test_ratios_pair_each_round_with_its_own_bare_view(engines: ModuleType) -> None:
+    write_1, write_2 = ("write", "redis", "redis", 1), ("write", "redis", "redis", 2)
+    results = {
+        engines.BARE_1: [100.0, 200.0, 100.0],
+        engines.BARE_2: [150.0, 300.0, 200.0],
+        write_1: [80.0, 160.0, 50.0],
+        write_2: [120.0, 240.0, 100.0],
+    }
+    ratios = engines.Ratios(results)
+    assert ratios.to_bare(write_1) == pytest.approx(0.8)
+    assert ratios.scaling(write_1, write_2) == pytest.approx(1.5)
+    assert ratios.scaling_share(write_1, write_2) == pytest.approx(1.0)
+
+
+def test_the_api_script_sends_each_sessions_cookies_and_token(engines: ModuleType) -> None:
+    import bench_session
+
+    made = [{"csrftoken": "t1", "sessionid": "s1"}, {"csrftoken": "t2", "sessionid": "s2"}]
+    script = bench_session.wrk_put_script("http://127.0.0.1:8000", "/api/session/keys/n", made)
+    assert '{"csrftoken=t1; sessionid=s1", "t1"}' in script
+    assert '{"csrftoken=t2; sessionid=s2", "t2"}' in script
+    assert 'wrk.format("PUT", "/api/session/keys/n"' in script
+    assert '["Origin"] = "http://127.0.0.1:8000"' in script
