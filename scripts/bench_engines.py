@@ -261,7 +261,9 @@ async def tabs_latency(servers: list[Server], tabs: int, pushes: int) -> dict[st
     """
     writer = servers[0]
     jar = aiohttp.CookieJar(unsafe=True)
-    async with aiohttp.ClientSession(cookie_jar=jar) as http:
+    # Every tab holds a connection, and the writes need one more: no pool limit.
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(cookie_jar=jar, connector=connector) as http:
         async with http.get(writer.url + "/") as response:
             response.raise_for_status()
         token = jar.filter_cookies(URL(writer.url))["csrftoken"].value
