@@ -84,23 +84,34 @@ class Proxy:
             writer.transport.abort()
             return
         self._writers |= {writer, up_writer}
+        line: dict[str, Any] = {}
         await asyncio.gather(
-            self._pipe(reader, up_writer, watch=True),
-            self._pipe(up_reader, writer, watch=False),
+            self._pipe(reader, up_writer, line, to_service=True),
+            self._pipe(up_reader, writer, line, to_service=False),
         )
 
     async def _pipe(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, watch: bool
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        line: dict[str, Any],
+        to_service: bool,
     ) -> None:
         try:
             while chunk := await reader.read(65536):
-                if watch and self._cut_at is not None and self._cut_at in chunk:
+                if to_service and self._cut_at is not None and self._cut_at in chunk:
                     await self._cut()
                     return
-                writer.write(chunk)
+                self._forward(line, chunk, writer, to_service)
                 await writer.drain()
         except (ConnectionError, OSError):
             pass
         finally:
             self._writers.discard(writer)
             writer.transport.abort()
+
+    def _forward(
+        self, line: dict[str, Any], chunk: bytes, writer: asyncio.StreamWriter, to_service: bool
+    ) -> None:
+        """Pass a chunk on; `line` is what one connection's two directions share."""
+        writer.write(chunk)

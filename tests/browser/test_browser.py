@@ -11,9 +11,9 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import statistics
-import threading
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 from playwright.sync_api import (
@@ -23,6 +23,7 @@ from playwright.sync_api import (
 
 from tests.conftest import Server
 from tests.helpers import WAIT_MS, BrowserTab, demo_users, shown
+from tests.proxy import Proxy
 
 pytestmark = pytest.mark.browser
 
@@ -390,8 +391,8 @@ def test_login_and_logout_in_one_tab_keep_every_tab_working(
     assert_no_reload(a, b)
 
 
-class SlowAnswers:
-    """A TCP proxy in front of a server that holds, while asked to, what the browser would hear.
+class SlowAnswers(Proxy):
+    """A proxy in front of a server that holds, while asked to, what the browser would hear.
 
     A browser sets a cookie when the answer reaches it, so an answer is held
     here, on its way, rather than in the browser. While holding, the answer to
@@ -400,56 +401,32 @@ class SlowAnswers:
     """
 
     def __init__(self, port: int) -> None:
-        self.target = port
+        super().__init__("127.0.0.1", port)
         self.holding = False
-        self.server: asyncio.Server | None = None
         self.held: dict[str, list[tuple[asyncio.StreamWriter, bytes]]] = {"login": [], "socket": []}
-        self.loop = asyncio.new_event_loop()
-        listening = threading.Event()
-        self.thread = threading.Thread(target=self._serve, args=(listening,), daemon=True)
-        self.thread.start()
-        listening.wait()
 
-    def _serve(self, listening: threading.Event) -> None:
-        self.server = self.loop.run_until_complete(
-            asyncio.start_server(self._connection, "127.0.0.1", 0)
-        )
-        self.port = self.server.sockets[0].getsockname()[1]
-        listening.set()
-        self.loop.run_forever()
-
-    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        upstream_reader, upstream = await asyncio.open_connection("127.0.0.1", self.target)
-        kind: list[
-            str
-        ] = []  # what this connection's answers wait as, once it asks for something held
-
-        async def ask() -> None:
-            while data := await reader.read(65536):
-                if self.holding and not kind:
-                    if data.startswith(b"POST /login/submit/"):
-                        kind.append("login")
-                    elif data.startswith(b"GET /ws/") and b"again=" in data.split(b"\r\n", 1)[0]:
-                        kind.append("socket")
-                upstream.write(data)
-            upstream.close()
-
-        async def hear() -> None:
-            handshake = True
-            while data := await upstream_reader.read(65536):
-                if kind == ["socket"] and handshake:
-                    # The handshake goes through, so the page's socket opens.
-                    head, _, data = data.partition(b"\r\n\r\n")
-                    writer.write(head + b"\r\n\r\n")
-                    handshake = False
-                held = self.held[kind[0]] if kind else None
-                if held is not None and (self.holding or held):
-                    held.append((writer, data))
-                else:
-                    writer.write(data)
-            writer.close()
-
-        await asyncio.gather(ask(), hear(), return_exceptions=True)
+    def _forward(
+        self, line: dict[str, Any], chunk: bytes, writer: asyncio.StreamWriter, to_service: bool
+    ) -> None:
+        if to_service:
+            if self.holding and "kind" not in line:
+                if chunk.startswith(b"POST /login/submit/"):
+                    line["kind"] = "login"
+                elif chunk.startswith(b"GET /ws/") and b"again=" in chunk.split(b"\r\n", 1)[0]:
+                    line["kind"] = "socket"
+            writer.write(chunk)
+            return
+        kind = line.get("kind")
+        if kind == "socket" and not line.get("open"):
+            # The handshake goes through, so the page's socket opens.
+            head, _, chunk = chunk.partition(b"\r\n\r\n")
+            writer.write(head + b"\r\n\r\n")
+            line["open"] = True
+        held = self.held[kind] if kind else None
+        if held is not None and (self.holding or held):
+            held.append((writer, chunk))
+        else:
+            writer.write(chunk)
 
     def hold(self) -> None:
         self.holding = True
@@ -457,27 +434,13 @@ class SlowAnswers:
     def let_through(self, kind: str) -> None:
         """Deliver what is held of one kind, in order; from now on nothing is held."""
 
-        def deliver() -> None:
+        async def deliver() -> None:
             self.holding = False
-            for writer, data in self.held[kind]:
-                writer.write(data)
+            for writer, chunk in self.held[kind]:
+                writer.write(chunk)
             self.held[kind].clear()
 
-        self.loop.call_soon_threadsafe(deliver)
-
-    def close(self) -> None:
-        async def shut() -> None:
-            if self.server is not None:
-                self.server.close()
-            others = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
-            for task in others:
-                task.cancel()
-            await asyncio.gather(*others, return_exceptions=True)
-
-        asyncio.run_coroutine_threadsafe(shut(), self.loop).result(timeout=WAIT_MS / 1000)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join()
-        self.loop.close()
+        self._run(deliver())
 
 
 def test_a_login_answered_after_its_push_ends_signed_in(
@@ -490,6 +453,7 @@ def test_a_login_answered_after_its_push_ends_signed_in(
     """
     demo_users(live_server)
     proxy = SlowAnswers(live_server.port)
+    proxy.start()
     try:
         tab = BrowserTab(context.new_page(), dataclasses.replace(live_server, port=proxy.port))
         page = tab.page
@@ -512,7 +476,7 @@ def test_a_login_answered_after_its_push_ends_signed_in(
         assert_no_reload(tab)
         assert tab.errors == []
     finally:
-        proxy.close()
+        proxy.stop()
 
 
 def test_long_keys_and_values_wrap_inside_the_page(
