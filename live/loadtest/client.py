@@ -17,18 +17,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import json
 import random
 from bisect import bisect
 from itertools import accumulate
 from time import perf_counter
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
+from multidict import CIMultiDictProxy
 from yarl import URL
 
 from live.loadtest.config import CSRF_COOKIE, KEY_PATH, SESSION_PATH, SOCKET_PATH, Config
+from live.loadtest.http import Http, HttpError
 from live.loadtest.model import ABSENT, Consistency, SessionModel
 from live.loadtest.schedule import Schedule
 from live.loadtest.stats import Stats
@@ -36,14 +38,8 @@ from live.loadtest.tab import SetupError, Tab, retry_delay
 
 
 def _error_kind(exc: BaseException) -> str:
-    if isinstance(exc, TimeoutError):
-        return "timeout"
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        return "connect"
-    if isinstance(exc, aiohttp.ServerDisconnectedError):
-        return "disconnected"
-    if isinstance(exc, aiohttp.ClientOSError) and exc.errno == errno.ECONNRESET:
-        return "reset"
+    if isinstance(exc, HttpError):
+        return exc.kind
     if isinstance(exc, ValueError | KeyError | TypeError):
         return "bad answer"
     return type(exc).__name__
@@ -78,16 +74,18 @@ class User:
             "Referer": base + "/",
             "Content-Type": "application/json",
         }
-        self.http = aiohttp.ClientSession(
+        # Requests; it never sends one again by itself, so a write the server may
+        # have applied before a connection dropped is reported, not hidden.
+        self.http = Http(base, config.timeout)
+        # The tabs' WebSockets.
+        self.sockets = aiohttp.ClientSession(
             connector=connector,
             connector_owner=False,
             cookie_jar=aiohttp.DummyCookieJar(),
             timeout=aiohttp.ClientTimeout(total=config.timeout),
         )
-        # aiohttp sends a PUT or DELETE again, unseen, when a kept-alive connection drops
-        # under it; if the server died after applying the first, the second's "connection
-        # refused" would pass for a write that never happened. Every attempt is reported.
-        self.http._retry_connection = False
+        # The site's path, when it is served under one.
+        self.prefix = urlsplit(base).path
         self.rng = random.Random(config.seed * 1_000_003 + index)
         # Retry jitter from its own generator: outages must not change the operations drawn.
         self.jitter = random.Random(config.seed * 1_000_003 + index + 1)
@@ -100,9 +98,8 @@ class User:
         self.slot = 0
         self.writes = 0
         self.keys = [f"k{i}" for i in range(config.keys)]
-        # Built once: aiohttp takes URL objects as they are, without parsing strings again.
-        self.key_urls = [URL(base + KEY_PATH + key) for key in self.keys]
-        self.session_url = URL(base + SESSION_PATH)
+        self.key_paths = [self.prefix + KEY_PATH + key for key in self.keys]
+        self.session_path = self.prefix + SESSION_PATH
         self.operations = [name for name, _ in config.mix]
         self.weights = list(accumulate(weight for _, weight in config.mix))
 
@@ -110,9 +107,7 @@ class User:
 
     async def start(self) -> None:
         base = self.config.base_url
-        async with self.http.get(base + "/", headers=self.headers) as response:
-            await response.read()
-            self._absorb(response)
+        response = await self._setup_request(self.prefix + "/")
         if CSRF_COOKIE not in self.cookies:
             raise SetupError(f"GET {base}/ set no {CSRF_COOKIE} cookie (status {response.status})")
         version, data = await self._session_state()
@@ -127,7 +122,7 @@ class User:
         for _ in range(self.config.tabs):
             rng = random.Random(self.jitter.random())
             push, timeout = self.stats.push, self.config.timeout
-            tab = Tab(self.http, ws_url, self.origin, self, push, rng, timeout)
+            tab = Tab(self.sockets, ws_url, self.origin, self, push, rng, timeout)
             self.tabs.append(tab)
             async with asyncio.timeout(self.config.timeout):
                 await tab.open()
@@ -140,13 +135,19 @@ class User:
         while self.cookie_header() == since:
             await self._cookie_set.wait()
 
+    async def _setup_request(self, path: str) -> Any:
+        try:
+            response = await self.http.request("GET", path, self.headers)
+        except HttpError as exc:
+            raise SetupError(f"GET {path} failed: {exc.kind}") from exc
+        self._absorb(response.headers)
+        return response
+
     async def _session_state(self) -> tuple[int, dict[str, Any]]:
-        async with self.http.get(self.session_url, headers=self.headers) as response:
-            body = await response.read()
-            self._absorb(response)
-            if response.status != 200:
-                raise SetupError(f"GET {SESSION_PATH} answered {response.status}")
-        state = json.loads(body)
+        response = await self._setup_request(self.session_path)
+        if response.status != 200:
+            raise SetupError(f"GET {SESSION_PATH} answered {response.status}")
+        state = json.loads(response.body)
         self.versioned = state.get("meta", {}).get("versioned", True)
         return state["version"], state["data"]
 
@@ -184,26 +185,20 @@ class User:
                 await self._clear(due)
 
     async def _call(
-        self, name: str, method: str, url: URL, due: float, body: bytes | None
+        self, name: str, method: str, path: str, due: float, body: bytes | None
     ) -> tuple[Any, float]:
         """Send one request; return the decoded 200 answer (or the status, or the error
         kind) and when it was sent."""
         stats = self.stats.operations[name]
         sent = perf_counter()
         try:
-            async with self.http.request(
-                # A redirect from the API means a misconfiguration: report it, do not follow.
-                method,
-                url,
-                data=body,
-                headers=self.headers,
-                allow_redirects=False,
-            ) as response:
-                status, raw = response.status, await response.read()
-                if "Set-Cookie" in response.headers:
-                    self._absorb(response)
-            result: Any = json.loads(raw) if status == 200 else status
-        except (TimeoutError, aiohttp.ClientError, ValueError) as exc:
+            # A redirect from the API means a misconfiguration: it is reported, not followed.
+            response = await self.http.request(method, path, self.headers, body)
+            if "Set-Cookie" in response.headers:
+                self._absorb(response.headers)
+            status = response.status
+            result: Any = json.loads(response.body) if status == 200 else status
+        except (HttpError, ValueError) as exc:
             result = _error_kind(exc)
         stats.latency.record(perf_counter() - due)
         self.refused = self.refused + 1 if result == "connect" else 0
@@ -216,10 +211,10 @@ class User:
             stats.errors[result] += 1
         return result, sent
 
-    def _absorb(self, response: aiohttp.ClientResponse) -> None:
-        """Take the cookies a response sets (or deletes with Max-Age=0), as a browser would."""
+    def _absorb(self, headers: CIMultiDictProxy[str]) -> None:
+        """Take the cookies an answer sets (or deletes with Max-Age=0), as a browser would."""
         changed = False
-        for line in response.headers.getall("Set-Cookie", ()):
+        for line in headers.getall("Set-Cookie", ()):
             name, _, rest = line.partition("=")
             value, _, attributes = rest.partition(";")
             name = name.strip()
@@ -252,7 +247,7 @@ class User:
         # The value's JSON, quotes included, is exactly --value-size bytes.
         value = token + "x" * (self.config.value_size - 2 - len(token))
         body = b'"' + value.encode() + b'"'
-        result, sent = await self._call("set", "PUT", self.key_urls[index], due, body)
+        result, sent = await self._call("set", "PUT", self.key_paths[index], due, body)
         at = perf_counter()
         try:
             version = result["version"]
@@ -264,7 +259,7 @@ class User:
         return True
 
     async def _delete(self, index: int, due: float) -> None:
-        result, sent = await self._call("delete", "DELETE", self.key_urls[index], due, None)
+        result, sent = await self._call("delete", "DELETE", self.key_paths[index], due, None)
         at = perf_counter()
         try:
             version = result["version"]
@@ -275,7 +270,7 @@ class User:
         self._acked(version, sent, at)
 
     async def _clear(self, due: float) -> None:
-        result, sent = await self._call("clear", "DELETE", self.session_url, due, None)
+        result, sent = await self._call("clear", "DELETE", self.session_path, due, None)
         at = perf_counter()
         try:
             version = result["version"]
@@ -287,7 +282,7 @@ class User:
 
     async def _get(self, index: int, due: float) -> None:
         floor = self.model.read_started()
-        result, _ = await self._call("get", "GET", self.key_urls[index], due, None)
+        result, _ = await self._call("get", "GET", self.key_paths[index], due, None)
         try:
             self.model.read_done(floor, self.keys[index], result["value"], result["version"])
         except (TypeError, KeyError):
@@ -299,7 +294,7 @@ class User:
         """Compare the server's final state with the model and with every tab."""
         try:
             version, data = await self._final_state()
-        except (TimeoutError, aiohttp.ClientError, OSError, SetupError, ValueError, KeyError):
+        except (TimeoutError, OSError, SetupError, ValueError, KeyError):
             self.model.unread()
             return
         self.model.final(version, data)
@@ -324,7 +319,7 @@ class User:
             while True:
                 try:
                     return await self._session_state()
-                except (TimeoutError, aiohttp.ClientError, OSError, SetupError):
+                except (TimeoutError, OSError, SetupError):
                     await asyncio.sleep(retry_delay(attempt, self.jitter))
                     attempt += 1
 
@@ -336,4 +331,5 @@ class User:
         await asyncio.gather(*self.listeners, return_exceptions=True)
         for tab in self.tabs:
             await tab.close()
-        await self.http.close()
+        self.http.close()
+        await self.sockets.close()

@@ -17,12 +17,13 @@ from itertools import accumulate
 from pathlib import Path
 from time import perf_counter
 from typing import Any
+from urllib.parse import urlencode, urlsplit
 
 import aiohttp
-from yarl import URL
 
-from live.loadtest.client import User, _error_kind
+from live.loadtest.client import User
 from live.loadtest.config import Config
+from live.loadtest.http import HttpError
 from live.loadtest.model import Consistency, DeclaredModel
 from live.loadtest.scenario import Response, Scenario, current_step
 from live.loadtest.schedule import Schedule
@@ -117,7 +118,6 @@ class ScenarioUser(User):
         self.weights = list(accumulate(weight for _, weight in scenario.tasks))
         # Every request carries these, as a browser's would; a body adds its own type.
         del self.headers["Content-Type"]
-        self.urls: dict[str, URL] = {}
 
     async def start(self) -> None:
         await super().start()
@@ -174,11 +174,8 @@ class ScenarioUser(User):
         writes: dict[str, Any] | None,
         clears: bool,
     ) -> Response:
-        url = self.urls.get(path)
-        if url is None:
-            # Parsed once per path: yarl's parsing is a good part of a request's own cost.
-            url = self.urls[path] = URL(self.config.base_url + path)
-        step_name = name or current_step() or f"{method} {url.path}"
+        bare_path = urlsplit(path).path if "?" in path else path
+        step_name = name or current_step() or f"{method} {bare_path}"
         step = self.stats.step(step_name)
         declared = writes is not None or clears
         # Tabs that already hold the declared values get no push for them.
@@ -187,28 +184,27 @@ class ScenarioUser(User):
         request_headers = self.headers
         if headers or body is not None:
             request_headers = {**self.headers, **(headers or {})}
-        payload: Any = data
+        payload = None
         if body is not None:
             payload = json.dumps(body).encode()
             request_headers.setdefault("Content-Type", "application/json")
+        elif data is not None:
+            payload = urlencode(data, doseq=True).encode()
+            request_headers = {
+                **request_headers,
+                "Content-Type": "application/x-www-form-urlencoded",
+            }
         sent = perf_counter()
         response, kind, reason = None, "", ""
         try:
-            async with self.http.request(
-                method,
-                url,
-                data=payload,
-                headers=request_headers,
-                # A redirect is an answer: a login's 302 is its success.
-                allow_redirects=False,
-            ) as answer:
-                raw = await answer.read()
-                if "Set-Cookie" in answer.headers:
-                    self._absorb(answer)
-            response = Response(answer.status, answer.headers, raw)
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            kind = _error_kind(exc)
-            reason = f"{method} {url.path} failed: {kind}"
+            # A redirect is an answer, not followed: a login's 302 is its success.
+            answer = await self.http.request(method, self.prefix + path, request_headers, payload)
+            if "Set-Cookie" in answer.headers:
+                self._absorb(answer.headers)
+            response = Response(answer.status, answer.headers, answer.body)
+        except HttpError as exc:
+            kind = exc.kind
+            reason = f"{method} {bare_path} failed: {kind}"
         except asyncio.CancelledError:
             # The run stopped under this request, which may have landed all the same.
             if declared:
@@ -220,7 +216,7 @@ class ScenarioUser(User):
         for tab in self.tabs:
             tab.watches.clear()
         if response is not None and response.status >= 400:
-            kind, reason = _refusal(method, url.path, response.status, response.body)
+            kind, reason = _refusal(method, bare_path, response.status, response.body)
         self.answered(
             step_name, method, at - sent, len(response.body) if response else 0, kind, reason
         )
@@ -241,7 +237,7 @@ class ScenarioUser(User):
             tab.watches.clear()
         try:
             version, data = await self._final_state()
-        except (TimeoutError, aiohttp.ClientError, OSError, ValueError, KeyError):
+        except (TimeoutError, OSError, ValueError, KeyError):
             self.declared.unread()
             return
         self.declared.final(data)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 from collections.abc import Callable
 from time import perf_counter
 from typing import Any
@@ -105,10 +106,10 @@ async def until(tab: Tab, condition: Callable[[], bool]) -> None:
 
 
 async def post(user: User, path: str) -> dict[str, Any]:
-    async with user.http.post(user.config.base_url + path, headers=user.headers) as response:
-        assert response.status == 200, await response.text()
-        user._absorb(response)
-        return dict(await response.json())
+    response = await user.http.request("POST", path, user.headers)
+    assert response.status == 200, response.body
+    user._absorb(response.headers)
+    return dict(json.loads(response.body))
 
 
 async def test_loadtest_tab_follows_a_rotation_and_stays_closed_after_a_flush(
