@@ -40,6 +40,12 @@ def write_scenario(tmp_path: Path, body: str) -> Path:
     return path
 
 
+# Each user picks its tasks from a generator seeded by --seed and its number. With seed 18,
+# user 0 logs out in its first task and user 1 writes in its first three, so every step of
+# the login example runs even when a slow machine leaves time for only a few tasks.
+SEED = ("--seed", "18")
+
+
 @pytest.mark.parametrize(
     ("scenario", "writing_steps", "other_steps"),
     [
@@ -51,7 +57,7 @@ def write_scenario(tmp_path: Path, body: str) -> Path:
 def test_scenario_examples_report_their_steps_and_lose_no_write(
     site: Server, tmp_path: Path, scenario: str, writing_steps: set[str], other_steps: set[str]
 ):
-    run, result = run_scenario(site, scenario, tmp_path / "report.json")
+    run, result = run_scenario(site, scenario, tmp_path / "report.json", *SEED)
     assert run.returncode == 0, run.stdout + run.stderr
     steps = result["steps"]
     assert set(steps) == writing_steps | other_steps
@@ -78,7 +84,7 @@ def test_scenario_examples_on_djangos_db_engine_end_with_every_tab_on_the_final_
 ):
     # Django's engines version a snapshot by when it was read: tabs are
     # compared with the final state by their data.
-    run, result = run_scenario(django_site, scenario, tmp_path / "report.json")
+    run, result = run_scenario(django_site, scenario, tmp_path / "report.json", *SEED)
     assert run.returncode == 0, run.stdout + run.stderr
     consistency = result["consistency"]
     assert consistency["verified_keys"] > 0
