@@ -18,6 +18,7 @@ fresh one, unless a change may already have been committed.
 from __future__ import annotations
 
 import asyncio
+import select
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -61,9 +62,20 @@ class Db(Protocol):
 
     def atomic(self) -> Any: ...
 
+    def alone(self) -> bool:
+        """Whether a statement sent now commits on its own, on a line the server has not closed."""
+        ...
+
     def kept_rows(self, check: bool = True) -> KeptRows | None:
         """Rows this connection may answer from memory (live.sessions.kept), or None."""
         ...
+
+
+def _readable(fd: int) -> bool:
+    # An idle client's socket has nothing to read; hang-ups are reported too.
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(0))
 
 
 class DjangoDb:
@@ -100,6 +112,20 @@ class DjangoDb:
             # Its COMMIT follows: a line lost from here on may have lost only
             # the answer. Before it, the database rolls the transaction back.
             self.sent = self.sent or outermost
+
+    def alone(self) -> bool:
+        """Whether a statement sent now runs in a transaction of its own, on an open line.
+
+        Such a statement may have been made once sent, so work that meets a
+        dead line there cannot be run again (live.sessions.outage). A line the
+        server closed while it sat idle has something to read: its farewell,
+        or the end of the stream. That line, and one not opened yet, take a
+        transaction instead, whose loss before its COMMIT is run again.
+        """
+        connection = self.connection
+        if connection.in_atomic_block or not connection.autocommit or connection.connection is None:
+            return False
+        return not _readable(connection.connection.fileno())
 
     def kept_rows(self, check: bool = True) -> None:
         # Other connections write through Django's without a way to tell this one.
@@ -153,6 +179,10 @@ class LoopSqlite:
         this way none is built.
         """
         return self
+
+    def alone(self) -> bool:
+        # A transaction on SQLite costs no round trip: every write keeps its own.
+        return False
 
     def __enter__(self) -> None:
         if self.depth:

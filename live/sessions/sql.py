@@ -5,7 +5,8 @@ transaction, in a few plain SQL statements (this is every request's hot path);
 the timeline's entries go with the rows (live.sessions.timeline). The merge applies
 only what a request changed onto the latest stored state under the write lock
 (BEGIN IMMEDIATE on SQLite, FOR UPDATE on PostgreSQL), so concurrent requests
-to one session never overwrite each other.
+to one session never overwrite each other. On PostgreSQL a merge onto an
+unchanged row is a single statement that commits on its own.
 """
 
 from __future__ import annotations
@@ -127,15 +128,28 @@ _UPDATE = (
 _UPDATE_IF_AT = _UPDATE + " AND version = %s AND expires_at > %s"
 
 
-def _update(db: Db, snap: Snapshot, expiry: ExpiryFn, if_version: int | None) -> bool:
-    """Write the row; with if_version, only if it is still at that version and live."""
+def _update(
+    db: Db,
+    snap: Snapshot,
+    expiry: ExpiryFn,
+    if_version: int | None,
+    entry: tuple[str, Applied] | None = None,
+) -> bool:
+    """Write the row; with if_version, only if it is still at that version and live.
+
+    With an entry (source, applied), the new version's timeline entry is
+    written by the same statement, only if the row is.
+    """
     snap.expires_at = expiry(snap.data.get("_session_expiry"))
     now = time.time()
     params = [snap.text, dumps(snap.key_versions), snap.version, snap.expires_at, now, snap.digest]
     if if_version is None:
         db.execute(_UPDATE, params)
         return True
-    return db.count(_UPDATE_IF_AT, [*params, if_version, now]) == 1
+    sql, params = _UPDATE_IF_AT, [*params, if_version, now]
+    if entry is not None:
+        sql, params = timeline.recorded_by(sql, params, snap.version, *entry)
+    return db.count(sql, params) == 1
 
 
 def _insert(db: Db, snap: Snapshot, expiry: ExpiryFn) -> None:
@@ -178,7 +192,18 @@ def merge(
     while the row is still at that version, with no SELECT and no parse. When
     someone did write, that UPDATE matches nothing and the merge is redone
     from the row read under the lock, so the result is the same either way.
+
+    On PostgreSQL, outside a caller's transaction, that UPDATE and the
+    timeline's entry are one statement committing on its own: one round trip
+    instead of BEGIN, UPDATE, INSERT and COMMIT. Only the loop's SQLite
+    connection keeps rows, and it never writes that way.
     """
+    if base is not None and db.vendor == "postgresql" and db.alone():
+        try:
+            return _merge_onto(db, base, changes, expiry, source, base.version, alone=True)
+        except (_Stale, Conflict, TooLarge):
+            # Nothing was written: the row read under the lock decides.
+            base = None
     with db.atomic():
         result = _merge_from(db, digest, changes, expiry, source, base)
     # The commit made this connection forget its rows; this one it wrote itself.
@@ -219,6 +244,7 @@ def _merge_onto(
     expiry: ExpiryFn,
     source: str,
     if_version: int | None,
+    alone: bool = False,
 ) -> tuple[Snapshot, Applied]:
     _check(snap, changes)
     before = snap.text
@@ -231,9 +257,12 @@ def _merge_onto(
     size, limit = len(snap.text.encode()), setting("MAX_SESSION_BYTES")
     if size > limit and size > len(before.encode()):
         raise TooLarge(size, limit)
-    if not _update(db, snap, expiry, if_version):
+    # Alone, the entry must go in the UPDATE's statement: a second one would
+    # commit apart from it.
+    entry = (source, applied) if alone and applied else None
+    if not _update(db, snap, expiry, if_version, entry):
         raise _Stale
-    if applied:
+    if applied and not alone:
         timeline.record(db, snap.digest, snap.version, source, applied)
     return snap, applied
 

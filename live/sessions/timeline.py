@@ -3,7 +3,9 @@
 A row per version that changed something, keyed by (digest, version); its
 changes are the Applied list as JSON. The functions take a
 live.sessions.connections.Db and run inside the caller's transaction, so an
-entry is written, moved or dropped together with the session row it belongs to.
+entry is written, moved or dropped together with the session row it belongs to;
+on PostgreSQL a write's entry may instead go in the very statement that writes
+its row (recorded_by).
 """
 
 from __future__ import annotations
@@ -28,12 +30,42 @@ _RECORD = (
 def record(db: Db, digest: str, version: int, source: str, applied: Applied) -> None:
     """Add the entry of one version; now and then prune the oldest."""
     db.execute(_RECORD, (digest, version, time.time(), source[:200], dumps(applied)))
-    keep = setting("HISTORY_LENGTH")
+    oldest = _pruned(version)
+    if oldest is not None:
+        db.execute(f"DELETE FROM {CHANGES} WHERE digest = %s AND version <= %s", (digest, oldest))
+
+
+def _pruned(version: int) -> int | None:
+    """The newest version to prune when this one is recorded, if it prunes."""
+    keep = int(setting("HISTORY_LENGTH"))
     # Pruning every 16th version keeps at most keep + 15 entries for one statement in 16.
     if version % 16 == 0 and version > keep:
-        db.execute(
-            f"DELETE FROM {CHANGES} WHERE digest = %s AND version <= %s", (digest, version - keep)
+        return version - keep
+    return None
+
+
+def recorded_by(
+    update: str, params: list[Any], version: int, source: str, applied: Applied
+) -> tuple[str, list[Any]]:
+    """One statement (PostgreSQL): an UPDATE of a session row, and the entry of its version.
+
+    The entry is inserted once per row the UPDATE returns, and the prune
+    deletes only under a digest it returns: the statement's count is the
+    UPDATE's, and an UPDATE that matches nothing writes nothing at all.
+    """
+    sql = f"WITH u AS ({update} RETURNING digest)"
+    oldest = _pruned(version)
+    if oldest is not None:
+        sql += (
+            f", p AS (DELETE FROM {CHANGES} WHERE digest IN (SELECT digest FROM u)"
+            " AND version <= %s)"
         )
+        params = [*params, oldest]
+    sql += (
+        f" INSERT INTO {CHANGES} (digest, version, ts, source, changes)"
+        " SELECT digest, %s, %s, %s, %s FROM u"
+    )
+    return sql, [*params, version, time.time(), source[:200], dumps(applied)]
 
 
 def move(db: Db, old: str | None, new: str) -> None:

@@ -225,12 +225,19 @@ async def _lost_commit(server: Server, proxy: Proxy) -> None:
     try:
         await visitor.open()
         assert (await visitor.put("a", 1))[0] == 200
-        # The line breaks as the write's COMMIT leaves: only its answer is known to be lost.
-        proxy.cut_at(b"COMMIT")
+        # A change to a session is one statement that commits as it runs: the
+        # line breaks as it leaves, and only its answer is known to be lost.
+        proxy.cut_at(b"WITH u AS (UPDATE")
         assert await visitor.put("b", 2) == (503, {"error": outage.MAYBE_SAVED})
         proxy.restore()
         assert (await visitor.data()).items() >= {"a": 1}.items()
         assert (await visitor.put("c", 3))[0] == 200
+        # A new session is written in a transaction: the line breaks as its COMMIT leaves.
+        visitor.forget_session()
+        proxy.cut_at(b"COMMIT")
+        assert await visitor.put("d", 4) == (503, {"error": outage.MAYBE_SAVED})
+        proxy.restore()
+        assert (await visitor.put("e", 5))[0] == 200
     finally:
         await visitor.close()
 

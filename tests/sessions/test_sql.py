@@ -79,6 +79,9 @@ class Recording:
     def atomic(self) -> object:
         return self.inner.atomic()
 
+    def alone(self) -> bool:
+        return self.inner.alone()
+
     def kept_rows(self, check: bool = True) -> KeptRows | None:
         return self.inner.kept_rows(check)
 
