@@ -274,11 +274,20 @@ def scenario_rounds(
         cookie = session_cookie(url, "x" * (VALUE_SIZE - 2))
         rates, cpus, wholes = [], [], []
         for round_ in range(1, args.rounds + 1):
-            wrk_rate = run_wrk(url, cookie, args, load_core, HELLO_PATH)
-            rate, cpu, whole = run_scenario(url, env, args, load_core, scenario)
-            locust_rate, locust_cpu, locust_whole = run_locust(
-                url, cookie, args, load_core, locustfile
-            )
+            wrk_rate = 0.0
+            rate = cpu = whole = locust_rate = locust_cpu = locust_whole = 0.0
+            # The server's speed drifts within a round too: each round starts with
+            # the next generator, so none always runs first.
+            for turn in range(3):
+                which = (round_ - 1 + turn) % 3
+                if which == 0:
+                    wrk_rate = run_wrk(url, cookie, args, load_core, HELLO_PATH)
+                elif which == 1:
+                    rate, cpu, whole = run_scenario(url, env, args, load_core, scenario)
+                else:
+                    locust_rate, locust_cpu, locust_whole = run_locust(
+                        url, cookie, args, load_core, locustfile
+                    )
             rates.append(rate / wrk_rate)
             cpus.append(cpu / locust_cpu)
             wholes.append(whole / locust_whole)
