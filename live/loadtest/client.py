@@ -30,7 +30,7 @@ from multidict import CIMultiDictProxy
 from yarl import URL
 
 from live.loadtest.config import CSRF_COOKIE, KEY_PATH, SESSION_PATH, SOCKET_PATH, Config
-from live.loadtest.http import Http, HttpError
+from live.loadtest.http import Answer, Http, HttpError
 from live.loadtest.model import ABSENT, Consistency, SessionModel
 from live.loadtest.schedule import Schedule
 from live.loadtest.stats import Stats
@@ -69,6 +69,10 @@ class User:
         # browsers do for localhost, so a server with DEBUG off can be tested locally.
         self.cookies: dict[str, str] = {}
         self._cookie_set = asyncio.Event()
+        # The user's requests in flight, and an event set whenever none is.
+        self.in_flight = 0
+        self._settled = asyncio.Event()
+        self._settled.set()
         self.headers = {
             "Origin": self.origin,
             "Referer": base + "/",
@@ -135,13 +139,30 @@ class User:
         while self.cookie_header() == since:
             await self._cookie_set.wait()
 
+    async def settled(self) -> None:
+        await self._settled.wait()
+
+    async def request(
+        self, method: str, path: str, headers: dict[str, str], body: bytes | None = None
+    ) -> Answer:
+        """Send one request of this user and take the cookies its answer sets."""
+        self.in_flight += 1
+        self._settled.clear()
+        try:
+            answer = await self.http.request(method, path, headers, body)
+            if "Set-Cookie" in answer.headers:
+                self._absorb(answer.headers)
+            return answer
+        finally:
+            self.in_flight -= 1
+            if not self.in_flight:
+                self._settled.set()
+
     async def _setup_request(self, path: str) -> Any:
         try:
-            response = await self.http.request("GET", path, self.headers)
+            return await self.request("GET", path, self.headers)
         except HttpError as exc:
             raise SetupError(f"GET {path} failed: {exc.kind}") from exc
-        self._absorb(response.headers)
-        return response
 
     async def _session_state(self) -> tuple[int, dict[str, Any]]:
         response = await self._setup_request(self.session_path)
@@ -193,9 +214,7 @@ class User:
         sent = perf_counter()
         try:
             # A redirect from the API means a misconfiguration: it is reported, not followed.
-            response = await self.http.request(method, path, self.headers, body)
-            if "Set-Cookie" in response.headers:
-                self._absorb(response.headers)
+            response = await self.request(method, path, self.headers, body)
             status = response.status
             result: Any = json.loads(response.body) if status == 200 else status
         except (HttpError, ValueError) as exc:

@@ -9,9 +9,10 @@ When its socket drops (a server restart, a proxy's 1001, a refused connection
 while the server is down) the tab reconnects as the page does, after a delay
 doubling from 250 ms to 2 s with jitter, and takes the new socket's snapshot
 as the truth. The server's own endings are not faults: 4307 (the session left
-the key the cookie named) reconnects with the user's cookie once it changes
-(the answer that rotated or ended the session carries the new one, and may
-arrive after the close), and 4404 (no session for the cookie, after
+the key the cookie named) reconnects, as the page does, once the user's own
+requests have their answers, with the cookie they leave (the answer that
+rotated or ended the session carries the new one, and may arrive after the
+close), and 4404 (no session for the cookie, after
 `session.ended`) leaves the tab closed, as the page stays closed.
 """
 
@@ -56,6 +57,10 @@ class Cookies(Protocol):
         """Return once the Cookie header differs from `since`."""
         ...
 
+    async def settled(self) -> None:
+        """Return once none of the user's requests is in flight: the cookie is the last set."""
+        ...
+
 
 class SetupError(Exception):
     """A user could not get a session, a token or a tab; the test cannot start."""
@@ -84,7 +89,7 @@ class Tab:
         self.http, self.url, self.origin, self.cookies = http, url, origin, cookies
         self.push = push
         self.rng = rng
-        # How long a 4307 waits for the new cookie: the bound of the HTTP answer bringing it.
+        # How long a 4307 waits for the user's answers: the bound of the one bringing a cookie.
         self.patience = patience
         self.cookie = ""
         self.ws: aiohttp.ClientWebSocketResponse | None = None
@@ -176,11 +181,12 @@ class Tab:
             if code == CLOSE_MOVED:
                 push.moved += 1
                 if not self._fresh:
-                    # The session left this cookie's key: come back with the next cookie,
-                    # or with this one if none comes (the session ended by itself).
+                    # The session left this cookie's key. As the page does, the tab comes
+                    # back once the user's own requests are answered, with the cookie they
+                    # leave: a login's new key, or this one if the move was not theirs.
                     with contextlib.suppress(TimeoutError):
                         async with asyncio.timeout(self.patience):
-                            await self.cookies.cookie_change(self.cookie)
+                            await self.cookies.settled()
                     continue
             elif code == CLOSE_NO_SESSION:
                 push.ended += 1

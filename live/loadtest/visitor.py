@@ -198,9 +198,7 @@ class ScenarioUser(User):
         response, kind, reason = None, "", ""
         try:
             # A redirect is an answer, not followed: a login's 302 is its success.
-            answer = await self.http.request(method, self.prefix + path, request_headers, payload)
-            if "Set-Cookie" in answer.headers:
-                self._absorb(answer.headers)
+            answer = await self.request(method, self.prefix + path, request_headers, payload)
             response = Response(answer.status, answer.headers, answer.body)
         except HttpError as exc:
             kind = exc.kind

@@ -106,9 +106,8 @@ async def until(tab: Tab, condition: Callable[[], bool]) -> None:
 
 
 async def post(user: User, path: str) -> dict[str, Any]:
-    response = await user.http.request("POST", path, user.headers)
+    response = await user.request("POST", path, user.headers)
     assert response.status == 200, response.body
-    user._absorb(response.headers)
     return dict(json.loads(response.body))
 
 
