@@ -19,10 +19,13 @@ import asyncio
 import errno
 import ssl
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import httptools
 from multidict import CIMultiDict, CIMultiDictProxy
+
+# What a request target keeps as written: the reserved characters and existing escapes.
+_KEPT = "!#$%&'()*+,/:;=?@[]~"
 
 
 class HttpError(Exception):
@@ -136,8 +139,7 @@ class Http:
         secure = parts.scheme == "https"
         self.port = parts.port or (443 if secure else 80)
         self.ssl: ssl.SSLContext | None = ssl.create_default_context() if secure else None
-        default = (secure and self.port == 443) or (not secure and self.port == 80)
-        self.host_header = parts.netloc if not default else self.host
+        self.host_header = parts.netloc.rpartition("@")[2]
         self.timeout = timeout
         self.idle: list[_Connection] = []
         self.closed = False
@@ -146,6 +148,8 @@ class Http:
         self, method: str, target: str, headers: dict[str, str], body: bytes | None = None
     ) -> Answer:
         """Send one request to `target` (a path with its query) and read its whole answer."""
+        # As a browser sends it: a space or a non-ASCII letter percent-encoded, the rest kept.
+        target = quote(target, safe=_KEPT)
         lines = [f"{method} {target} HTTP/1.1\r\nHost: {self.host_header}\r\n"]
         lines += [f"{name}: {value}\r\n" for name, value in headers.items()]
         if body is not None or method in ("POST", "PUT", "PATCH"):

@@ -80,6 +80,13 @@ async def test_requests_share_one_kept_alive_connection_and_send_their_bodies(se
     assert site.requests[1].endswith(b"Content-Length: 7\r\n\r\nx=1&y=2")
 
 
+async def test_a_target_with_spaces_or_other_letters_is_sent_percent_encoded(serve):
+    site, http = await serve(lambda request: ok(b""))
+    await http.request("GET", "/search/?q=crème brûlée&page=2%20", {})
+    line = site.requests[0].split(b"\r\n")[0]
+    assert line == b"GET /search/?q=cr%C3%A8me%20br%C3%BBl%C3%A9e&page=2%20 HTTP/1.1"
+
+
 async def test_a_chunked_answer_and_repeated_headers_arrive_whole(serve):
     chunked = (
         b"HTTP/1.1 302 Found\r\nTransfer-Encoding: chunked\r\nLocation: /\r\n"
