@@ -53,6 +53,7 @@ class _Connection(asyncio.Protocol):
         self.header_pairs: list[tuple[str, str]] = []
         self.chunks: list[bytes] = []
         self.head = False
+        self.headers_done = False
         self.reusable = True
 
     # --- asyncio.Protocol -----------------------------------------------------------
@@ -63,14 +64,15 @@ class _Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         try:
             self.parser.feed_data(data)
-        except httptools.HttpParserError:
+        except (httptools.HttpParserError, httptools.HttpParserUpgrade):
+            # Garbled, or a switch of protocols nobody asked for.
             self._fail("bad answer")
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.reusable = False
         if self.waiter is None or self.waiter.done():
             return
-        if exc is None and self.header_pairs and self._length_unknown():
+        if exc is None and self.headers_done and self._length_unknown():
             # An answer without a length ends with its connection.
             self.on_message_complete()
             return
@@ -79,11 +81,17 @@ class _Connection(asyncio.Protocol):
 
     # --- httptools' callbacks -------------------------------------------------------
 
+    def on_message_begin(self) -> None:
+        if self.waiter is None or self.waiter.done():
+            # An answer to no request: what follows cannot be matched to requests.
+            self.reusable = False
+
     def on_header(self, name: bytes, value: bytes) -> None:
         self.header_pairs.append((name.decode("latin-1"), value.decode("latin-1")))
 
     def on_headers_complete(self) -> None:
-        if self.head:
+        self.headers_done = True
+        if self.head and not self._interim():
             # httptools cannot be told that a HEAD's answer has no body: the
             # answer ends here, and so does the connection, whose framing is lost.
             self.reusable = False
@@ -93,6 +101,10 @@ class _Connection(asyncio.Protocol):
         self.chunks.append(body)
 
     def on_message_complete(self) -> None:
+        if self._interim():
+            # 100 Continue, 103 Early Hints: the answer is still to come.
+            self.header_pairs, self.chunks, self.headers_done = [], [], False
+            return
         if not self.parser.should_keep_alive():
             self.reusable = False
         waiter = self.waiter
@@ -104,10 +116,13 @@ class _Connection(asyncio.Protocol):
 
     def send(self, request: bytes, head: bool) -> asyncio.Future[Answer]:
         assert self.transport is not None
-        self.header_pairs, self.chunks, self.head = [], [], head
+        self.header_pairs, self.chunks, self.head, self.headers_done = [], [], head, False
         self.waiter = asyncio.get_running_loop().create_future()
         self.transport.write(request)
         return self.waiter
+
+    def _interim(self) -> bool:
+        return 100 <= self.parser.get_status_code() < 200
 
     def _length_unknown(self) -> bool:
         names = {name.lower() for name, _ in self.header_pairs}
@@ -178,7 +193,8 @@ class Http:
         while self.idle:
             connection = self.idle.pop()
             # The server may have closed it while it waited.
-            if connection.reusable:
+            transport = connection.transport
+            if connection.reusable and transport is not None and not transport.is_closing():
                 return connection
         return None
 

@@ -37,7 +37,8 @@ class Site:
                     break
                 writer.write(answer)
                 await writer.drain()
-                if b"connection: close" in answer.lower():
+                # Closed after an answer that says so, or one cut off in its headers.
+                if b"connection: close" in answer.lower() or b"\r\n\r\n" not in answer:
                     break
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
@@ -97,6 +98,21 @@ async def test_a_chunked_answer_and_repeated_headers_arrive_whole(serve):
     answer = await http.request("POST", "/login/", {})
     assert (answer.status, answer.body, answer.headers["location"]) == (302, b"abcde", "/")
     assert answer.headers.getall("Set-Cookie") == ["a=1; Path=/", "b=2; Path=/"]
+
+
+async def test_an_interim_answer_is_skipped_for_the_final_one(serve):
+    hints = b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n"
+    site, http = await serve(lambda request: hints + ok(request.split(b" ")[1]))
+    assert (await http.request("GET", "/first", {})).body == b"/first"
+    assert (await http.request("GET", "/second", {})).body == b"/second"
+    assert site.connections == 1
+
+
+async def test_an_answer_cut_off_in_its_headers_is_a_disconnection(serve):
+    _, http = await serve(lambda request: b"HTTP/1.1 200 OK\r\nX-A: 1\r\nContent-Le")
+    with pytest.raises(HttpError) as failed:
+        await http.request("GET", "/", {})
+    assert failed.value.kind == "disconnected"
 
 
 async def test_an_answer_without_a_length_ends_with_its_connection_which_is_not_kept(serve):
