@@ -96,12 +96,17 @@ class DjangoDb:
             return cursor.fetchall() if cursor.description else []
 
     def count(self, sql: str, params: Sequence[Any] = ()) -> int:
-        if not self.connection.in_atomic_block:
+        alone, sent = not self.connection.in_atomic_block, self.sent
+        if alone:
             # Outside a transaction the statement commits as it runs.
             self.changes = self.sent = True
         with self.connection.cursor() as cursor:
             cursor.execute(sql, params)
-            return int(cursor.rowcount)
+            rows = int(cursor.rowcount)
+        if alone and not rows:
+            # Answered, and it changed nothing: no more of this work is kept than before.
+            self.sent = sent
+        return rows
 
     @contextmanager
     def atomic(self) -> Iterator[None]:
@@ -125,7 +130,13 @@ class DjangoDb:
         connection = self.connection
         if connection.in_atomic_block or not connection.autocommit or connection.connection is None:
             return False
-        return not _readable(connection.connection.fileno())
+        try:
+            fileno = connection.connection.fileno()
+        except Exception:
+            # psycopg's own error for a line libpq already dropped: the
+            # transaction's path meets it as Django's error, and runs again.
+            return False
+        return not _readable(fileno)
 
     def kept_rows(self, check: bool = True) -> None:
         # Other connections write through Django's without a way to tell this one.
