@@ -26,7 +26,7 @@ from django.contrib.auth import get_user_model
 from django.test import AsyncClient
 from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
-from playwright.sync_api import ConsoleMessage, Dialog, Locator, Page, expect
+from playwright.sync_api import BrowserContext, ConsoleMessage, Dialog, Locator, Page, expect
 
 from asgi_config.asgi import application
 from live.conf import session_store
@@ -574,6 +574,11 @@ class ConsoleErrors:
         page.on("console", on_console)
         page.on("pageerror", lambda exc: self.seen.append(f"{page.url}: uncaught {exc}"))
         return page
+
+
+def dashboard(context: BrowserContext, server: Server, console: ConsoleErrors) -> BrowserTab:
+    """A new tab of this browser context on the dashboard, its console watched."""
+    return BrowserTab(console.watch(context.new_page()), server)
 
 
 def accessibility_violations(page: Page) -> list[str]:

@@ -11,7 +11,7 @@ import pytest
 from playwright.sync_api import BrowserContext, Page, WebSocket, expect
 
 from tests.conftest import Server
-from tests.helpers import WAIT_MS, BrowserTab, ConsoleErrors, demo_users
+from tests.helpers import WAIT_MS, BrowserTab, ConsoleErrors, dashboard, demo_users
 
 pytestmark = pytest.mark.browser
 
@@ -23,8 +23,12 @@ def accounts(live_server: Server) -> None:
     demo_users(live_server)
 
 
-def dashboard(context: BrowserContext, server: Server, console: ConsoleErrors) -> BrowserTab:
-    return BrowserTab(console.watch(context.new_page()), server)
+def two_tabs(
+    new_context: Callable[[], BrowserContext], server: Server, console: ConsoleErrors
+) -> tuple[BrowserTab, BrowserTab]:
+    """Two tabs of one new browser, so of one session."""
+    context = new_context()
+    return dashboard(context, server, console), dashboard(context, server, console)
 
 
 def watch(staff: BrowserContext, owner: BrowserTab, server: Server, console: ConsoleErrors) -> Page:
@@ -50,8 +54,7 @@ def test_account_box_names_the_user_in_every_tab_and_to_staff(
     new_context: Callable[[], BrowserContext], live_server: Server, accounts: None
 ) -> None:
     console = ConsoleErrors()
-    context = new_context()
-    a, b = dashboard(context, live_server, console), dashboard(context, live_server, console)
+    a, b = two_tabs(new_context, live_server, console)
     a.sign_in("demo")
     # B learns of the login from a push, which has no request to ask who is signed in.
     expect(b.page.locator("#account [data-username]")).to_have_text("demo", timeout=WAIT_MS)
@@ -75,8 +78,7 @@ def test_what_someone_types_into_the_login_form_stays_while_other_tabs_write(
     new_context: Callable[[], BrowserContext], live_server: Server, accounts: None
 ) -> None:
     console = ConsoleErrors()
-    context = new_context()
-    a, b = dashboard(context, live_server, console), dashboard(context, live_server, console)
+    a, b = two_tabs(new_context, live_server, console)
     account = a.page.locator("#account")
     account.locator("input[name=username]").fill("demo")
     account.locator("input[name=password]").fill("demo")
@@ -96,8 +98,7 @@ def test_logins_logouts_and_watching_leave_the_console_quiet(
     new_context: Callable[[], BrowserContext], live_server: Server, accounts: None
 ) -> None:
     console = ConsoleErrors()
-    context = new_context()
-    a, b = dashboard(context, live_server, console), dashboard(context, live_server, console)
+    a, b = two_tabs(new_context, live_server, console)
     for round_ in range(3):
         a.add(f"round_{round_}", "before")
         watcher = watch(staff_member(new_context, live_server, console), a, live_server, console)
@@ -173,8 +174,7 @@ def test_durations_read_as_words_in_pushes_and_the_staff_list(
     new_context: Callable[[], BrowserContext], live_server: Server, accounts: None
 ) -> None:
     console = ConsoleErrors()
-    context = new_context()
-    a, b = dashboard(context, live_server, console), dashboard(context, live_server, console)
+    a, b = two_tabs(new_context, live_server, console)
     frames: list[str] = []
 
     def on_socket(socket: WebSocket) -> None:
@@ -212,8 +212,7 @@ def test_a_conflict_quotes_both_values_alike(
     new_context: Callable[[], BrowserContext], live_server: Server
 ) -> None:
     console = ConsoleErrors(refusals=(409,))
-    context = new_context()
-    a, b = dashboard(context, live_server, console), dashboard(context, live_server, console)
+    a, b = two_tabs(new_context, live_server, console)
     a.add("fruit", "from A")
     expect(b.row("fruit")).to_be_attached(timeout=WAIT_MS)
     # B's form was rendered before A's write.
@@ -228,8 +227,7 @@ def test_timeline_scrolls_with_a_visible_bar_and_the_keyboard(
     new_context: Callable[[], BrowserContext], live_server: Server
 ) -> None:
     console = ConsoleErrors()
-    context = new_context()
-    a, b = dashboard(context, live_server, console), dashboard(context, live_server, console)
+    a, b = two_tabs(new_context, live_server, console)
     for n in range(14):
         a.add(f"key_{n}", str(n))
     expect(b.row("key_13")).to_be_attached(timeout=WAIT_MS)
@@ -259,8 +257,7 @@ def test_a_pushed_change_is_announced_once_in_the_other_tab(
     new_context: Callable[[], BrowserContext], live_server: Server
 ) -> None:
     console = ConsoleErrors()
-    context = new_context()
-    a, b = dashboard(context, live_server, console), dashboard(context, live_server, console)
+    a, b = two_tabs(new_context, live_server, console)
     announcer = b.page.locator("#live-announcer")
     expect(announcer).to_have_attribute("aria-live", "polite")
     expect(announcer).to_have_text("")
@@ -276,7 +273,7 @@ def test_a_pushed_change_is_announced_once_in_the_other_tab(
     a.add("fruit", "pear")
     expect(announcer).to_have_text(f'fruit set to "pear" by tab {label}.', timeout=WAIT_MS)
     # Pushes that change no key (a tab opens) say nothing more.
-    third = dashboard(context, live_server, console)
+    third = dashboard(a.page.context, live_server, console)
     expect(b.tabs).to_have_text("3", timeout=WAIT_MS)
     assert b.page.evaluate("window.__announced") == [f'fruit set to "pear" by tab {label}.']
 

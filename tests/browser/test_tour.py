@@ -21,6 +21,7 @@ from tests.helpers import (
     BrowserTab,
     ConsoleErrors,
     accessibility_violations,
+    dashboard,
     demo_users,
     shown,
 )
@@ -61,10 +62,6 @@ def visitor(browser: Browser, contexts: list[BrowserContext]) -> BrowserContext:
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     contexts.append(context)
     return context
-
-
-def dashboard(context: BrowserContext, server: Server, console: ConsoleErrors) -> BrowserTab:
-    return BrowserTab(console.watch(context.new_page()), server)
 
 
 def page_at(context: BrowserContext, url: str, console: ConsoleErrors) -> Page:
