@@ -38,6 +38,9 @@ DEFAULTS: dict[str, Any] = {
     "SQLITE_ON_LOOP": True,
     # Threads (each with one connection) for async database work; SQLite uses one.
     "DB_THREADS": 8,
+    # PostgreSQL connections of the event loop's own, for reading sessions
+    # (live.sessions.pg_loop); 0 sends those reads to the threads too.
+    "PG_LOOP_CONNECTIONS": 8,
     # Which connections async database work uses: "own" (the engine's threads,
     # and SQLite on the loop), "django" (Django's connection, thread-sensitive,
     # as Django's engines do), or "auto": "django" while Django's test

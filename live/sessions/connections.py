@@ -1,11 +1,12 @@
-"""Two ways to reach the session tables: Django's connection, or SQLite on the event loop.
+"""How the session tables are reached: Django's connection, or connections of the event loop.
 
 On SQLite an uncontended statement costs less than a hop to a thread, so async
 callers run the store's work right on the event loop, through a connection of
 the loop's own that never waits for a lock: if another process holds the write
 lock it gives up at once (Busy) and the work is redone in a thread that may
-wait. PostgreSQL (and anything else) always goes through Django's connection
-in a thread.
+wait. On PostgreSQL, reads of a session run on the loop's own async
+connections (live.sessions.pg_loop); every other piece of work, and anything
+on another database, goes through Django's connection in a thread.
 
 Whichever thread runs it, store work on Django's connection goes through
 `_guarded`: a database that cannot be reached or answer becomes Unavailable
@@ -20,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import select
 import sqlite3
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from functools import cache, lru_cache, partial
@@ -69,6 +70,12 @@ class Db(Protocol):
     def kept_rows(self, check: bool = True) -> KeptRows | None:
         """Rows this connection may answer from memory (live.sessions.kept), or None."""
         ...
+
+
+class AsyncDb(Protocol):
+    """A connection of the loop's own (live.sessions.pg_loop), for reads."""
+
+    async def execute(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]: ...
 
 
 def _readable(fd: int) -> bool:
@@ -347,17 +354,42 @@ def djangos_connection() -> bool:
     return bool(mode == "django")
 
 
-async def run(fn: Callable[..., T], *args: Any) -> T:
-    """Run store work from async code: on the loop for SQLite when it can, else in a thread."""
+async def run(fn: Callable[..., T], *args: Any, pg: Callable[..., Awaitable[T]] | None = None) -> T:
+    """Run store work from async code: on the loop when it can, else in a thread.
+
+    On SQLite, `fn` runs on the loop's own connection; on PostgreSQL, `pg`
+    (the same read, async) runs on one of the loop's connections, if given.
+    Either hands the work back to a thread when it cannot be done there.
+    """
     name = _alias()
-    if not djangos_connection() and _vendor(name) == "sqlite" and setting("SQLITE_ON_LOOP"):
-        try:
-            # The same dict as the connection's settings_dict, which the test
-            # runner points at its test database.
-            return fn(_loop_db(str(connections.settings[name]["NAME"])), *args)
-        except Busy:
-            pass
+    if not djangos_connection():
+        vendor = _vendor(name)
+        if vendor == "sqlite" and setting("SQLITE_ON_LOOP"):
+            try:
+                # The same dict as the connection's settings_dict, which the test
+                # runner points at its test database.
+                return fn(_loop_db(str(connections.settings[name]["NAME"])), *args)
+            except Busy:
+                pass
+        elif vendor == "postgresql" and pg is not None and setting("PG_LOOP_CONNECTIONS"):
+            on_loop = _pg_loop()
+            if on_loop is not None:
+                try:
+                    result: T = await on_loop.run(name, pg, *args)
+                    return result
+                except on_loop.Elsewhere:
+                    pass
     return await in_thread(fn, *args)
+
+
+@cache
+def _pg_loop() -> Any:
+    """live.sessions.pg_loop where psycopg 3 is installed (Django's backend takes psycopg2 too)."""
+    try:
+        from live.sessions import pg_loop
+    except ImportError:
+        return None
+    return pg_loop
 
 
 async def in_thread(fn: Callable[..., T], *args: Any) -> T:

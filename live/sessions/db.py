@@ -26,7 +26,7 @@ class SessionStore(LiveSessionBase):
         return connections.call(sql.read, session_digest)
 
     async def _aread(self, session_digest: str) -> Snapshot | None:
-        return await connections.run(sql.read, session_digest)
+        return await connections.run(sql.read, session_digest, pg=sql.aread)
 
     def _exists(self, session_digest: str) -> bool:
         return connections.call(sql.exists, session_digest)
@@ -117,7 +117,7 @@ class SessionStore(LiveSessionBase):
     @classmethod
     async def aread(cls, session_digest: str) -> Snapshot | None:
         """The stored session with this digest, for listeners that hold no key (the hub)."""
-        return await connections.run(sql.read, session_digest)
+        return await connections.run(sql.read, session_digest, pg=sql.aread)
 
     @classmethod
     async def ahistory(cls, session_digest: str) -> list[dict[str, Any]]:

@@ -20,7 +20,7 @@ from live.conf import setting
 from live.models import LiveSession
 from live.sessions import timeline
 from live.sessions.codec import dumps, loads
-from live.sessions.connections import Db
+from live.sessions.connections import AsyncDb, Db
 from live.types import (
     Applied,
     Changes,
@@ -74,6 +74,12 @@ def read(db: Db, digest: str) -> Snapshot | None:
         # A write by someone else since the look above clears it at the next.
         kept.keep(snapshot)
     return snapshot
+
+
+async def aread(db: AsyncDb, digest: str) -> Snapshot | None:
+    """read(), on one of the loop's own PostgreSQL connections, which keep no rows."""
+    rows = await db.execute(_SELECT, (digest, time.time()))
+    return _row(rows[0]) if rows else None
 
 
 def exists(db: Db, digest: str) -> bool:

@@ -29,6 +29,8 @@ from tests.proxy import Proxy
 pytestmark = pytest.mark.services
 
 THREADS = int(DEFAULTS["DB_THREADS"])
+# A process's lines to PostgreSQL: its threads', and its loop's own for reads.
+LINES = THREADS + int(DEFAULTS["PG_LOOP_CONNECTIONS"])
 # Requests at once: enough to keep every thread of the server's pool busy.
 BURST = 3 * THREADS
 # An answer later than this would be a hang to a person at the page.
@@ -165,13 +167,13 @@ async def _outage_and_recovery(server: Server, proxy: Proxy) -> None:
         tab = await visitor.tab()
         assert (await message(tab, lambda m: True))["type"] == "session.snapshot"
         # Writes and reads before the outage, spread over the pool (a session's
-        # writes take turns, its reads do not): each thread that takes some
-        # opens its line, and keeps it.
+        # writes take turns, its reads do not): each thread, and each of the
+        # loop's connections, that takes some opens its line, and keeps it.
         assert await visitor.put_burst("before") == {200}
         assert await visitor.get_burst() == {200}
         assert (await visitor.data()).items() >= {f"before{n}": n for n in range(BURST)}.items()
         lines = proxy.open_lines
-        assert 0 < lines <= THREADS, lines
+        assert 0 < lines <= LINES, lines
 
         proxy.cut()
         # A write that could not even read its session changed nothing; one
@@ -202,7 +204,7 @@ async def _outage_and_recovery(server: Server, proxy: Proxy) -> None:
         assert data.items() >= {f"before{n}": n for n in range(BURST)}.items()
         assert data.items() >= {f"after{n}": turn for n in range(BURST)}.items()
         assert not {key for key in data if key.startswith("during")}
-        assert proxy.open_lines <= THREADS
+        assert proxy.open_lines <= LINES
 
         # The tab open all along hears the writes again; a new one gets the session.
         await visitor.put("heard", True)
