@@ -10,8 +10,10 @@ loop it cost as much as it saved.
 
 A read that cannot be done here raises Elsewhere, and the caller runs it in a
 thread, whose guard says what an outage means: when no connection can be
-had, and when the line breaks under it. Reads change nothing, so running one
-again is safe.
+had, when the line breaks under it, and when the server answers with an
+error (which the thread then raises as Django's). Reads change nothing, so
+running one again is safe. The connections are a loop's: the server runs one
+loop, and with it at most PG_LOOP_CONNECTIONS of them.
 """
 
 from __future__ import annotations
@@ -29,9 +31,6 @@ from live.conf import setting
 from live.loops import PerLoop
 
 T = TypeVar("T")
-
-# What a line that broke, or a server that went away or refused, raises in psycopg.
-LOST = (psycopg.OperationalError, psycopg.InterfaceError)
 
 
 class Elsewhere(Exception):
@@ -92,10 +91,13 @@ class Pool:
             self.opened += 1
         try:
             return await psycopg.AsyncConnection.connect(**self.params)
-        except LOST as exc:
+        except BaseException as exc:
+            # Refused, unreachable, or cancelled while connecting: the place is free again.
             self.opened -= 1
             self._hand_on()
-            raise Elsewhere from exc
+            if isinstance(exc, psycopg.Error):
+                raise Elsewhere from exc
+            raise
 
     def give(self, connection: psycopg.AsyncConnection[Any] | None, broken: bool = False) -> None:
         """Take a connection back; a broken one is closed and its place freed."""
@@ -133,8 +135,10 @@ class Pool:
         connection = await self.take()
         try:
             result = await work(Statements(connection), *args)
-        except LOST as exc:
-            self.give(connection, broken=True)
+        except psycopg.Error as exc:
+            # A broken line, or an error of the server's: the thread runs the
+            # read again (it changes nothing) and answers as Django would.
+            self.give(connection, broken=connection.broken)
             raise Elsewhere from exc
         except asyncio.CancelledError:
             # Cancelled mid-statement: the line's state is unknown, so it is not lent again.
@@ -153,27 +157,37 @@ class Pool:
         self.idle.clear()
 
 
-def _params(name: str) -> dict[str, Any]:
-    # Django's own connection parameters, as its threads' connections get
-    # them, with psycopg's async cursors instead of Django's sync ones. Each
-    # statement commits as it runs, as Django's connections do by default.
-    params = connections[name].get_connection_params()
+def _params(name: str) -> dict[str, Any] | None:
+    """Django's own connection parameters, with psycopg's async cursors; None if they will not do.
+
+    Each statement commits as it runs, as on Django's connections by default.
+    Django sets up each new connection further for `assume_role` (SET ROLE),
+    which these connections leave to the threads.
+    """
+    connection = connections[name]
+    if connection.settings_dict["OPTIONS"].get("assume_role"):
+        return None
+    params = connection.get_connection_params()
     params.pop("cursor_factory", None)
     params.pop("context", None)
     return {**params, "autocommit": True, "cursor_factory": psycopg.AsyncClientCursor}
 
 
-_pools: PerLoop[dict[str, Pool]] = PerLoop(dict)
+# Each loop's pools, by database alias; None for a database whose reads stay on the threads.
+_pools: PerLoop[dict[str, Pool | None]] = PerLoop(dict)
 
 
-def _pool(name: str) -> Pool:
+def _pool(name: str) -> Pool | None:
     found = _pools.get()
-    pool = found.get(name)
-    if pool is None:
-        pool = found[name] = Pool(_params(name), setting("PG_LOOP_CONNECTIONS"))
-    return pool
+    if name not in found:
+        params = _params(name)
+        found[name] = None if params is None else Pool(params, setting("PG_LOOP_CONNECTIONS"))
+    return found[name]
 
 
 async def run(name: str, work: Callable[..., Awaitable[T]], *args: Any) -> T:
     """Run a read on one of the loop's connections to database `name`, or raise Elsewhere."""
-    return await _pool(name).run(work, *args)
+    pool = _pool(name)
+    if pool is None:
+        raise Elsewhere
+    return await pool.run(work, *args)

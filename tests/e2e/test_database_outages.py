@@ -227,6 +227,9 @@ async def _lost_commit(server: Server, proxy: Proxy) -> None:
     try:
         await visitor.open()
         assert (await visitor.put("a", 1))[0] == 200
+        # Every thread of the pool opens its line: on a line not opened yet a
+        # change takes a transaction, which the cut below would not meet.
+        assert await visitor.put_burst("warm") == {200}
         # A change to a session is one statement that commits as it runs: the
         # line breaks as it leaves, and only its answer is known to be lost.
         proxy.cut_at(b"WITH u AS (UPDATE")

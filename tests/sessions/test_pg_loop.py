@@ -8,15 +8,20 @@ connection of its own.
 from __future__ import annotations
 
 import asyncio
+import json
+import socket
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
 
 from live.sessions import pg_loop
-from tests.conftest import free_port
+from tests.conftest import ROOT, free_port, migrate, server_env
 
 pytestmark = pytest.mark.services
 
@@ -136,3 +141,76 @@ async def test_a_waiter_gets_a_place_when_a_connection_breaks(
         assert pool.opened == 1
     finally:
         pool.close()
+
+
+async def test_a_read_cancelled_while_it_connects_frees_its_place():
+    # A server that takes the connection and never answers: connecting hangs.
+    silent = socket.create_server(("127.0.0.1", 0))
+    port = silent.getsockname()[1]
+    pool = pg_loop.Pool(params(f"postgres://postgres@127.0.0.1:{port}/test"), size=1)
+    try:
+        for _ in range(3):
+            task = asyncio.create_task(pool.run(backend))
+            while not pool.opened:
+                await asyncio.sleep(0)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            assert pool.opened == 0
+    finally:
+        silent.close()
+
+
+async def test_an_error_of_the_servers_hands_the_read_to_a_thread_and_keeps_the_line(
+    pool: pg_loop.Pool,
+):
+    first = await pool.run(backend)
+    with pytest.raises(pg_loop.Elsewhere):
+        await pool.run(backend, "SELECT 1 / 0, pg_backend_pid()")
+    assert await pool.run(backend) == first
+    assert pool.opened == 1
+
+
+READS = """
+import asyncio, json, time
+import django
+django.setup()
+from django.db import connection
+from live.sessions import connections, pg_loop, sql
+
+DIGEST = "f" * 64
+found = {}
+DATA = {"n": 2**60, "s": "é"}
+connections.call(sql.insert, DIGEST, "abcd…wxyz", DATA, lambda v: time.time() + 60)
+
+
+async def main():
+    on_threads = await asyncio.to_thread(connections.call, sql.read, DIGEST)
+    on_loop = await connections.run(sql.read, DIGEST, pg=sql.aread)
+    found["same"] = on_loop == on_threads
+    found["missing"] = await connections.run(sql.read, "0" * 64, pg=sql.aread)
+    pool = pg_loop._pools.get()["default"]
+    found["loop"] = [pool.opened, len(pool.idle)]
+    # A database whose connections need Django's own set-up reads on the threads.
+    connection.settings_dict["OPTIONS"]["assume_role"] = "postgres"
+    pg_loop._pools.get().clear()
+    again = await connections.run(sql.read, DIGEST, pg=sql.aread)
+    found["role"] = [again == on_threads, pg_loop._pools.get()["default"]]
+
+
+asyncio.run(main())
+print(json.dumps(found))
+"""
+
+
+def test_the_engines_reads_run_on_the_loop_and_match_the_threads(
+    tmp_path: Path, fresh_postgres: str
+):
+    env = server_env(tmp_path, DATABASE_URL=fresh_postgres, PYTHONPATH=str(ROOT))
+    migrate(env)
+    done = subprocess.run(
+        [sys.executable, "-c", READS], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    found = json.loads(done.stdout.splitlines()[-1])
+    assert found == {"same": True, "missing": None, "loop": [1, 1], "role": [True, None]}
