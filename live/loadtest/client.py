@@ -320,7 +320,7 @@ class User:
         await self._compare_tabs(version, data)
 
     async def _compare_tabs(self, version: int, data: dict[str, Any]) -> None:
-        # A tab whose socket dropped near the end gets --drain to come back and catch up.
+        # A tab whose socket dropped or moved near the end gets --drain to come back and catch up.
         target = None if self.versioned else data
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(self.config.drain):

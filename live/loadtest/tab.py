@@ -356,7 +356,13 @@ class Tab:
 
         Given `data`, until it holds that data: Django's own engines version a
         snapshot by the time it was read, which is not the same in two reads.
+        Only a socket that delivered its snapshot counts: between sockets the tab
+        holds what its last one showed, perhaps a session its cookie no longer
+        names, whose versions say nothing of the new one's (after a logout and a
+        login, the new session's versions can be lower).
         """
-        while not self.ended and (self.version < version if data is None else self.data != data):
+        while not self.ended and not (
+            self.following and (self.version >= version if data is None else self.data == data)
+        ):
             self.updated.clear()
             await self.updated.wait()

@@ -5,21 +5,27 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import random
 from collections.abc import Callable
 from time import perf_counter
 from typing import Any
 
 import aiohttp
+from aiohttp import web
+from aiohttp.test_utils import TestServer
 from rich.console import Console
+from yarl import URL
 
 from live.loadtest import report, worker
 from live.loadtest.client import User
 from live.loadtest.config import SESSION_PATH, Config, parse_mix
 from live.loadtest.model import Consistency
 from live.loadtest.schedule import Schedule
-from live.loadtest.stats import Stats
+from live.loadtest.stats import PushStats, Stats
 from live.loadtest.tab import Tab
 from live.loadtest.worker import Phase
+from live.realtime import events
+from live.realtime.consumers import CLOSE_MOVED
 from tests.conftest import Server
 
 # Every operation, clears included: an unanswered clear touches every key of its session.
@@ -143,3 +149,62 @@ async def test_loadtest_tab_follows_a_rotation_and_stays_closed_after_a_flush(
     finally:
         await user.close()
         await connector.close()
+
+
+class SignedIn:
+    """A user's cookies after a login: they name the new session and nothing is in flight."""
+
+    def cookie_header(self) -> str:
+        return "sessionid=new"
+
+    async def cookie_change(self, since: str) -> None:
+        await asyncio.Event().wait()
+
+    async def settled(self) -> None:
+        return None
+
+
+async def test_loadtest_tab_reaches_a_version_only_on_a_socket_that_showed_it():
+    # After a logout and a login the new session's versions start again, below the
+    # old one's: a tab still holding the old session's version 5, on its way to the
+    # new one, has not reached the new session's version 2.
+    sockets: asyncio.Queue[web.WebSocketResponse] = asyncio.Queue()
+
+    async def socket(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(protocols=(events.JSON_SUBPROTOCOL,))
+        await ws.prepare(request)
+        await sockets.put(ws)
+        async for _ in ws:
+            pass
+        return ws
+
+    app = web.Application()
+    app.router.add_get("/ws/session/", socket)
+    server = TestServer(app, host="127.0.0.1", port=0)
+    await server.start_server()
+    http = aiohttp.ClientSession()
+    url = URL(f"ws://127.0.0.1:{server.port}/ws/session/")
+    tab = Tab(http, url, "http://127.0.0.1", SignedIn(), PushStats(), random.Random(0), 5.0)
+    following = asyncio.create_task(tab.follow())
+    try:
+        old = await sockets.get()
+        await old.send_json({"type": events.SNAPSHOT, "version": 5, "data": {"note": 1}})
+        await until(tab, lambda: tab.following)
+        await old.send_json({"type": events.ENDED})
+        await old.close(code=CLOSE_MOVED)
+        new = await sockets.get()
+
+        async def reached() -> tuple[int, dict[str, Any]]:
+            await tab.reach(2)
+            return tab.version, tab.data
+
+        reaching = asyncio.create_task(reached())
+        await new.send_json({"type": events.SNAPSHOT, "version": 2, "data": {}})
+        assert await asyncio.wait_for(reaching, 5) == (2, {})
+        assert tab.push.moved == 1
+    finally:
+        await tab.close()
+        following.cancel()
+        await asyncio.gather(following, return_exceptions=True)
+        await http.close()
+        await server.close()
