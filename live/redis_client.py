@@ -107,7 +107,8 @@ def attempt() -> Iterator[Attempt]:
         _attempt.reset(token)
 
 
-def _connected() -> None:
+def note_connected() -> None:
+    """Note, for the attempt under way, that a command of the caller's holds a connection."""
     current = _attempt.get()
     if current is not None:
         current.connected = True
@@ -117,14 +118,14 @@ class _Pool(redis.BlockingConnectionPool):
     def get_connection(self, *args: Any, **kwargs: Any) -> Any:
         # Connecting, and waiting for a connection, send nothing of the caller's.
         connection = super().get_connection(*args, **kwargs)  # type: ignore[no-untyped-call]
-        _connected()
+        note_connected()
         return connection
 
 
 class _AsyncPool(redis.asyncio.BlockingConnectionPool):
     async def get_connection(self, *args: Any, **kwargs: Any) -> Any:
         connection = await super().get_connection(*args, **kwargs)  # type: ignore[no-untyped-call]
-        _connected()
+        note_connected()
         return connection
 
 
@@ -151,7 +152,7 @@ class _Sent:
         # The commands of a connection's own set-up go out while it connects.
         if self._name not in self._OWN:
             await self._ready()
-            _connected()
+            note_connected()
         await super().send_packed_command(command, check_health)  # type: ignore[misc]
 
     async def _ready(self) -> None:
@@ -245,8 +246,34 @@ def _async_cluster(address: str) -> redis.asyncio.cluster.RedisCluster:
     return client
 
 
+@cache
+def _wire_module() -> Any:
+    """live.redis_wire where hiredis, which reads its replies, is installed."""
+    try:
+        from live import redis_wire
+    except ImportError:
+        return None
+    return redis_wire
+
+
+def async_wire() -> Any:
+    """The running loop's bare connection (live.redis_wire), or None where redis-py must serve.
+
+    A plain redis:// URL gets one; TLS, Unix sockets and clusters keep
+    redis-py's clients.
+    """
+    address = url()
+    module = _wire_module()
+    if module is None or not address.startswith("redis://"):
+        return None
+    return module.wire(address, CONNECT_TIMEOUT)
+
+
 async def aclose() -> None:
     """Close the running loop's clients (tests, before their loop ends)."""
+    module = _wire_module()
+    if module is not None:
+        module.close()
     clients = _async.get()
     while clients:
         _address, client = clients.popitem()

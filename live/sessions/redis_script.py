@@ -14,6 +14,7 @@ middleware shows with its 503 and says what is known of the change.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import weakref
@@ -27,7 +28,7 @@ from redis import BusyLoadingError, ReadOnlyError
 from redis import ConnectionError as RedisConnectionError
 from redis import TimeoutError as RedisTimeout
 from redis.asyncio.cluster import RedisCluster
-from redis.exceptions import ClusterDownError, RedisClusterException
+from redis.exceptions import ClusterDownError, NoScriptError, RedisClusterException
 
 from live import redis_client
 from live.sessions.codec import loads
@@ -36,6 +37,7 @@ from live.types import Applied, Snapshot, Unavailable
 logger = logging.getLogger(__name__)
 
 _SCRIPT = Path(__file__).with_name("redis.lua").read_text()
+_SHA = hashlib.sha1(_SCRIPT.encode()).hexdigest()
 # The script's operations that change nothing, and so may be sent twice.
 READS = frozenset({"read", "exists", "export"})
 # The script calls call_many has in flight at once on a cluster.
@@ -150,7 +152,8 @@ def call_sync(operation: Operation[T]) -> T:
 
 
 async def call_async(operation: Operation[T]) -> T:
-    script = _script(redis_client.async_client())
+    wire = redis_client.async_wire()
+    script = None if wire is not None else _script(redis_client.async_client())
     deadline = _deadline()
     reply = None
     while True:
@@ -158,7 +161,24 @@ async def call_async(operation: Operation[T]) -> T:
             call = operation.send(reply)
         except StopIteration as done:
             return done.value  # type: ignore[no-any-return]
-        reply = await _send(call.changes, partial(script, call.keys, call.argv()), deadline)
+        if script is None:
+            send = partial(_on_wire, wire, call)
+        else:
+            send = partial(script, call.keys, call.argv())
+        reply = await _send(call.changes, send, deadline)
+
+
+async def _on_wire(wire: Any, call: Call) -> Any:
+    """One script call on the loop's bare connection (live.redis_wire)."""
+    connection = await wire.connection()
+    redis_client.note_connected()
+    command = ("EVALSHA", _SHA, str(len(call.keys)), *call.keys, *call.argv())
+    try:
+        return await connection.send(*command)
+    except NoScriptError:
+        # Redis restarted and forgot the script; it ran nothing.
+        await connection.send("SCRIPT", "LOAD", _SCRIPT)
+        return await connection.send(*command)
 
 
 async def read(fetch: Callable[[redis_client.AsyncClient], Awaitable[T]]) -> T:

@@ -1,0 +1,182 @@
+"""One bare Redis connection per event loop for the session engine's script calls.
+
+A request's script calls (its load, its merge) are most of what the Redis
+engine costs daphne, and redis-py's asyncio client spends two to three times a
+bare protocol's CPU on each command: its pool, its stream reader, its
+timeouts and retries (docs/performance.md). This connection writes each
+command straight to the socket and lets hiredis read the replies. Commands
+from every request share it, in order: Redis answers in the order it is
+asked, so each reply goes to the oldest command still waiting, and under
+load one read from the socket brings many replies.
+
+It keeps the promises live.redis_client makes: a command counts as sent
+(redis_client.note_connected) only once it is written to a connection whose
+handshake Redis answered, so a Redis that hangs while connecting leaves
+nothing sent; an idle connection that Redis closed (a restart) is opened
+again before a command goes out on it; a broken connection fails every
+command waiting on it with redis.ConnectionError, which callers may send
+again if it changed nothing. Errors Redis answers with are redis-py's
+exceptions. Only plain redis:// URLs use it; TLS, Unix sockets and clusters
+stay on redis-py's clients.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import select
+from collections import deque
+from typing import Any
+
+import hiredis
+import redis
+from redis._parsers.base import BaseParser
+from redis.connection import parse_url
+
+from live.loops import PerLoop
+
+
+def _command(*args: str | bytes) -> bytes:
+    parts = [b"*%d\r\n" % len(args)]
+    for arg in args:
+        data = arg.encode() if isinstance(arg, str) else arg
+        parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
+    return b"".join(parts)
+
+
+class _Protocol(asyncio.Protocol):
+    def __init__(self) -> None:
+        self.reader = hiredis.Reader(encoding="utf-8")
+        self.waiting: deque[asyncio.Future[Any]] = deque()
+        self.transport: asyncio.Transport | None = None
+        self.lost = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        self.reader.feed(data)
+        waiting = self.waiting
+        while (reply := self.reader.gets()) is not False:
+            reply_to = waiting.popleft()
+            # A caller that gave up (its time ran out) leaves its place in the line.
+            if not reply_to.done():
+                if isinstance(reply, hiredis.ReplyError):
+                    reply_to.set_exception(BaseParser.parse_error(str(reply)))  # type: ignore[no-untyped-call]
+                else:
+                    reply_to.set_result(reply)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True
+        while self.waiting:
+            reply_to = self.waiting.popleft()
+            if not reply_to.done():
+                reply_to.set_exception(redis.ConnectionError("Connection closed by server."))
+
+    def send(self, *args: str | bytes) -> asyncio.Future[Any]:
+        assert self.transport is not None
+        reply_to = asyncio.get_running_loop().create_future()
+        self.transport.write(_command(*args))
+        self.waiting.append(reply_to)
+        return reply_to
+
+    def idle_and_closed(self) -> bool:
+        """Whether Redis closed this connection while it had nothing to answer.
+
+        With no reply owed, anything to read on the socket is its end (a
+        restart the loop has not been told of yet).
+        """
+        if self.lost:
+            return True
+        if self.waiting or self.transport is None:
+            return False
+        socket = self.transport.get_extra_info("socket")
+        poller = select.poll()
+        poller.register(socket.fileno(), select.POLLIN)
+        return bool(poller.poll(0))
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+
+class Wire:
+    """The loop's connection to one Redis, opened when first needed and again after a break."""
+
+    def __init__(self, address: str, connect_timeout: float) -> None:
+        options = parse_url(address)  # type: ignore[no-untyped-call]
+        self.host, self.port = options.get("host", "localhost"), options.get("port", 6379)
+        self.handshake: list[tuple[str, ...]] = []
+        if options.get("password"):
+            login = (options["username"],) if options.get("username") else ()
+            self.handshake.append(("AUTH", *login, options["password"]))
+        if options.get("db"):
+            self.handshake.append(("SELECT", str(options["db"])))
+        self.handshake.append(("PING",))
+        self.connect_timeout = connect_timeout
+        self.protocol: _Protocol | None = None
+        self.connecting: asyncio.Task[_Protocol] | None = None
+
+    async def connection(self) -> _Protocol:
+        """A connection whose handshake Redis answered."""
+        protocol = self.protocol
+        if protocol is not None and not protocol.idle_and_closed():
+            return protocol
+        if protocol is not None:
+            protocol.close()
+            self.protocol = None
+        if self.connecting is None or self.connecting.done():
+            self.connecting = asyncio.get_running_loop().create_task(self._connect())
+            self.connecting.add_done_callback(_retrieved)
+        # Shared by every caller that needs it; one that gives up leaves it to the others.
+        return await asyncio.shield(self.connecting)
+
+    async def _connect(self) -> _Protocol:
+        loop = asyncio.get_running_loop()
+        async with asyncio.timeout(self.connect_timeout):
+            try:
+                _transport, protocol = await loop.create_connection(_Protocol, self.host, self.port)
+            except OSError as exc:
+                raise redis.ConnectionError(
+                    f"Error connecting to {self.host}:{self.port}."
+                ) from exc
+            try:
+                for reply in [protocol.send(*step) for step in self.handshake]:
+                    await reply
+            except BaseException:
+                protocol.close()
+                raise
+        self.protocol = protocol
+        return protocol
+
+    def close(self) -> None:
+        if self.protocol is not None:
+            self.protocol.close()
+            self.protocol = None
+        if self.connecting is not None:
+            self.connecting.cancel()
+            self.connecting = None
+
+
+def _retrieved(task: asyncio.Task[_Protocol]) -> None:
+    # Its callers may all have given up: its failure is theirs, not the loop's to report.
+    if not task.cancelled():
+        task.exception()
+
+
+_wires: PerLoop[dict[str, Wire]] = PerLoop(dict)
+
+
+def wire(address: str, connect_timeout: float) -> Wire:
+    """The running loop's connection to the Redis at `address` (a plain redis:// URL)."""
+    found = _wires.get()
+    if address not in found:
+        found[address] = Wire(address, connect_timeout)
+    return found[address]
+
+
+def close() -> None:
+    """Close the running loop's connections."""
+    found = _wires.get()
+    while found:
+        _address, connection = found.popitem()
+        connection.close()

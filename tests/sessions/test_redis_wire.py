@@ -1,0 +1,103 @@
+"""The loop's bare Redis connection (live.redis_wire), against redis-servers of the tests' own.
+
+The engine's outages through it (a hung, stopped or restarted Redis) are
+tests/e2e/test_outages.py; these are the connection's own promises.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+import redis
+
+from live import redis_wire
+from tests.conftest import RedisServer
+
+pytestmark = pytest.mark.services
+
+Start = Callable[..., RedisServer]
+
+
+@pytest.fixture(autouse=True)
+async def _close_wires() -> AsyncIterator[None]:
+    yield
+    redis_wire.close()
+
+
+async def test_replies_reach_their_commands_in_order_under_concurrency(own_redis: Start):
+    wire = redis_wire.wire(own_redis().url, 2.0)
+
+    async def echo(n: int) -> str:
+        connection = await wire.connection()
+        return str(await connection.send("ECHO", f"value {n}"))
+
+    assert await asyncio.gather(*(echo(n) for n in range(500))) == [
+        f"value {n}" for n in range(500)
+    ]
+    # All on one connection, opened once.
+    assert wire.protocol is await wire.connection()
+
+
+async def test_a_caller_that_gave_up_leaves_its_place_to_the_next(own_redis: Start):
+    server = own_redis()
+    wire = redis_wire.wire(server.url, 2.0)
+    connection = await wire.connection()
+    assert server.process is not None
+    server.process.send_signal(signal.SIGSTOP)
+    try:
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.2):
+                await connection.send("ECHO", "late")
+        later = connection.send("ECHO", "mine")
+    finally:
+        server.process.send_signal(signal.SIGCONT)
+    assert await asyncio.wait_for(later, 2) == "mine"
+
+
+async def test_errors_are_redis_pys(own_redis: Start):
+    connection = await redis_wire.wire(own_redis().url, 2.0).connection()
+    with pytest.raises(redis.exceptions.NoScriptError):
+        await connection.send("EVALSHA", "0" * 40, "0")
+    await connection.send("SET", "text", "x")
+    with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+        await connection.send("HGET", "text", "field")
+    # The connection goes on after an error reply.
+    assert await connection.send("GET", "text") == "x"
+
+
+async def test_the_handshake_signs_in_and_selects_the_database(own_redis: Start):
+    server = own_redis("--save", "", "--requirepass", "s3cret")
+    url = f"redis://:s3cret@127.0.0.1:{server.port}/2"
+    connection = await redis_wire.wire(url, 2.0).connection()
+    await connection.send("SET", "where", "db 2")
+    check = redis.Redis(port=server.port, password="s3cret", db=2, decode_responses=True)
+    try:
+        assert check.get("where") == "db 2"
+    finally:
+        check.close()
+    wrong = redis_wire.wire(f"redis://:wrong@127.0.0.1:{server.port}/0", 2.0)
+    with pytest.raises(redis.AuthenticationError):
+        await wrong.connection()
+
+
+async def test_a_broken_connection_fails_what_waits_on_it_and_the_next_opens_anew(
+    own_redis: Start,
+):
+    server = own_redis()
+    wire = redis_wire.wire(server.url, 2.0)
+    first = await wire.connection()
+    assert server.process is not None
+    server.process.send_signal(signal.SIGSTOP)
+    waiting = first.send("ECHO", "lost")
+    server.kill()
+    with pytest.raises(redis.ConnectionError):
+        await asyncio.wait_for(waiting, 2)
+    with pytest.raises(redis.ConnectionError):
+        await wire.connection()
+    server.start()
+    second = await wire.connection()
+    assert second is not first
+    assert await second.send("ECHO", "back") == "back"
