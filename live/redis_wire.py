@@ -15,15 +15,18 @@ handshake Redis answered, so a Redis that hangs while connecting leaves
 nothing sent; an idle connection that Redis closed (a restart) is opened
 again before a command goes out on it; a broken connection fails every
 command waiting on it with redis.ConnectionError, which callers may send
-again if it changed nothing. Errors Redis answers with are redis-py's
-exceptions. Only plain redis:// URLs use it; TLS, Unix sockets and clusters
-stay on redis-py's clients.
+again if it changed nothing. When a caller gives up waiting, as redis-py
+drops such a connection, nothing more is sent on it: what was written still
+reaches Redis, and the commands waiting behind fail. Errors Redis answers
+with are redis-py's exceptions. Only plain redis:// URLs use it; TLS, Unix
+sockets and clusters stay on redis-py's clients.
 """
 
 from __future__ import annotations
 
 import asyncio
 import select
+import socket
 from collections import deque
 from typing import Any
 
@@ -45,42 +48,77 @@ def _command(*args: str | bytes) -> bytes:
 
 class _Protocol(asyncio.Protocol):
     def __init__(self) -> None:
-        self.reader = hiredis.Reader(encoding="utf-8")
+        self.reader = hiredis.Reader(encoding="utf-8", replyError=BaseParser.parse_error)
         self.waiting: deque[asyncio.Future[Any]] = deque()
         self.transport: asyncio.Transport | None = None
         self.lost = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        # A peer gone without a word (a host down, a dropped route) is found out in time.
+        transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
 
     def data_received(self, data: bytes) -> None:
         self.reader.feed(data)
         waiting = self.waiting
-        while (reply := self.reader.gets()) is not False:
+        while True:
+            try:
+                reply = self.reader.gets()
+            except hiredis.ProtocolError:
+                self._break("Redis sent what is not RESP.")
+                return
+            except UnicodeDecodeError as exc:
+                # A value that is not UTF-8: read and dropped; it is its command's error.
+                reply = exc
+            if reply is False:
+                return
+            if not waiting:
+                self._break("Redis sent a reply nobody asked for.")
+                return
             reply_to = waiting.popleft()
-            # A caller that gave up (its time ran out) leaves its place in the line.
-            if not reply_to.done():
-                if isinstance(reply, hiredis.ReplyError):
-                    reply_to.set_exception(BaseParser.parse_error(str(reply)))  # type: ignore[no-untyped-call]
-                else:
-                    reply_to.set_result(reply)
+            if reply_to.done():
+                continue
+            if isinstance(reply, Exception):
+                reply_to.set_exception(reply)
+            else:
+                reply_to.set_result(reply)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.lost = True
-        while self.waiting:
-            reply_to = self.waiting.popleft()
-            if not reply_to.done():
-                reply_to.set_exception(redis.ConnectionError("Connection closed by server."))
+        self._fail("Connection closed by server.")
 
     def send(self, *args: str | bytes) -> asyncio.Future[Any]:
-        assert self.transport is not None
+        """Write one command; its reply, or its error, comes in the future returned."""
+        if self.lost or self.transport is None or self.transport.is_closing():
+            raise redis.ConnectionError("Connection closed.")
         reply_to = asyncio.get_running_loop().create_future()
         self.transport.write(_command(*args))
         self.waiting.append(reply_to)
+        reply_to.add_done_callback(self._answered)
         return reply_to
 
+    def _answered(self, reply_to: asyncio.Future[Any]) -> None:
+        # A caller that gave up waiting (its time ran out) leaves a reply owed on
+        # a line that may be hung: nothing more is sent on it. What was written
+        # still reaches Redis before the line closes, and may run.
+        if reply_to.cancelled() and not self.lost:
+            self._fail("A command before this one got no answer in time.")
+            assert self.transport is not None
+            self.transport.close()
+
+    def _break(self, reason: str) -> None:
+        self._fail(reason)
+        if self.transport is not None:
+            self.transport.abort()
+
+    def _fail(self, reason: str) -> None:
+        self.lost = True
+        waiting, self.waiting = self.waiting, deque()
+        for reply_to in waiting:
+            if not reply_to.done():
+                reply_to.set_exception(redis.ConnectionError(reason))
+
     def idle_and_closed(self) -> bool:
-        """Whether Redis closed this connection while it had nothing to answer.
+        """Whether this connection is lost, or Redis closed it while it had nothing to answer.
 
         With no reply owed, anything to read on the socket is its end (a
         restart the loop has not been told of yet).
@@ -89,14 +127,14 @@ class _Protocol(asyncio.Protocol):
             return True
         if self.waiting or self.transport is None:
             return False
-        socket = self.transport.get_extra_info("socket")
         poller = select.poll()
-        poller.register(socket.fileno(), select.POLLIN)
+        poller.register(self.transport.get_extra_info("socket").fileno(), select.POLLIN)
         return bool(poller.poll(0))
 
-    def close(self) -> None:
+    def abort(self) -> None:
+        self._fail("Connection closed.")
         if self.transport is not None:
-            self.transport.close()
+            self.transport.abort()
 
 
 class Wire:
@@ -122,13 +160,20 @@ class Wire:
         if protocol is not None and not protocol.idle_and_closed():
             return protocol
         if protocol is not None:
-            protocol.close()
+            protocol.abort()
             self.protocol = None
         if self.connecting is None or self.connecting.done():
             self.connecting = asyncio.get_running_loop().create_task(self._connect())
             self.connecting.add_done_callback(_retrieved)
-        # Shared by every caller that needs it; one that gives up leaves it to the others.
-        return await asyncio.shield(self.connecting)
+        connecting = self.connecting
+        try:
+            # Shared by every caller that needs it; one that gives up leaves it to the others.
+            return await asyncio.shield(connecting)
+        except asyncio.CancelledError:
+            if connecting.cancelled():
+                # Closed (live.redis_client.aclose) while it connected; the caller goes on.
+                raise redis.ConnectionError("Connection closed while it opened.") from None
+            raise
 
     async def _connect(self) -> _Protocol:
         loop = asyncio.get_running_loop()
@@ -140,17 +185,19 @@ class Wire:
                     f"Error connecting to {self.host}:{self.port}."
                 ) from exc
             try:
-                for reply in [protocol.send(*step) for step in self.handshake]:
-                    await reply
+                replies = [protocol.send(*step) for step in self.handshake]
+                for answered in await asyncio.gather(*replies, return_exceptions=True):
+                    if isinstance(answered, BaseException):
+                        raise answered
             except BaseException:
-                protocol.close()
+                protocol.abort()
                 raise
         self.protocol = protocol
         return protocol
 
     def close(self) -> None:
         if self.protocol is not None:
-            self.protocol.close()
+            self.protocol.abort()
             self.protocol = None
         if self.connecting is not None:
             self.connecting.cancel()

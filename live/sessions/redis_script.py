@@ -1,14 +1,16 @@
 """The Redis engine's Lua script (redis.lua) and how Python calls it.
 
 An operation of the engine is written once, as a generator that yields script
-calls and receives their replies; call_sync and call_async drive it with
-redis-py's sync or asyncio client, and call_many pipelines several one-call
-operations in one round trip (on a cluster, whose pipelines take no scripts, it
-sends them a few at a time). An async operation waits on Redis at most
-redis_client.BUDGET in all. A read is sent once more when its pooled connection
-turns out dead (the server restarted); a change never is, since its reply may
-be what was lost. A client error becomes Unavailable, whose message the
-middleware shows with its 503 and says what is known of the change.
+calls and receives their replies; call_sync drives it with redis-py's sync
+client, call_async with the loop's bare connection (live.redis_wire) or, where
+that does not serve (TLS, clusters), redis-py's asyncio client, and call_many
+pipelines several one-call operations in one round trip (on a cluster, whose
+pipelines take no scripts, it sends them a few at a time). An async operation
+waits on Redis at most redis_client.BUDGET in all. A read is sent once more
+when its connection turns out dead (the server restarted); a change never is,
+since its reply may be what was lost. A client error becomes Unavailable,
+whose message the middleware shows with its 503 and says what is known of the
+change.
 """
 
 from __future__ import annotations

@@ -41,20 +41,40 @@ async def test_replies_reach_their_commands_in_order_under_concurrency(own_redis
     assert wire.protocol is await wire.connection()
 
 
-async def test_a_caller_that_gave_up_leaves_its_place_to_the_next(own_redis: Start):
+async def test_a_caller_that_gives_up_retires_the_connection_and_what_it_sent_still_runs(
+    own_redis: Start,
+):
     server = own_redis()
     wire = redis_wire.wire(server.url, 2.0)
-    connection = await wire.connection()
+    first = await wire.connection()
     assert server.process is not None
     server.process.send_signal(signal.SIGSTOP)
     try:
         with pytest.raises(TimeoutError):
             async with asyncio.timeout(0.2):
-                await connection.send("ECHO", "late")
-        later = connection.send("ECHO", "mine")
+                await first.send("SET", "k", "sent")
+        # The line may be hung: nothing more goes out on it.
+        with pytest.raises(redis.ConnectionError):
+            first.send("ECHO", "more")
     finally:
         server.process.send_signal(signal.SIGCONT)
-    assert await asyncio.wait_for(later, 2) == "mine"
+    second = await wire.connection()
+    assert second is not first
+    assert await second.send("GET", "k") == "sent"
+
+
+async def test_a_connection_redis_closed_while_idle_is_opened_again_before_a_command(
+    own_redis: Start,
+):
+    server = own_redis()
+    wire = redis_wire.wire(server.url, 2.0)
+    first = await wire.connection()
+    # Restarted while this loop does not run: it has not seen the connection end.
+    server.kill()
+    server.start()
+    second = await wire.connection()
+    assert second is not first
+    assert await second.send("ECHO", "fresh") == "fresh"
 
 
 async def test_errors_are_redis_pys(own_redis: Start):
