@@ -42,9 +42,10 @@ DEFAULTS: dict[str, Any] = {
     # (live.sessions.pg_loop); 0 sends those reads to the threads too.
     "PG_LOOP_CONNECTIONS": 8,
     # Which connections async database work uses: "own" (the engine's threads,
-    # and SQLite on the loop), "django" (Django's connection, thread-sensitive,
-    # as Django's engines do), or "auto": "django" while Django's test
-    # environment is set up, so django.test.TestCase's transaction is seen.
+    # SQLite on the loop, PostgreSQL reads on the loop's own connections),
+    # "django" (Django's connection, thread-sensitive, as Django's engines do),
+    # or "auto": "django" while Django's test environment is set up, so
+    # django.test.TestCase's transaction is seen.
     "CONNECTIONS": "auto",
     # Dotted path of the engine the project used before (say
     # "django.contrib.sessions.backends.db"): a cookie the live engine does not
