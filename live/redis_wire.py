@@ -3,11 +3,12 @@
 A request's script calls (its load, its merge) are most of what the Redis
 engine costs daphne, and redis-py's asyncio client spends two to three times a
 bare protocol's CPU on each command: its pool, its stream reader, its
-timeouts and retries (docs/performance.md). This connection writes each
-command straight to the socket and lets hiredis read the replies. Commands
-from every request share it, in order: Redis answers in the order it is
-asked, so each reply goes to the oldest command still waiting, and under
-load one read from the socket brings many replies.
+timeouts and retries (docs/performance.md). This connection sends the
+commands of each turn of the event loop in one write and lets hiredis read
+the replies. Commands from every request share it, in order: Redis answers in
+the order it is asked, so each reply goes to the oldest command still
+waiting, and under load one write carries many requests' commands and one
+read brings many replies.
 
 It keeps the promises live.redis_client makes: a command counts as sent
 (redis_client.note_connected) only once it is written to a connection whose
@@ -52,6 +53,8 @@ class _Protocol(asyncio.Protocol):
         self.waiting: deque[asyncio.Future[Any]] = deque()
         self.transport: asyncio.Transport | None = None
         self.lost = False
+        # Commands written in this turn of the loop, sent together at its end.
+        self.unsent: list[bytes] = []
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -90,11 +93,20 @@ class _Protocol(asyncio.Protocol):
         """Write one command; its reply, or its error, comes in the future returned."""
         if self.lost or self.transport is None or self.transport.is_closing():
             raise redis.ConnectionError("Connection closed.")
-        reply_to = asyncio.get_running_loop().create_future()
-        self.transport.write(_command(*args))
+        loop = asyncio.get_running_loop()
+        reply_to = loop.create_future()
+        if not self.unsent:
+            loop.call_soon(self._flush)
+        self.unsent.append(_command(*args))
         self.waiting.append(reply_to)
         reply_to.add_done_callback(self._answered)
         return reply_to
+
+    def _flush(self) -> None:
+        # One send for every command of the turn: under load, many requests' commands.
+        unsent, self.unsent = self.unsent, []
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(b"".join(unsent))
 
     def _answered(self, reply_to: asyncio.Future[Any]) -> None:
         # A caller that gave up waiting (its time ran out) leaves a reply owed on
