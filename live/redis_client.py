@@ -266,7 +266,7 @@ def async_wire() -> Any:
     module = _wire_module()
     if module is None or not address.startswith("redis://"):
         return None
-    return module.wire(address, CONNECT_TIMEOUT)
+    return module.wire(address, CONNECT_TIMEOUT, SOCKET_TIMEOUT)
 
 
 async def aclose() -> None:

@@ -16,9 +16,10 @@ handshake Redis answered, so a Redis that hangs while connecting leaves
 nothing sent; an idle connection that Redis closed (a restart) is opened
 again before a command goes out on it; a broken connection fails every
 command waiting on it with redis.ConnectionError, which callers may send
-again if it changed nothing. When a caller gives up waiting, as redis-py
-drops such a connection, nothing more is sent on it: what was written still
-reaches Redis, and the commands waiting behind fail. Errors Redis answers
+again if it changed nothing. A connection whose oldest reply is later than
+redis-py's socket timeout would allow is retired, as redis-py drops such a
+connection: nothing more is sent on it, what was written still reaches Redis,
+and the commands waiting behind fail. Errors Redis answers
 with are redis-py's exceptions. Only plain redis:// URLs use it; TLS, Unix
 sockets and clusters stay on redis-py's clients.
 """
@@ -50,7 +51,8 @@ def _command(*args: str | bytes) -> bytes:
 class _Protocol(asyncio.Protocol):
     def __init__(self) -> None:
         self.reader = hiredis.Reader(encoding="utf-8", replyError=BaseParser.parse_error)
-        self.waiting: deque[asyncio.Future[Any]] = deque()
+        # Each command's reply to come, and when the command was sent, oldest first.
+        self.waiting: deque[tuple[asyncio.Future[Any], float]] = deque()
         self.transport: asyncio.Transport | None = None
         self.lost = False
         # Commands written in this turn of the loop, sent together at its end.
@@ -78,7 +80,8 @@ class _Protocol(asyncio.Protocol):
             if not waiting:
                 self._break("Redis sent a reply nobody asked for.")
                 return
-            reply_to = waiting.popleft()
+            reply_to, _sent = waiting.popleft()
+            # A caller that gave up waiting leaves its place in the line.
             if reply_to.done():
                 continue
             if isinstance(reply, Exception):
@@ -98,8 +101,7 @@ class _Protocol(asyncio.Protocol):
         if not self.unsent:
             loop.call_soon(self._flush)
         self.unsent.append(_command(*args))
-        self.waiting.append(reply_to)
-        reply_to.add_done_callback(self._answered)
+        self.waiting.append((reply_to, loop.time()))
         return reply_to
 
     def _flush(self) -> None:
@@ -108,13 +110,14 @@ class _Protocol(asyncio.Protocol):
         if self.transport is not None and not self.transport.is_closing():
             self.transport.write(b"".join(unsent))
 
-    def _answered(self, reply_to: asyncio.Future[Any]) -> None:
-        # A caller that gave up waiting (its time ran out) leaves a reply owed on
-        # a line that may be hung: nothing more is sent on it. What was written
-        # still reaches Redis before the line closes, and may run.
-        if reply_to.cancelled() and not self.lost:
-            self._fail("A command before this one got no answer in time.")
-            assert self.transport is not None
+    def overdue(self, late: float) -> bool:
+        """Whether the oldest reply owed is more than `late` seconds late: the line may be hung."""
+        return bool(self.waiting) and asyncio.get_running_loop().time() - self.waiting[0][1] > late
+
+    def retire(self) -> None:
+        """Send nothing more on this line; what was written still reaches Redis, and may run."""
+        self._fail("A command before this one got no answer in time.")
+        if self.transport is not None:
             self.transport.close()
 
     def _break(self, reason: str) -> None:
@@ -125,7 +128,7 @@ class _Protocol(asyncio.Protocol):
     def _fail(self, reason: str) -> None:
         self.lost = True
         waiting, self.waiting = self.waiting, deque()
-        for reply_to in waiting:
+        for reply_to, _sent in waiting:
             if not reply_to.done():
                 reply_to.set_exception(redis.ConnectionError(reason))
 
@@ -152,7 +155,7 @@ class _Protocol(asyncio.Protocol):
 class Wire:
     """The loop's connection to one Redis, opened when first needed and again after a break."""
 
-    def __init__(self, address: str, connect_timeout: float) -> None:
+    def __init__(self, address: str, connect_timeout: float, late: float) -> None:
         options = parse_url(address)  # type: ignore[no-untyped-call]
         self.host, self.port = options.get("host", "localhost"), options.get("port", 6379)
         self.handshake: list[tuple[str, ...]] = []
@@ -162,17 +165,22 @@ class Wire:
         if options.get("db"):
             self.handshake.append(("SELECT", str(options["db"])))
         self.handshake.append(("PING",))
-        self.connect_timeout = connect_timeout
+        self.connect_timeout, self.late = connect_timeout, late
         self.protocol: _Protocol | None = None
         self.connecting: asyncio.Task[_Protocol] | None = None
 
     async def connection(self) -> _Protocol:
         """A connection whose handshake Redis answered."""
         protocol = self.protocol
-        if protocol is not None and not protocol.idle_and_closed():
-            return protocol
         if protocol is not None:
-            protocol.abort()
+            # A caller gone (a client that hung up) leaves the line as it is;
+            # a reply owed for longer than anyone waits for one retires it.
+            if protocol.overdue(self.late):
+                protocol.retire()
+            elif protocol.idle_and_closed():
+                protocol.abort()
+            else:
+                return protocol
             self.protocol = None
         if self.connecting is None or self.connecting.done():
             self.connecting = asyncio.get_running_loop().create_task(self._connect())
@@ -225,11 +233,14 @@ def _retrieved(task: asyncio.Task[_Protocol]) -> None:
 _wires: PerLoop[dict[str, Wire]] = PerLoop(dict)
 
 
-def wire(address: str, connect_timeout: float) -> Wire:
-    """The running loop's connection to the Redis at `address` (a plain redis:// URL)."""
+def wire(address: str, connect_timeout: float, late: float) -> Wire:
+    """The running loop's connection to the Redis at `address` (a plain redis:// URL).
+
+    It is retired once a reply is more than `late` seconds late.
+    """
     found = _wires.get()
     if address not in found:
-        found[address] = Wire(address, connect_timeout)
+        found[address] = Wire(address, connect_timeout, late)
     return found[address]
 
 

@@ -28,7 +28,7 @@ async def _close_wires() -> AsyncIterator[None]:
 
 
 async def test_replies_reach_their_commands_in_order_under_concurrency(own_redis: Start):
-    wire = redis_wire.wire(own_redis().url, 2.0)
+    wire = redis_wire.wire(own_redis().url, 2.0, 2.0)
 
     async def echo(n: int) -> str:
         connection = await wire.connection()
@@ -41,33 +41,47 @@ async def test_replies_reach_their_commands_in_order_under_concurrency(own_redis
     assert wire.protocol is await wire.connection()
 
 
-async def test_a_caller_that_gives_up_retires_the_connection_and_what_it_sent_still_runs(
+async def test_a_reply_later_than_allowed_retires_the_line_and_what_it_sent_still_runs(
     own_redis: Start,
 ):
     server = own_redis()
-    wire = redis_wire.wire(server.url, 2.0)
+    wire = redis_wire.wire(server.url, 2.0, 0.2)
     first = await wire.connection()
     assert server.process is not None
     server.process.send_signal(signal.SIGSTOP)
     try:
+        sent = first.send("SET", "k", "sent")
         with pytest.raises(TimeoutError):
-            async with asyncio.timeout(0.2):
-                await first.send("SET", "k", "sent")
-        # The line may be hung: nothing more goes out on it.
-        with pytest.raises(redis.ConnectionError):
-            first.send("ECHO", "more")
+            async with asyncio.timeout(0.3):
+                await asyncio.shield(sent)
+        assert first.overdue(0.2)
     finally:
         server.process.send_signal(signal.SIGCONT)
+    # Redis answers now, but the line is found overdue before the loop reads it.
     second = await wire.connection()
     assert second is not first
+    with pytest.raises(redis.ConnectionError):
+        await sent
+    with pytest.raises(redis.ConnectionError):
+        first.send("ECHO", "more")
     assert await second.send("GET", "k") == "sent"
+
+
+async def test_a_caller_that_hangs_up_leaves_the_line_to_the_others(own_redis: Start):
+    wire = redis_wire.wire(own_redis().url, 2.0, 2.0)
+    connection = await wire.connection()
+    gone = asyncio.ensure_future(connection.send("ECHO", "gone"))
+    staying = connection.send("ECHO", "staying")
+    gone.cancel()
+    assert await staying == "staying"
+    assert await wire.connection() is connection
 
 
 async def test_a_connection_redis_closed_while_idle_is_opened_again_before_a_command(
     own_redis: Start,
 ):
     server = own_redis()
-    wire = redis_wire.wire(server.url, 2.0)
+    wire = redis_wire.wire(server.url, 2.0, 2.0)
     first = await wire.connection()
     # Restarted while this loop does not run: it has not seen the connection end.
     server.kill()
@@ -78,7 +92,7 @@ async def test_a_connection_redis_closed_while_idle_is_opened_again_before_a_com
 
 
 async def test_errors_are_redis_pys(own_redis: Start):
-    connection = await redis_wire.wire(own_redis().url, 2.0).connection()
+    connection = await redis_wire.wire(own_redis().url, 2.0, 2.0).connection()
     with pytest.raises(redis.exceptions.NoScriptError):
         await connection.send("EVALSHA", "0" * 40, "0")
     await connection.send("SET", "text", "x")
@@ -91,14 +105,14 @@ async def test_errors_are_redis_pys(own_redis: Start):
 async def test_the_handshake_signs_in_and_selects_the_database(own_redis: Start):
     server = own_redis("--save", "", "--requirepass", "s3cret")
     url = f"redis://:s3cret@127.0.0.1:{server.port}/2"
-    connection = await redis_wire.wire(url, 2.0).connection()
+    connection = await redis_wire.wire(url, 2.0, 2.0).connection()
     await connection.send("SET", "where", "db 2")
     check = redis.Redis(port=server.port, password="s3cret", db=2, decode_responses=True)
     try:
         assert check.get("where") == "db 2"
     finally:
         check.close()
-    wrong = redis_wire.wire(f"redis://:wrong@127.0.0.1:{server.port}/0", 2.0)
+    wrong = redis_wire.wire(f"redis://:wrong@127.0.0.1:{server.port}/0", 2.0, 2.0)
     with pytest.raises(redis.AuthenticationError):
         await wrong.connection()
 
@@ -107,7 +121,7 @@ async def test_a_broken_connection_fails_what_waits_on_it_and_the_next_opens_ane
     own_redis: Start,
 ):
     server = own_redis()
-    wire = redis_wire.wire(server.url, 2.0)
+    wire = redis_wire.wire(server.url, 2.0, 2.0)
     first = await wire.connection()
     assert server.process is not None
     server.process.send_signal(signal.SIGSTOP)
