@@ -27,7 +27,6 @@ sockets and clusters stay on redis-py's clients.
 from __future__ import annotations
 
 import asyncio
-import select
 import socket
 from collections import deque
 from typing import Any
@@ -38,6 +37,7 @@ from redis._parsers.base import BaseParser
 from redis.connection import parse_url
 
 from live.loops import PerLoop
+from live.sockets import readable
 
 
 def _command(*args: str | bytes) -> bytes:
@@ -142,9 +142,7 @@ class _Protocol(asyncio.Protocol):
             return True
         if self.waiting or self.transport is None:
             return False
-        poller = select.poll()
-        poller.register(self.transport.get_extra_info("socket").fileno(), select.POLLIN)
-        return bool(poller.poll(0))
+        return readable(self.transport.get_extra_info("socket").fileno())
 
     def abort(self) -> None:
         self._fail("Connection closed.")

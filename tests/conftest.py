@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -121,6 +123,16 @@ class Server:
         if self.process and self.process.poll() is None:
             self.process.kill()
             self.process.wait(10)
+
+    @contextmanager
+    def frozen(self) -> Iterator[None]:
+        """Redis hangs: its sockets stay open and nothing answers, until the block ends."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            self.process.send_signal(signal.SIGCONT)
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
@@ -257,6 +269,16 @@ class RedisServer:
         if self.process and self.process.poll() is None:
             self.process.kill()
             self.process.wait(10)
+
+    @contextmanager
+    def frozen(self) -> Iterator[None]:
+        """Redis hangs: its sockets stay open and nothing answers, until the block ends."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            self.process.send_signal(signal.SIGCONT)
 
 
 @pytest.fixture

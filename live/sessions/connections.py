@@ -19,7 +19,6 @@ fresh one, unless a change may already have been committed.
 from __future__ import annotations
 
 import asyncio
-import select
 import sqlite3
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -44,6 +43,7 @@ from live.loops import PerLoop
 from live.models import LiveSession
 from live.sessions import outage
 from live.sessions.kept import KeptRows
+from live.sockets import readable
 
 T = TypeVar("T")
 
@@ -76,13 +76,6 @@ class AsyncDb(Protocol):
     """A connection of the loop's own (live.sessions.pg_loop), for reads."""
 
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]: ...
-
-
-def _readable(fd: int) -> bool:
-    # An idle client's socket has nothing to read; hang-ups are reported too.
-    poller = select.poll()
-    poller.register(fd, select.POLLIN)
-    return bool(poller.poll(0))
 
 
 class DjangoDb:
@@ -143,7 +136,7 @@ class DjangoDb:
             # psycopg's own error for a line libpq already dropped: the
             # transaction's path meets it as Django's error, and runs again.
             return False
-        return not _readable(fileno)
+        return not readable(fileno)
 
     def kept_rows(self, check: bool = True) -> None:
         # Other connections write through Django's without a way to tell this one.

@@ -19,7 +19,6 @@ loop, and with it at most PG_LOOP_CONNECTIONS of them.
 from __future__ import annotations
 
 import asyncio
-import select
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
@@ -29,6 +28,7 @@ from django.db import connections
 
 from live.conf import setting
 from live.loops import PerLoop
+from live.sockets import readable
 
 T = TypeVar("T")
 
@@ -54,9 +54,7 @@ def _idle(connection: psycopg.AsyncConnection[Any]) -> bool:
     # farewell, or the end of the stream (as DjangoDb.alone checks).
     if connection.closed or connection.broken:
         return False
-    poller = select.poll()
-    poller.register(connection.fileno(), select.POLLIN)
-    return not poller.poll(0)
+    return not readable(connection.fileno())
 
 
 class Pool:

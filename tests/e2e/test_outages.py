@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import signal
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,17 +30,6 @@ from tests.conftest import RedisServer, Server, free_port, migrate, server_env
 
 Start = Callable[..., RedisServer]
 BUDGET = redis_client.BUDGET
-
-
-@contextmanager
-def frozen(server: RedisServer) -> Iterator[None]:
-    """Redis hangs: its sockets stay open and nothing answers, until the block ends."""
-    assert server.process is not None
-    server.process.send_signal(signal.SIGSTOP)
-    try:
-        yield
-    finally:
-        server.process.send_signal(signal.SIGCONT)
 
 
 def restart(server: RedisServer) -> None:
@@ -106,7 +93,7 @@ async def test_outage_writes_answer_while_the_channel_layer_hangs(
     await layer.group_add(events.group_name(session.digest), listener)
     await saved(session, a=1)
     assert (await until(layer, listener, lambda m: m["type"] == events.CHANGED))["version"] == 1
-    with frozen(redis):
+    with redis.frozen():
         for n in range(2, 12):
             await saved(session, a=n)
         # One push is on its way, a few wait, the rest were dropped.
@@ -127,7 +114,7 @@ async def test_outage_publishing_returns_at_once_and_keeps_the_order(
     listener = await layer.new_channel()
     digest = "f" * 64
     await layer.group_add(events.group_name(digest), listener)
-    with frozen(redis):
+    with redis.frozen():
         for version in range(1, 6):
             event = events.changed_event(version, [], "test", 0.0)
             await asyncio.wait_for(events.publish_changed(digest, event), 0.1)
@@ -164,7 +151,7 @@ async def _write_through(server: Server, redis: RedisServer) -> None:
                 async with http.put(url, data=json.dumps(value), headers=headers) as response:
                     return response.status
 
-            with frozen(redis):
+            with redis.frozen():
                 for n in range(4):
                     assert await asyncio.wait_for(put(f"during{n}", n), BUDGET) == 200
             async with http.get(server.url + "/api/session") as response:
@@ -182,7 +169,7 @@ async def test_outage_a_request_answers_503_in_time_when_redis_hangs(
     sessions_in(settings, redis)
     client = AsyncClient()
     assert (await client.get("/api/session")).status_code == 200
-    with frozen(redis):
+    with redis.frozen():
         put = client.put("/api/session/keys/a", data="1", content_type="application/json")
         response = await asyncio.wait_for(put, BUDGET + 0.5)
     assert response.status_code == 503
@@ -199,7 +186,7 @@ async def test_outage_a_write_sent_to_a_hung_redis_may_or_may_not_be_saved(
     session = Store(session.session_key)
     await session.aload()
     await session.aset("b", 2)
-    with frozen(redis), pytest.raises(Unavailable) as refused:
+    with redis.frozen(), pytest.raises(Unavailable) as refused:
         await asyncio.wait_for(session.asave(), BUDGET + 0.5)
     assert str(refused.value) == redis_script.MAYBE_SAVED
     # It was sent: Redis ran it when it woke, as the sentence allowed.
@@ -218,7 +205,7 @@ async def test_outage_a_write_that_never_got_a_connection_says_nothing_was_saved
     await session.aset("b", 2)
     # A new connection to a hung Redis never finishes its handshake.
     await redis_client.aclose()
-    with frozen(redis), pytest.raises(Unavailable) as refused:
+    with redis.frozen(), pytest.raises(Unavailable) as refused:
         await asyncio.wait_for(session.asave(), BUDGET + 0.5)
     assert str(refused.value) == redis_script.NOT_SAVED_SLOW
     assert dict(await Store(session.session_key).aload()) == {"a": 1}

@@ -7,7 +7,6 @@ tests/e2e/test_outages.py; these are the connection's own promises.
 from __future__ import annotations
 
 import asyncio
-import signal
 from collections.abc import AsyncIterator, Callable
 
 import pytest
@@ -47,16 +46,12 @@ async def test_a_reply_later_than_allowed_retires_the_line_and_what_it_sent_stil
     server = own_redis()
     wire = redis_wire.wire(server.url, 2.0, 0.2)
     first = await wire.connection()
-    assert server.process is not None
-    server.process.send_signal(signal.SIGSTOP)
-    try:
+    with server.frozen():
         sent = first.send("SET", "k", "sent")
         with pytest.raises(TimeoutError):
             async with asyncio.timeout(0.3):
                 await asyncio.shield(sent)
         assert first.overdue(0.2)
-    finally:
-        server.process.send_signal(signal.SIGCONT)
     # Redis answers now, but the line is found overdue before the loop reads it.
     second = await wire.connection()
     assert second is not first
@@ -123,10 +118,9 @@ async def test_a_broken_connection_fails_what_waits_on_it_and_the_next_opens_ane
     server = own_redis()
     wire = redis_wire.wire(server.url, 2.0, 2.0)
     first = await wire.connection()
-    assert server.process is not None
-    server.process.send_signal(signal.SIGSTOP)
-    waiting = first.send("ECHO", "lost")
-    server.kill()
+    with server.frozen():
+        waiting = first.send("ECHO", "lost")
+        server.kill()
     with pytest.raises(redis.ConnectionError):
         await asyncio.wait_for(waiting, 2)
     with pytest.raises(redis.ConnectionError):
