@@ -23,6 +23,7 @@ from channels.layers import InMemoryChannelLayer, get_channel_layer
 
 from live.conf import is_reserved
 from live.loops import PerLoop
+from live.realtime import layers
 
 logger = logging.getLogger(__name__)
 
@@ -50,9 +51,10 @@ JSON_SUBPROTOCOL = "session.json"
 
 # A push must never hold up a write. The in-memory layer never waits, so its
 # pushes are sent in place; a network layer's are handed to one sender per
-# loop (_Outbox), which sends them in order, each within PUBLISH_TIMEOUT, while
-# the write answers. When the layer is slow or down, pushes are skipped and
-# logged, and the sessions they were for resync once it answers again.
+# loop (_Outbox), which sends them in order, those posted meanwhile together in
+# one batch within PUBLISH_TIMEOUT, while the write answers. When the layer is
+# slow or down, pushes are skipped and logged, and the sessions they were for
+# resync once it answers again.
 PUBLISH_TIMEOUT = 2.0
 # Pushes waiting for the sender, at most: beyond this a slow layer loses pushes
 # rather than this process piling them up.
@@ -96,20 +98,24 @@ class _Outbox:
     async def _send_all(self) -> None:
         try:
             while self.waiting:
-                layer, group, event = self.waiting.popleft()
+                # Everything posted while the last batch was on its way goes in
+                # one batch: one round trip, however fast the writes come.
+                layer, batch = self.waiting[0][0], []
+                while self.waiting and self.waiting[0][0] is layer:
+                    batch.append(self.waiting.popleft()[1:])
                 try:
-                    await asyncio.wait_for(layer.group_send(group, event), PUBLISH_TIMEOUT)
-                except Exception as exc:  # the write was saved; a lost push costs a resync
-                    self._failed(event, exc)
+                    await asyncio.wait_for(layers.group_send_all(layer, batch), PUBLISH_TIMEOUT)
+                except Exception as exc:  # the writes were saved; a lost push costs a resync
+                    self._failed([event for _group, event in batch], exc)
                 else:
                     if self.lost:
                         self._recovered(layer)
         finally:
             self.sender = None
 
-    def _failed(self, event: dict[str, Any], exc: Exception) -> None:
-        # Those waiting behind it would wait on the same dead layer, in turn.
-        skipped = [event, *(waiting[2] for waiting in self.waiting)]
+    def _failed(self, events: list[dict[str, Any]], exc: Exception) -> None:
+        # Those waiting behind them would wait on the same dead layer, in turn.
+        skipped = [*events, *(waiting[2] for waiting in self.waiting)]
         self.waiting.clear()
         for each in skipped:
             self._lose(each)

@@ -1,12 +1,20 @@
-"""The embedded channel layer: members get each message in order; empty groups are skipped."""
+"""Channel layers: the embedded one's members get each message in order, empty groups are
+skipped; many messages sent at once over Redis arrive in order; a burst of writes loses no push."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
+from typing import Any
 
 import pytest
+from channels.layers import channel_layers, get_channel_layer
 
-from live.realtime.layers import LocalChannelLayer
+from live import redis_client
+from live.realtime import events
+from live.realtime.layers import LocalChannelLayer, group_send_all
+from live.sessions import redis as redis_engine
+from tests.conftest import RedisServer
 
 
 async def test_group_with_members_gets_every_message_in_order():
@@ -70,3 +78,80 @@ async def test_group_without_members_still_refuses_a_bad_name_or_message():
         await layer.group_send("no spaces allowed", {"type": "x"})
     with pytest.raises(AssertionError):
         await layer.group_send("session.abc", "not a dict")  # type: ignore[arg-type]
+
+
+# --- many messages at once over channels-redis's pub/sub layer ---------------------------
+
+
+def _redis_layer(settings: Any, url: str) -> Any:
+    settings.CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            "CONFIG": {"hosts": [{"address": url}]},
+        }
+    }
+    channel_layers.backends.clear()
+    return get_channel_layer()
+
+
+async def test_group_send_all_delivers_every_message_in_order_over_redis(
+    own_redis: Callable[..., RedisServer], settings: Any
+):
+    layer = _redis_layer(settings, own_redis().url)
+    first, second = await layer.new_channel(), await layer.new_channel()
+    await layer.group_add("one", first)
+    await layer.group_add("two", second)
+    sent = [("one" if n % 3 else "two", {"type": "t", "n": n}) for n in range(300)]
+    await group_send_all(layer, sent)
+    for channel, group in ((first, "one"), (second, "two")):
+        wanted = [m["n"] for g, m in sent if g == group]
+        got = [(await asyncio.wait_for(layer.receive(channel), 5))["n"] for _ in wanted]
+        assert got == wanted
+    await layer.flush()
+
+
+async def test_group_send_all_sends_in_turn_on_other_layers():
+    layer = get_channel_layer()
+    member = await layer.new_channel()
+    await layer.group_add("g", member)
+    await group_send_all(layer, [("g", {"type": "t", "n": n}) for n in range(5)])
+    assert [(await layer.receive(member))["n"] for _ in range(5)] == list(range(5))
+
+
+@pytest.mark.django_db
+async def test_concurrent_writes_faster_than_a_round_trip_lose_no_push(
+    own_redis: Callable[..., RedisServer], settings: Any
+):
+    # Writers outpace one publish per round trip many times over; every change
+    # still reaches its session's listener, in order, with no resync.
+    redis = own_redis()
+    settings.REDIS_URL = redis.url
+    settings.SESSION_ENGINE = "live.redis_engine"
+    layer = _redis_layer(settings, redis.url)
+    stores = []
+    for _ in range(8):
+        store = redis_engine.SessionStore()
+        await store.aset("n", 0)
+        await store.asave()
+        stores.append(store)
+    listeners = []
+    for store in stores:
+        listener = await layer.new_channel()
+        await layer.group_add(events.group_name(store.digest), listener)
+        listeners.append(listener)
+
+    async def writer(key: str, n: int) -> None:
+        for step in range(25):
+            session = redis_engine.SessionStore(key)
+            await session.aset(f"w{n}", step)
+            await session.asave()
+
+    await asyncio.gather(*(writer(stores[n % 8].session_key, n) for n in range(48)))
+    outbox = events._outbox.get()
+    await outbox.flushed()
+    assert outbox.lost == 0
+    for listener in listeners:
+        got = [(await asyncio.wait_for(layer.receive(listener), 5)) for _ in range(150)]
+        assert [m["version"] for m in got] == list(range(1, 151))
+    await redis_client.aclose()
+    await layer.flush()
