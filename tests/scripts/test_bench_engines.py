@@ -43,3 +43,28 @@ def test_the_api_script_sends_each_sessions_cookies_and_token(engines: ModuleTyp
     assert '{"csrftoken=t2; sessionid=s2", "t2"}' in script
     assert 'wrk.format("PUT", "/api/session/keys/n"' in script
     assert '["Origin"] = "http://127.0.0.1:8000"' in script
+
+
+def test_a_ratio_bought_by_dropping_pushes_fails_its_goal(engines: ModuleType) -> None:
+    assert engines.least("write", 0.9, 0.8)["pass"]
+    dropped = engines.least("write", 0.9, 0.8, drops=2)
+    assert not dropped["pass"]
+    assert "pushes dropped 2 times" in str(dropped["value"])
+
+
+def test_the_drop_pattern_matches_what_the_outbox_logs(
+    engines: ModuleType, caplog: pytest.LogCaptureFixture
+) -> None:
+    import asyncio
+
+    from live.realtime import events
+
+    async def lose() -> None:
+        outbox = events._Outbox()
+        outbox.waiting.extend([(None, "g", {"type": events.TOUCHED})] * events.MAX_PENDING)
+        outbox.post(None, "g", {"type": events.TOUCHED})
+        outbox._failed([{"type": events.TOUCHED}], ConnectionError())
+
+    with caplog.at_level("INFO", logger="live.realtime.events"):
+        asyncio.run(lose())
+    assert len(engines.DROPPED.findall(caplog.text)) == 2
