@@ -5,7 +5,9 @@ sampler of its loop; from then on it closes one second of the counters in
 live.metrics every second and keeps the last five minutes. A second in which
 the loop was held is not made up afterwards: it stays a gap in the history.
 Counting the active sessions reads the store (a query, or a SCAN of Redis), so
-that gauge is refreshed every few seconds; the rates are exact every second.
+that gauge is refreshed every few seconds, and less often where counting is
+slow (many sessions): it never takes more than COUNT_SHARE of the process's
+time, watched or not; the rates are exact every second.
 With REDIS_URL set, each sampler also keeps this process in a short-lived
 sorted set in Redis, so the page can say how many processes there are.
 """
@@ -31,7 +33,10 @@ logger = logging.getLogger(__name__)
 SECOND = 1.0
 # "Active" sessions: changed within the window the page shows.
 ACTIVE_WINDOW = float(metrics.HISTORY_SECONDS)
-COUNT_EVERY = 5
+# Seconds between counts at least; more when one count takes longer than
+# COUNT_SHARE of the time until the next.
+COUNT_EVERY = 5.0
+COUNT_SHARE = 0.01
 # A sorted set of process names scored by when each last sampled; a process
 # that stops sampling drops out of the count after PROCESS_SECONDS.
 PROCESSES = "live:metrics:processes"
@@ -49,7 +54,9 @@ class Sampler:
     listeners: set[Listener] = field(default_factory=set)
     sessions: int = 0
     processes: int | None = None
-    ticks: int = 0
+    # When the next count of the sessions is due, on this clock.
+    count_due: float = 0.0
+    clock: Callable[[], float] = time.monotonic
 
     def snapshot(self, now: float | None = None) -> metrics.Snapshot:
         now = time.time() if now is None else now
@@ -58,10 +65,12 @@ class Sampler:
     async def tick(self, now: float | None = None) -> metrics.Sample:
         """Take one sample (the periodic task calls this; tests may too)."""
         now = time.time() if now is None else now
-        if self.ticks % COUNT_EVERY == 0:
+        started = self.clock()
+        if started >= self.count_due:
             self.sessions = await _count_sessions(now, self.sessions)
             self.processes = await _count_processes(now)
-        self.ticks += 1
+            took = self.clock() - started
+            self.count_due = started + max(COUNT_EVERY, took / COUNT_SHARE)
         return self.history.sample(self.sessions, now)
 
 

@@ -95,6 +95,33 @@ async def test_sampler_samples_without_any_socket():
     assert running.snapshot().samples == [first, second]
 
 
+async def test_a_slow_count_of_the_sessions_spaces_out_the_next_ones(
+    monkeypatch: pytest.MonkeyPatch,
+):
+    # Counting reads every session; however many there are, it takes at most
+    # COUNT_SHARE of the time.
+    counted: list[float] = []
+    times = iter([100.0, 102.0, 150.0, 299.0, 302.0, 303.0, 400.0])
+
+    async def count(now: float, before: int) -> int:
+        counted.append(now)
+        return len(counted)
+
+    async def processes(now: float) -> None:
+        return None
+
+    monkeypatch.setattr(sampler, "_count_sessions", count)
+    monkeypatch.setattr(sampler, "_count_processes", processes)
+    running = sampler.Sampler(clock=lambda: next(times))
+    for second in range(4):
+        await running.tick(NOW + second)
+    # The count at 100 took 2 s: the next is due 200 s later, at 300, and
+    # took 1 s, so the one after is due at 402 (COUNT_EVERY is the least).
+    assert counted == [NOW, NOW + 3]
+    assert running.count_due == 302.0 + 100.0
+    assert [s.sessions for s in running.history.samples] == [1, 1, 1, 2]
+
+
 @pytest.mark.django_db(transaction=True)
 async def test_first_request_starts_the_loops_sampler_and_later_ones_keep_it():
     assert (await AsyncClient().get("/")).status_code == 200

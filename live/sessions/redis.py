@@ -41,6 +41,8 @@ from live.types import Changes, Conflict, Snapshot, Summary, TooLarge, Written
 
 PREFIX = "live:session:"
 EXPIRY_KEY = "_session_expiry"
+# Keys asked of Redis per SCAN step, and HGETs per pipeline, when listing every session.
+SCAN_PAGE = 1000
 
 
 def session_keys(session_digest: str) -> list[str]:
@@ -281,17 +283,31 @@ async def _updated() -> list[tuple[str, float]]:
     start, end = len(PREFIX) + 1, -len("}:meta")
 
     # On a cluster, scan_iter visits every primary, and the pipeline sends each
-    # primary the HGETs of its own keys.
-    async def fetch(client: redis_client.AsyncClient) -> tuple[list[str], list[Any]]:
-        names = [name async for name in client.scan_iter(match=f"{PREFIX}*:meta", count=1000)]
-        async with client.pipeline(transaction=False) as pipe:
-            for name in names:
-                pipe.hget(name, "updated")
-            return names, await pipe.execute()
+    # primary the HGETs of its own keys. A page of names at a time: with many
+    # sessions, one pipeline of every HGET would hold the loop while its
+    # replies are read.
+    async def fetch(client: redis_client.AsyncClient) -> list[tuple[str, Any]]:
+        found: list[tuple[str, Any]] = []
+        names: list[str] = []
+        async for name in client.scan_iter(match=f"{PREFIX}*:meta", count=SCAN_PAGE):
+            names.append(name)
+            if len(names) == SCAN_PAGE:
+                found += await _stamps(client, names)
+                names = []
+        return found + await _stamps(client, names)
 
-    names, stamps = await read(fetch)
+    found = await read(fetch)
     # A key that expired between the SCAN and the HGET answers None.
-    return [(n[start:end], float(u)) for n, u in zip(names, stamps, strict=True) if u is not None]
+    return [(name[start:end], float(stamp)) for name, stamp in found if stamp is not None]
+
+
+async def _stamps(client: redis_client.AsyncClient, names: list[str]) -> list[tuple[str, Any]]:
+    if not names:
+        return []
+    async with client.pipeline(transaction=False) as pipe:
+        for name in names:
+            pipe.hget(name, "updated")
+        return list(zip(names, await pipe.execute(), strict=True))
 
 
 async def _timeline(session_digest: str) -> list[dict[str, Any]]:

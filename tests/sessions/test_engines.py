@@ -466,6 +466,17 @@ async def test_engine_counts_sessions_changed_since_a_moment(Store: Engine):
     assert await Store.acount_active(time.time()) == 0
 
 
+async def test_engine_lists_and_counts_more_sessions_than_fit_one_page(
+    Store: Engine, monkeypatch: pytest.MonkeyPatch
+):
+    # Redis lists its sessions a SCAN page at a time, with a pipeline per page.
+    monkeypatch.setattr(redis_engine, "SCAN_PAGE", 2)
+    since = time.time()
+    made = {(await new_session(Store, n=n)).digest for n in range(5)}
+    assert await Store.acount_active(since) == 5
+    assert made <= {row.digest for row in await Store.asummaries()}
+
+
 async def test_staff_list_shows_the_sessions_of_the_configured_engine(Store: Engine, settings: Any):
     settings.SESSION_ENGINE = Store.__module__
     await make_user("boss", staff=True)
