@@ -271,6 +271,40 @@ async def publish_changed(digest: str, event: dict[str, Any]) -> None:
     await _send(digest, event)
 
 
+def store_channel(digest: str, address: str) -> dict[str, str] | None:
+    """What a store's script on the Redis at `address` needs to publish a change itself.
+
+    The Redis engine's merge publishes the change in the same script that
+    makes it, when the channel layer is on that same Redis (see
+    live.realtime.layers.script_channel): no publish of its own to wait for,
+    and the pushes leave in version order. Such an event carries the change's
+    timeline entry as JSON text under "entry" (see expanded), since a script
+    cannot re-encode arbitrary JSON values exactly.
+    """
+    layer = get_channel_layer()
+    channel = layers.script_channel(layer, group_name(digest), address) if layer else None
+    return {"channel": channel, "type": CHANGED, "digest": digest} if channel else None
+
+
+def expanded(event: dict[str, Any]) -> dict[str, Any]:
+    """A `session.changed` event as changed_event spells it, also when a store's script sent it."""
+    if "entry" not in event:
+        return event
+    return {
+        "type": CHANGED,
+        "digest": event["digest"],
+        "expires_at": event["expires_at"],
+        **json.loads(event["entry"]),
+    }
+
+
+async def changed_by_store() -> None:
+    """A change that the store published itself (store_channel): the staff lists still hear."""
+    layer = get_channel_layer()
+    if layer is not None:
+        await _touch_staff(layer)
+
+
 async def publish_rotated(digest: str) -> None:
     # No successor travels with it: listeners follow cookies, never the server.
     await _send(digest, {"type": ROTATED})

@@ -160,7 +160,7 @@ class Hub:
             return
         kind = event["type"]
         if kind == events.CHANGED:
-            await self._changed(mirror, event)
+            await self._changed(mirror, events.expanded(event))
         elif kind == events.PRESENCE:
             mirror.present = presence.Presence(event["tabs"], tuple(event.get("labels", ())))
             await self._each(mirror, lambda tab: tab.show_tabs(mirror))

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import weakref
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
 from channels.exceptions import ChannelFull
 from channels.layers import InMemoryChannelLayer
@@ -63,3 +65,43 @@ async def group_send_all(layer: Any, messages: Sequence[tuple[str, dict[str, Any
                 for channel, payload in published:
                     pipe.publish(channel, payload)
                 await pipe.execute()
+
+
+# Per layer, per Redis URL: whether a script on that Redis may publish the layer's messages.
+_publishable: weakref.WeakKeyDictionary[Any, dict[str, bool]] = weakref.WeakKeyDictionary()
+
+
+def script_channel(layer: Any, group: str, address: str) -> str | None:
+    """The channel that a script on the Redis at `address` may PUBLISH a group's message to.
+
+    Only for channels-redis's pub/sub layer on that same server, with one
+    shard, and messages as plain msgpack (no encryption, no prefix), which a
+    Lua script writes with cmsgpack; otherwise None, and the message goes
+    through the layer.
+    """
+    if type(layer).__module__ != "channels_redis.pubsub":
+        return None
+    known = _publishable.setdefault(layer, {})
+    if address not in known:
+        known[address] = _same_server(layer, address)
+    return layer._get_group_channel_name(group) if known[address] else None
+
+
+def _same_server(layer: Any, address: str) -> bool:
+    serializer = getattr(layer, "_serializer", None)
+    shards: Any = getattr(layer, "_shards", ())
+    if (
+        type(serializer).__name__ != "MsgPackSerializer"
+        or getattr(serializer, "crypter", True) is not None
+        or getattr(serializer, "random_prefix_length", 1) != 0
+        or len(shards) != 1
+    ):
+        return False
+    host = shards[0].host
+    return isinstance(host, dict) and _server(str(host.get("address", ""))) == _server(address)
+
+
+def _server(address: str) -> tuple[Any, ...]:
+    # Pub/sub spans a server's databases: the database number does not matter.
+    url = urlsplit(address)
+    return (url.scheme, url.hostname, url.port or 6379, url.username, url.password)

@@ -52,6 +52,9 @@ class LiveSessionBase(SessionBase):
         # A key to store the next new session under instead of a random one
         # (a session adopted from the previous engine keeps its cookie).
         self._kept_key: str | None = None
+        # Whether the store published the last write's change itself (the Redis
+        # engine's script, live.realtime.events.store_channel).
+        self._pushed_by_store = False
 
     # The base class's loaders are private and untyped in the stubs; one typed door each.
     def _data(self) -> dict[str, Any]:
@@ -308,7 +311,11 @@ class LiveSessionBase(SessionBase):
         result = self._write(must_create)
         if result:
             metrics.wrote()
-            events.publish_from_sync(events.publish_changed, result[0].digest, self._event(*result))
+            if self._pushed_by_store:
+                events.publish_from_sync(events.changed_by_store)
+            else:
+                digest = result[0].digest
+                events.publish_from_sync(events.publish_changed, digest, self._event(*result))
 
     async def asave(self, must_create: bool = False) -> None:
         if self._nothing_new(must_create):
@@ -317,7 +324,10 @@ class LiveSessionBase(SessionBase):
         result = await self._awrite(must_create)
         if result:
             metrics.wrote()
-            await events.publish_changed(result[0].digest, self._event(*result))
+            if self._pushed_by_store:
+                await events.changed_by_store()
+            else:
+                await events.publish_changed(result[0].digest, self._event(*result))
 
     def create(self) -> None:
         self._session_key = None

@@ -172,6 +172,7 @@ local function record(k, version, applied, extra)
     ',"source":' .. a.source .. ',"changes":[' .. table.concat(parts, ',') .. ']}'
   redis.call('LPUSH', KEYS[k + 3], entry)
   redis.call('LTRIM', KEYS[k + 3], 0, a.history - 1)
+  return entry
 end
 
 local function stamp(k, version)
@@ -236,7 +237,15 @@ elseif op == 'merge' then
   local applied = apply(1, version + 1)
   if #applied > 0 then
     version = redis.call('HINCRBY', KEYS[3], 'version', 1)
-    record(1, version, applied, nil)
+    local entry = record(1, version, applied, nil)
+    -- The change's push, when the channel layer is on this Redis: sent with the
+    -- change, in version order, in the layer's message format (msgpack). The
+    -- entry stays JSON text, so that values keep their exact spelling.
+    local push = a.publish
+    if push then
+      redis.call('PUBLISH', push.channel, cmsgpack.pack({type = push.type, digest = push.digest,
+        entry = entry, expires_at = tonumber(a.expires)}))
+    end
   end
   stamp(1, version)
   return written(1, applied)

@@ -25,6 +25,7 @@ from django.contrib.sessions.backends.base import CreateError, UpdateError
 
 from live import redis_client
 from live.conf import setting
+from live.realtime import events
 from live.sessions.base import LiveSessionBase
 from live.sessions.codec import dumps, loads
 from live.sessions.redis_script import (
@@ -172,8 +173,11 @@ class SessionStore(LiveSessionBase):
             return None
         changes = self._changes()
         expiry_text = self._expiry_text
+        push = events.store_channel(self.digest or "", redis_client.url())
         while True:
             args = self._write_args(changes, expiry_text)
+            if push is not None:
+                args["publish"] = push
             reply = yield Call(session_keys(self.digest or ""), "merge", args)
             if reply[0] == "missing":
                 raise UpdateError
@@ -193,6 +197,7 @@ class SessionStore(LiveSessionBase):
             snapshot = to_snapshot(self.digest or "", reply[1:6])
             applied = to_applied(reply[6])
             self._written(snapshot)
+            self._pushed_by_store = push is not None
             return (snapshot, applied) if applied else None
 
     def _moving(self) -> Operation[tuple[str | None, str]]:

@@ -12,7 +12,7 @@ from channels.layers import channel_layers, get_channel_layer
 
 from live import redis_client
 from live.realtime import events
-from live.realtime.layers import LocalChannelLayer, group_send_all
+from live.realtime.layers import LocalChannelLayer, group_send_all, script_channel
 from live.sessions import redis as redis_engine
 from tests.conftest import RedisServer
 
@@ -118,40 +118,99 @@ async def test_group_send_all_sends_in_turn_on_other_layers():
     assert [(await layer.receive(member))["n"] for _ in range(5)] == list(range(5))
 
 
-@pytest.mark.django_db
-async def test_concurrent_writes_faster_than_a_round_trip_lose_no_push(
-    own_redis: Callable[..., RedisServer], settings: Any
-):
-    # Writers outpace one publish per round trip many times over; every change
-    # still reaches its session's listener, in order, with no resync.
-    redis = own_redis()
-    settings.REDIS_URL = redis.url
-    settings.SESSION_ENGINE = "live.redis_engine"
-    layer = _redis_layer(settings, redis.url)
-    stores = []
-    for _ in range(8):
+async def _sessions_followed(layer: Any, count: int) -> list[tuple[Any, str]]:
+    """New Redis engine sessions, each with a listener on its group."""
+    made = []
+    for _ in range(count):
         store = redis_engine.SessionStore()
         await store.aset("n", 0)
         await store.asave()
-        stores.append(store)
-    listeners = []
-    for store in stores:
         listener = await layer.new_channel()
         await layer.group_add(events.group_name(store.digest), listener)
-        listeners.append(listener)
+        made.append((store, listener))
+    return made
 
+
+async def _write_concurrently(made: list[tuple[Any, str]], writers: int, steps: int) -> None:
     async def writer(key: str, n: int) -> None:
-        for step in range(25):
+        for step in range(steps):
             session = redis_engine.SessionStore(key)
             await session.aset(f"w{n}", step)
             await session.asave()
 
-    await asyncio.gather(*(writer(stores[n % 8].session_key, n) for n in range(48)))
+    keys = [store.session_key for store, _ in made]
+    await asyncio.gather(*(writer(keys[n % len(keys)], n) for n in range(writers)))
+
+
+@pytest.mark.django_db
+async def test_concurrent_writes_faster_than_a_round_trip_lose_no_push(
+    own_redis: Callable[..., RedisServer], settings: Any
+):
+    # The channel layer on a Redis of its own, so each change goes through
+    # the outbox: writers outpace one publish per round trip many times over,
+    # and every change still reaches its session's listener, in order.
+    settings.REDIS_URL = own_redis().url
+    settings.SESSION_ENGINE = "live.redis_engine"
+    layer = _redis_layer(settings, own_redis().url)
+    made = await _sessions_followed(layer, 8)
+    await _write_concurrently(made, 48, 25)
     outbox = events._outbox.get()
     await outbox.flushed()
     assert outbox.lost == 0
-    for listener in listeners:
-        got = [(await asyncio.wait_for(layer.receive(listener), 5)) for _ in range(150)]
+    for _store, listener in made:
+        got = [await asyncio.wait_for(layer.receive(listener), 5) for _ in range(150)]
+        assert "entry" not in got[0]
         assert [m["version"] for m in got] == list(range(1, 151))
     await redis_client.aclose()
     await layer.flush()
+
+
+@pytest.mark.django_db
+async def test_the_redis_engine_publishes_its_changes_in_its_script_exactly_and_in_order(
+    own_redis: Callable[..., RedisServer], settings: Any
+):
+    # The channel layer on the engine's own Redis: the merge script publishes.
+    redis = own_redis()
+    settings.REDIS_URL = redis.url
+    settings.SESSION_ENGINE = "live.redis_engine"
+    layer = _redis_layer(settings, redis.url)
+    made = await _sessions_followed(layer, 4)
+    await _write_concurrently(made, 16, 10)
+    # Nothing went through the outbox: the writes only told the staff lists.
+    assert all(event["type"] == events.TOUCHED for _, _, event in events._outbox.get().waiting)
+    for _store, listener in made:
+        got = [await asyncio.wait_for(layer.receive(listener), 5) for _ in range(40)]
+        assert all("entry" in message for message in got)
+        assert [events.expanded(m)["version"] for m in got] == list(range(1, 41))
+    # Values that a script could not re-encode arrive exactly as they were set.
+    store, listener = made[0]
+    exact = {"big": 2**63 + 1, "float": 0.1, "text": "é\u2028</script>", "nested": [1.5, None]}
+    session = redis_engine.SessionStore(store.session_key)
+    for key, value in exact.items():
+        await session.aset(key, value)
+    await session.asave()
+    event = events.expanded(await asyncio.wait_for(layer.receive(listener), 5))
+    assert event["version"] == 41 and event["digest"] == store.digest
+    assert {c["key"]: c["value"] for c in event["changes"]} == exact
+    assert event["expires_at"] == pytest.approx(session.get_expiry_date().timestamp(), abs=1)
+    assert event["source"] == "code" and event["ts"] > 0
+    await redis_client.aclose()
+    await layer.flush()
+
+
+async def test_a_script_publishes_only_for_the_pub_sub_layer_on_its_own_server(
+    own_redis: Callable[..., RedisServer], settings: Any
+):
+    first, second = own_redis(), own_redis()
+    layer = _redis_layer(settings, first.url)
+    assert script_channel(layer, "g", first.url) == layer._get_group_channel_name("g")
+    # Pub/sub spans the server's databases.
+    assert script_channel(layer, "g", first.url.rsplit("/", 1)[0] + "/3") is not None
+    assert script_channel(layer, "g", second.url) is None
+    assert script_channel(LocalChannelLayer(), "g", first.url) is None
+    for options in ({"serializer_format": "json"}, {"symmetric_encryption_keys": ["k" * 32]}):
+        settings.CHANNEL_LAYERS["default"]["CONFIG"].update(options)
+        channel_layers.backends.clear()
+        assert script_channel(get_channel_layer(), "g", first.url) is None
+        for option in options:
+            del settings.CHANNEL_LAYERS["default"]["CONFIG"][option]
