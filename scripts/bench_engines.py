@@ -25,9 +25,11 @@ engine (locmem), a session write with no storage I/O at all.
 
 Every throughput is a ratio to a bare async Django view (no middleware)
 measured in the same round, 1 or 2 processes; each round runs every row once,
-in the same order, and a ratio is the median of the rounds' ratios. With 2
-processes, wrk's connections are split between them; an engine's scaling is
-its 2-process writes over its 1-process writes, set against the bare view's.
+in the same order, each 1-process row right after a bare view run of its own
+(the machine's speed drifts within a round), and a ratio is the median of the
+rounds' ratios to those runs. With 2 processes, wrk's connections are split
+between them; an engine's scaling is its 2-process writes over its 1-process
+writes, set against the bare view's.
 
 Push latency: tabs (session.json) on one session, one API write at a time,
 from the event's server timestamp (the commit) to its arrival at each tab;
@@ -201,6 +203,8 @@ class Bench:
         self.cpu: dict[Row, list[Cpu]] = {}
         # Times each row's servers logged dropping pushes (a layer not keeping up).
         self.drops: dict[Row, int] = {}
+        # The bare view's run made just before each row, one a round (see measure).
+        self.before: dict[Row, list[float]] = {}
 
     def env(self, view: str, store: str, layer: str) -> dict[str, str]:
         database = self.postgres if store == "postgres" else f"sqlite:///{self.folder}/s.sqlite3"
@@ -231,7 +235,8 @@ class Bench:
             servers.append(server)
         return servers
 
-    async def throughput(self, row: Row) -> float:
+    async def throughput(self, row: Row, paired: bool = False) -> float:
+        """Requests/s of one row's run; a paired run (a baseline) keeps no CPU figure."""
         view, store, layer, count = row
         logs = [self.folder / f"daphne-{n}.log" for n in range(count)]
         seen = [log.stat().st_size if log.exists() else 0 for log in logs]
@@ -243,7 +248,8 @@ class Bench:
             runs = [wrk(s.url + path, per, self.args.duration, script) for s in servers]
             before = Cpu.now(servers)
             rps = sum(await asyncio.gather(*runs))
-            self.cpu.setdefault(row, []).append(Cpu.now(servers) - before)
+            if not paired:
+                self.cpu.setdefault(row, []).append(Cpu.now(servers) - before)
             return rps
         finally:
             for server in servers:
@@ -449,10 +455,17 @@ def label(row: Row) -> str:
 
 
 async def measure(bench: Bench, args: argparse.Namespace) -> dict[Row, list[float]]:
-    """Each round runs every row once, in order: req/s per row, one figure a round."""
+    """Each round runs every row once, in order: req/s per row, one figure a round.
+
+    Each 1-process row but the bare view's own follows a bare view run made just
+    before it (bench.before), which its ratio is taken against: the machine's
+    speed drifts within a round by more than the differences measured.
+    """
     results: dict[Row, list[float]] = {row: [] for row in rows()}
     for round_ in range(args.rounds):
         for row in rows():
+            if row[3] == 1 and row != BARE_1:
+                bench.before.setdefault(row, []).append(await bench.throughput(BARE_1, paired=True))
             rps = await bench.throughput(row)
             results[row].append(rps)
             print(f"round {round_ + 1}: {label(row)}: {rps:.0f}/s", flush=True)
@@ -460,17 +473,21 @@ async def measure(bench: Bench, args: argparse.Namespace) -> dict[Row, list[floa
 
 
 class Ratios:
-    """Medians over the rounds of figures paired within a round."""
+    """Medians over the rounds of figures paired within a round, or with the bare run before."""
 
-    def __init__(self, results: dict[Row, list[float]]) -> None:
+    def __init__(
+        self, results: dict[Row, list[float]], before: dict[Row, list[float]] | None = None
+    ) -> None:
         self.results = results
+        self.before = before or {}
 
     def paired(self, figure: Callable[[int], float]) -> float:
         return statistics.median(figure(n) for n in range(len(self.results[BARE_1])))
 
     def to_bare(self, row: Row) -> float:
-        """The row over the bare view, 1 process, of the same round."""
-        return self.paired(lambda n: self.results[row][n] / self.results[BARE_1][n])
+        """The row over the bare view, 1 process: the run just before it, else the round's."""
+        bare = self.before.get(row, self.results[BARE_1])
+        return self.paired(lambda n: self.results[row][n] / bare[n])
 
     def scaling(self, row_1: Row, row_2: Row) -> float:
         return self.paired(lambda n: self.results[row_2][n] / self.results[row_1][n])
@@ -484,7 +501,7 @@ class Ratios:
 def throughput_table(
     bench: Bench, results: dict[Row, list[float]], args: argparse.Namespace
 ) -> None:
-    ratios = Ratios(results)
+    ratios = Ratios(results, bench.before)
     print(f"\nreq/s, median of {args.rounds} rounds, {args.connections} connections, ", end="")
     print(f"{args.sessions} sessions, {os.cpu_count()} CPUs; ratio to the bare view, 1 process")
     for row in rows():
@@ -537,7 +554,7 @@ def least(
 
 def throughput_goals(bench: Bench, results: dict[Row, list[float]]) -> list[dict[str, object]]:
     """The issue's ratios to the bare view, each judged on the median of its rounds."""
-    ratios, found = Ratios(results), []
+    ratios, found = Ratios(results, bench.before), []
     drops = bench.drops
     for s in SETUPS:
         write, read = ("write", s.store, s.layer, 1), ("read", s.store, s.layer, 1)

@@ -68,3 +68,11 @@ def test_the_drop_pattern_matches_what_the_outbox_logs(
     with caplog.at_level("INFO", logger="live.realtime.events"):
         asyncio.run(lose())
     assert len(engines.DROPPED.findall(caplog.text)) == 2
+
+
+def test_a_row_is_read_against_the_bare_run_made_just_before_it(engines: ModuleType) -> None:
+    write = ("write", "redis", "redis", 1)
+    results = {engines.BARE_1: [100.0, 100.0, 100.0], write: [80.0, 90.0, 60.0]}
+    before = {write: [80.0, 100.0, 75.0]}
+    assert engines.Ratios(results).to_bare(write) == pytest.approx(0.8)
+    assert engines.Ratios(results, before).to_bare(write) == pytest.approx(0.9)
