@@ -524,8 +524,11 @@ def cpu_table(bench: Bench, results: dict[Row, list[float]]) -> None:
     cores = os.cpu_count() or 1
     print(
         "\nCPU per request while measuring, µs (median of the rounds): daphne, Redis, "
-        f"PostgreSQL, the rest (wrk, the clients, anyone else); the machine's {cores} cores busy"
+        f"PostgreSQL, the rest (wrk, the clients, anyone else); the machine's {cores} cores busy;"
+        "\nand, for 1 process, the bare view's daphne CPU per request over the row's: requests per"
+        " daphne CPU-second\nagainst the bare view, the reading least moved by other load"
     )
+    bare = 0.0
     for row in rows():
         spent = [
             (cpu, rps * cpu.wall) for cpu, rps in zip(bench.cpu[row], results[row], strict=True)
@@ -536,9 +539,12 @@ def cpu_table(bench: Bench, results: dict[Row, list[float]]) -> None:
 
         rest = per(lambda c: c.machine - c.daphne - c.redis - c.postgres)
         busy = statistics.median(c.machine / c.wall / cores * 100 for c, _ in spent)
+        daphne = per(lambda c: c.daphne)
+        bare = daphne if row == BARE_1 else bare
+        ratio = f"   {bare / daphne:4.2f}x" if row[3] == 1 and daphne else ""
         print(
-            f"  {label(row):<80} {per(lambda c: c.daphne):6.0f} {per(lambda c: c.redis):6.0f}"
-            f" {per(lambda c: c.postgres):6.0f} {rest:6.0f}   {busy:3.0f}% busy"
+            f"  {label(row):<80} {daphne:6.0f} {per(lambda c: c.redis):6.0f}"
+            f" {per(lambda c: c.postgres):6.0f} {rest:6.0f}   {busy:3.0f}% busy{ratio}"
         )
 
 
