@@ -42,8 +42,12 @@ from live.types import Changes, Conflict, Snapshot, Summary, TooLarge, Written
 
 PREFIX = "live:session:"
 EXPIRY_KEY = "_session_expiry"
-# Keys asked of Redis per SCAN step, and HGETs per pipeline, when listing every session.
+# Listing every session: keys asked of Redis per SCAN step, HGETs per pipeline, and
+# the time it may take in all. A hung Redis is still found within each command's
+# socket timeout (redis_client.SOCKET_TIMEOUT); the budget bounds a slow whole.
+SCAN_COUNT = 1000
 SCAN_PAGE = 1000
+LISTING_BUDGET = 60.0
 
 
 def session_keys(session_digest: str) -> list[str]:
@@ -294,14 +298,14 @@ async def _updated() -> list[tuple[str, float]]:
     async def fetch(client: redis_client.AsyncClient) -> list[tuple[str, Any]]:
         found: list[tuple[str, Any]] = []
         names: list[str] = []
-        async for name in client.scan_iter(match=f"{PREFIX}*:meta", count=SCAN_PAGE):
+        async for name in client.scan_iter(match=f"{PREFIX}*:meta", count=SCAN_COUNT):
             names.append(name)
             if len(names) == SCAN_PAGE:
                 found += await _stamps(client, names)
                 names = []
         return found + await _stamps(client, names)
 
-    found = await read(fetch)
+    found = await read(fetch, LISTING_BUDGET)
     # A key that expired between the SCAN and the HGET answers None.
     return [(name[start:end], float(stamp)) for name, stamp in found if stamp is not None]
 

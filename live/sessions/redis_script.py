@@ -183,10 +183,13 @@ async def _on_wire(wire: Any, call: Call) -> Any:
         return await connection.send(*command)
 
 
-async def read(fetch: Callable[[redis_client.AsyncClient], Awaitable[T]]) -> T:
+async def read(
+    fetch: Callable[[redis_client.AsyncClient], Awaitable[T]], budget: float = redis_client.BUDGET
+) -> T:
     """Commands that change nothing, within the budget; once more on a dead pooled connection."""
     client = redis_client.async_client()
-    return await _send(False, lambda: fetch(client), _deadline())
+    deadline = asyncio.get_running_loop().time() + budget
+    return await _send(False, lambda: fetch(client), deadline)
 
 
 async def call_many(operations: list[Operation[T]]) -> list[T]:

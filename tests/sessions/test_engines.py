@@ -538,8 +538,12 @@ async def test_redis_engine_fails_fast_when_redis_is_down(settings):
 
 
 async def test_engine_lists_a_users_sessions_and_ends_one_by_digest(Store: Engine) -> None:
-    mine, also_mine, theirs = [await new_session(Store, _auth_user_id=uid) for uid in "772"]
-    owned = {row.digest for row in await Store.aowned("7")}
+    # User ids no other test's login can take: ids a database hands out are numbers.
+    me, them = f"owner-{uuid.uuid4().hex}", f"other-{uuid.uuid4().hex}"
+    mine, also_mine, theirs = [
+        await new_session(Store, _auth_user_id=uid) for uid in (me, me, them)
+    ]
+    owned = {row.digest for row in await Store.aowned(me)}
     assert owned == {mine.digest, also_mine.digest}
     listener = await listen(mine.digest)
     assert await Store.adelete_digest(mine.digest)
@@ -547,6 +551,6 @@ async def test_engine_lists_a_users_sessions_and_ends_one_by_digest(Store: Engin
     assert not await Store().aexists(mine.session_key)
     assert await Store().aexists(also_mine.session_key)
     assert await Store().aexists(theirs.session_key)
-    assert {row.digest for row in await Store.aowned("7")} == {also_mine.digest}
+    assert {row.digest for row in await Store.aowned(me)} == {also_mine.digest}
     # Ending what is not there ends nothing, and says so.
     assert not await Store.adelete_digest(mine.digest)
