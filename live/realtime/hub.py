@@ -139,6 +139,7 @@ class Hub:
             self.channel = await self.layer.new_channel(prefix=events.HUB_CHANNEL)
             self._listener = asyncio.ensure_future(self._run())
             presence.watch_pushes(self._pushes_paused)
+            presence.watch_counts(self._counted)
             # A listener started again (its task ended) joins the groups of the
             # sessions it already follows under its new channel.
             for digest in self.mirrors:
@@ -209,6 +210,13 @@ class Hub:
             await only.show_snapshot(mirror)
         else:
             await self._each(mirror, lambda tab: tab.show_snapshot(mirror))
+
+    async def _counted(self, digest: str, present: presence.Presence) -> None:
+        # Read again by the heartbeat: a process that died announced nothing.
+        mirror = self.mirrors.get(digest)
+        if mirror is not None and mirror.present != present:
+            mirror.present = present
+            await self._each(mirror, lambda tab: tab.show_tabs(mirror))
 
     async def _pushes_paused(self, paused: bool) -> None:
         # Tabs must not look live while nothing reaches them; the resync that

@@ -11,8 +11,11 @@ Cluster. Redis trouble never fails a socket: the counts fall back to this
 process's own.
 
 The heartbeat (one per event loop, while this process has tabs) also restores
-the counts after Redis lost them, and drives live.realtime.probe, which checks
-that pushes reach this process and has its sessions resync after they did not.
+the counts after Redis lost them, drives live.realtime.probe, which checks
+that pushes reach this process and has its sessions resync after they did not,
+and every RECOUNT_BEATS beats reads the totals of this process's sessions
+again: nobody announces a process that died, so its tabs leave the counts
+shown here only then.
 """
 
 from __future__ import annotations
@@ -44,6 +47,9 @@ PROCESS = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 PREFIX = "live:presence:"
 BEAT_SECONDS = 1.0
 ALIVE_MS = 5000
+# Beats between reading the totals again; a dead process's tabs leave the
+# counts ALIVE_MS after its last beat, and its sessions' tabs here see it then.
+RECOUNT_BEATS = 5
 # A session's counts outlive it by a day at most, if every process forgot them.
 COUNTS_MS = 24 * 3600 * 1000
 
@@ -181,6 +187,7 @@ def reset() -> None:
 
 
 Watcher = Callable[[bool], Awaitable[None]]
+CountWatcher = Callable[[str, Presence], Awaitable[None]]
 
 
 @dataclass
@@ -188,6 +195,9 @@ class _Beat:
     task: asyncio.Task[None] | None = None
     # Told True when pushes stop reaching this process, False when they flow again.
     watchers: list[Watcher] = field(default_factory=list)
+    # Told each session's totals as read again every RECOUNT_BEATS beats.
+    counters: list[CountWatcher] = field(default_factory=list)
+    beats: int = 0
     # Redis's run_id at the last beat: a new one means Redis restarted and lost the counts.
     run_id: str | None = None
     probe: Probe = field(default_factory=lambda: Probe(timeout=BEAT_SECONDS))
@@ -209,10 +219,20 @@ def watch_pushes(watcher: Watcher) -> None:
         watchers.append(watcher)
 
 
+def watch_counts(watcher: CountWatcher) -> None:
+    """Call `watcher(digest, presence)` with the totals of this process's sessions, now and then."""
+    counters = _beats.get().counters
+    if watcher not in counters:
+        counters.append(watcher)
+
+
 async def _beat_forever(beat: _Beat) -> None:
     try:
         while _local:
             restarted = await _announce(beat)
+            beat.beats += 1
+            if restarted is not None and beat.beats % RECOUNT_BEATS == 0:
+                await _recount(beat)
             was_lost = beat.probe.lost
             await beat.probe.check(restarted, list(_local))
             if beat.probe.lost != was_lost:
@@ -224,6 +244,16 @@ async def _beat_forever(beat: _Beat) -> None:
             await asyncio.sleep(BEAT_SECONDS)
     finally:
         beat.probe.stop()
+
+
+async def _recount(beat: _Beat) -> None:
+    for digest in list(_local):
+        totals = await _total(digest, write=False)
+        for watcher in list(beat.counters):
+            try:
+                await watcher(digest, totals)
+            except Exception:
+                logger.exception("Could not show a session's tab count")
 
 
 async def _announce(beat: _Beat) -> bool | None:

@@ -264,7 +264,7 @@ def test_scale_out_redis_outage_with_sessions_in_redis(
     assert not lost
 
 
-def test_scale_out_tab_count_and_labels_span_processes_and_dead_ones_stop_counting(
+def test_scale_out_tab_count_and_labels_span_processes_and_dead_ones_stop_counting_on_open_tabs(
     fresh_postgres: str, redis_url: str, cluster: Start
 ):
     first, second = cluster(2, DATABASE_URL=fresh_postgres, REDIS_URL=redis_url)
@@ -290,6 +290,9 @@ def test_scale_out_tab_count_and_labels_span_processes_and_dead_ones_stop_counti
             await until(there, lambda m: "data-live-tabs>2<" in m and both in m)
             assert await page_tabs(visitor, first) == 2
             second.kill()
+            # The tab still open sees the dead process's tab leave its count,
+            # although nobody announced it: its heartbeat reads the totals again.
+            await until(here, lambda m: "data-live-tabs>1<" in m, timeout=RECOVERY)
             # The dead process's tabs stop counting once its heartbeat lapses.
             deadline = time.monotonic() + RECOVERY
             while await page_tabs(visitor, first) != 1:
