@@ -40,14 +40,6 @@ from live.loops import PerLoop
 from live.sockets import readable
 
 
-def _command(*args: str | bytes) -> bytes:
-    parts = [b"*%d\r\n" % len(args)]
-    for arg in args:
-        data = arg.encode() if isinstance(arg, str) else arg
-        parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
-    return b"".join(parts)
-
-
 class _Protocol(asyncio.Protocol):
     def __init__(self) -> None:
         self.reader = hiredis.Reader(encoding="utf-8", replyError=BaseParser.parse_error)
@@ -100,7 +92,8 @@ class _Protocol(asyncio.Protocol):
         reply_to = loop.create_future()
         if not self.unsent:
             loop.call_soon(self._flush)
-        self.unsent.append(_command(*args))
+        # hiredis's stubs type the command as a one-element tuple; any length packs.
+        self.unsent.append(hiredis.pack_command(args))  # type: ignore[arg-type]
         self.waiting.append((reply_to, loop.time()))
         return reply_to
 

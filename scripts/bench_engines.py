@@ -125,9 +125,9 @@ async def lean(request):
     # A Redis-backed session write at its leanest, the floor of the engine's
     # write: the cookie's key in, one command on the loop's own connection,
     # the cookie set again as after a save. No load, no merge, no push.
-    from live import redis_wire
+    from live import redis_client
     key = request.COOKIES.get(settings.SESSION_COOKIE_NAME, "")
-    line = await redis_wire.wire(settings.REDIS_URL, 2, 2).connection()
+    line = await redis_client.async_wire().connection()
     await line.send("SET", f"bench:lean:{digest(key)}", str(time.time_ns()), "EX", "60")
     response = HttpResponse(b"ok")
     set_cookie(response, key, settings.SESSION_COOKIE_AGE)

@@ -124,16 +124,6 @@ class Server:
             self.process.kill()
             self.process.wait(10)
 
-    @contextmanager
-    def frozen(self) -> Iterator[None]:
-        """Redis hangs: its sockets stay open and nothing answers, until the block ends."""
-        assert self.process is not None
-        self.process.send_signal(signal.SIGSTOP)
-        try:
-            yield
-        finally:
-            self.process.send_signal(signal.SIGCONT)
-
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
             self.process.terminate()

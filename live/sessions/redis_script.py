@@ -138,8 +138,8 @@ async def _send(changes: bool, send: Callable[[], Awaitable[T]], deadline: float
         retried = True
 
 
-def _deadline() -> float:
-    return asyncio.get_running_loop().time() + redis_client.BUDGET
+def _deadline(budget: float = redis_client.BUDGET) -> float:
+    return asyncio.get_running_loop().time() + budget
 
 
 def call_sync(operation: Operation[T]) -> T:
@@ -188,8 +188,7 @@ async def read(
 ) -> T:
     """Commands that change nothing, within the budget; once more on a dead pooled connection."""
     client = redis_client.async_client()
-    deadline = asyncio.get_running_loop().time() + budget
-    return await _send(False, lambda: fetch(client), deadline)
+    return await _send(False, lambda: fetch(client), _deadline(budget))
 
 
 async def call_many(operations: list[Operation[T]]) -> list[T]:
