@@ -89,8 +89,8 @@ from asgi_config.settings import *  # noqa: F403
 VIEW = os.environ["BENCH_VIEW"]
 if VIEW != "api":
     ROOT_URLCONF = "bench_urls"
-# The stack row keeps every middleware the site installs: the API's ceiling.
-if VIEW not in ("api", "stack"):
+# The stack rows keep every middleware the site installs: the API's ceiling.
+if VIEW not in ("api", "stack", "stack-put"):
     SESSION_ONLY = ["live.middleware.LiveSessionMiddleware"]
     MIDDLEWARE = [] if VIEW == "bare" else SESSION_ONLY
 # Django's own session write, for comparison: its middleware, its in-memory engine.
@@ -106,7 +106,7 @@ URLS = """
 import time
 from django.conf import settings
 from django.http import HttpResponse
-from django.urls import path
+from django.urls import include, path
 from live.http.middleware import set_cookie, vary_on_cookie
 from live.sessions.keys import digest
 
@@ -135,8 +135,10 @@ async def lean(request):
     return response
 
 urlpatterns = [
-    path("bare", bare), path("stack", bare), path("write", write), path("read", read),
-    path("lean", lean),
+    path("bare", bare), path("stack", bare), path("stack-put", bare), path("write", write),
+    path("read", read), path("lean", lean),
+    # The site's own pages, where the stack-put row makes its sessions as the API row does.
+    path("", include("asgi_config.urls")),
 ]
 """
 # What a server logs when pushes are lost because the channel layer is not keeping up
@@ -178,6 +180,10 @@ BARE_1: Row = ("bare", "sqlite", "memory", 1)
 BARE_2: Row = ("bare", "sqlite", "memory", 2)
 # The bare view behind every middleware the site installs: no API call can be faster.
 STACK: Row = ("stack", "sqlite", "memory", 1)
+# The same, on the API's request: a PUT of a JSON body with the session's cookies, CSRF
+# token, Origin and Referer, which the site's middleware checks (and its write gate
+# queues) as it does for the API: the ceiling of an API write.
+STACK_PUT: Row = ("stack-put", "sqlite", "memory", 1)
 # The floor of a Redis engine's write: one command and the cookie (the lean view).
 LEAN: Row = ("lean", "redis", "redis", 1)
 # Django's SessionMiddleware on its cache engine (locmem): a session write without storage I/O.
@@ -186,11 +192,15 @@ DJANGO: Row = ("write", "django", "memory", 1)
 
 def rows() -> list[Row]:
     """Every row of a round, in the order each round runs them."""
-    found = [BARE_1, BARE_2, STACK, LEAN, DJANGO]
+    found = [BARE_1, BARE_2, STACK, STACK_PUT, LEAN, DJANGO]
     for s in SETUPS:
         found += [(v, s.store, s.layer, n) for v, n in (("write", 1), ("read", 1), ("api", 1))]
         found.append(("write", s.store, s.layer, 2))
     return found
+
+
+def request_path(view: str) -> str:
+    return API_PATH if view == "api" else f"/{view}"
 
 
 class Bench:
@@ -244,7 +254,7 @@ class Bench:
         try:
             script = await self.script(view, servers[0].url)
             per = max(self.args.connections // count, 1)
-            path = API_PATH if view == "api" else f"/{view}"
+            path = request_path(view)
             runs = [wrk(s.url + path, per, self.args.duration, script) for s in servers]
             before = Cpu.now(servers)
             rps = sum(await asyncio.gather(*runs))
@@ -260,14 +270,19 @@ class Bench:
                     found = len(DROPPED.findall(text.read().decode(errors="replace")))
                 self.drops[row] = self.drops.get(row, 0) + found
 
+    def busy(self, row: Row) -> float:
+        """How busy the machine's cores were while the row ran, in percent (median of rounds)."""
+        cores = os.cpu_count() or 1
+        return statistics.median(c.machine / c.wall / cores * 100 for c in self.cpu[row])
+
     async def script(self, view: str, url: str) -> Path | None:
         """The wrk script spreading the requests over --sessions sessions (none for bare)."""
         script = self.folder / "pick.lua"
-        if view == "api":
+        if view in ("api", "stack-put"):
             made = [
                 await asyncio.to_thread(session_cookies, url, 0) for _ in range(self.args.sessions)
             ]
-            script.write_text(wrk_put_script(url, API_PATH, made))
+            script.write_text(wrk_put_script(url, request_path(view), made))
         elif view in ("write", "read", "lean"):
             cookies = await sessions(url, self.args.sessions)
             script.write_text(PICK % ",".join(f'"sessionid={c}"' for c in cookies))
@@ -441,12 +456,13 @@ def label(row: Row) -> str:
         return "Django's SessionMiddleware and cache engine (locmem), write"
     what = (
         "bare async view"
-        if view in ("bare", "stack")
+        if view in ("bare", "stack", "stack-put")
         else next(s.label for s in SETUPS if (s.store, s.layer) == (store, layer))
     )
     how = {
         "bare": "",
         "stack": "behind the site's middleware",
+        "stack-put": "behind the site's middleware, the API's PUT",
         "write": "write",
         "read": "read",
         "api": "API PUT, site's middleware",
@@ -484,10 +500,24 @@ class Ratios:
     def paired(self, figure: Callable[[int], float]) -> float:
         return statistics.median(figure(n) for n in range(len(self.results[BARE_1])))
 
+    def _to_bare(self, row: Row, n: int) -> float:
+        # Round n's run of the row over the bare view's just before it, else the round's.
+        return self.results[row][n] / self.before.get(row, self.results[BARE_1])[n]
+
     def to_bare(self, row: Row) -> float:
-        """The row over the bare view, 1 process: the run just before it, else the round's."""
-        bare = self.before.get(row, self.results[BARE_1])
-        return self.paired(lambda n: self.results[row][n] / bare[n])
+        """The row over the bare view, 1 process."""
+        return self.paired(lambda n: self._to_bare(row, n))
+
+    def combined(self, *rows: Row) -> float:
+        """The ratio of a request that pays each row's cost beyond the bare view's.
+
+        Costs per request add: a row at ratio r costs 1/r bare requests, 1/r - 1
+        more than the bare view. So the API's PUT can be no faster than the
+        site's middleware on a PUT plus the engine's write, each measured alone.
+        """
+        return self.paired(
+            lambda n: 1 / (sum(1 / self._to_bare(row, n) for row in rows) - (len(rows) - 1))
+        )
 
     def scaling(self, row_1: Row, row_2: Row) -> float:
         return self.paired(lambda n: self.results[row_2][n] / self.results[row_1][n])
@@ -538,7 +568,7 @@ def cpu_table(bench: Bench, results: dict[Row, list[float]]) -> None:
             return statistics.median(part(cpu) / max(n, 1) * 1e6 for cpu, n in spent)
 
         rest = per(lambda c: c.machine - c.daphne - c.redis - c.postgres)
-        busy = statistics.median(c.machine / c.wall / cores * 100 for c, _ in spent)
+        busy = bench.busy(row)
         daphne = per(lambda c: c.daphne)
         bare = daphne if row == BARE_1 else bare
         ratio = f"   {bare / daphne:4.2f}x" if row[3] == 1 and daphne else ""
@@ -558,30 +588,72 @@ def least(
     return {"goal": f"{goal} >= {limit:.2f}", "value": shown, "pass": value >= limit and not drops}
 
 
+def per_cpu_second(bench: Bench, results: dict[Row, list[float]]) -> dict[Row, list[float]]:
+    """Each row's requests per daphne CPU-second, one figure a round: the reading least
+    moved by whatever else the machine runs."""
+    return {
+        row: [
+            rps * cpu.wall / max(cpu.daphne, 1e-9)
+            for cpu, rps in zip(bench.cpu[row], done, strict=True)
+        ]
+        for row, done in results.items()
+    }
+
+
+def api_frame(ratios: Ratios, store: str, write: Row) -> str:
+    """What the API's PUT cannot beat: the site's middleware on that PUT, then with a write."""
+    parts = [
+        f"the site's middleware on the API's PUT {ratios.to_bare(STACK_PUT):.2f}x",
+        f"with the engine's write {ratios.combined(STACK_PUT, write):.2f}x",
+    ]
+    if store == "redis":
+        parts.append(f"with the leanest Redis write {ratios.combined(STACK_PUT, LEAN):.2f}x")
+    return ", ".join(parts)
+
+
 def throughput_goals(bench: Bench, results: dict[Row, list[float]]) -> list[dict[str, object]]:
-    """The issue's ratios to the bare view, each judged on the median of its rounds."""
+    """The issue's ratios to the bare view, each judged on the median of its rounds.
+
+    Beside each 1-process figure, the same ratio per daphne CPU-second; beside
+    the API's, what frames it (api_frame) in both readings.
+    """
     ratios, found = Ratios(results, bench.before), []
+    cpu = Ratios(per_cpu_second(bench, results))
     drops = bench.drops
     for s in SETUPS:
         write, read = ("write", s.store, s.layer, 1), ("read", s.store, s.layer, 1)
         api, two = ("api", s.store, s.layer, 1), ("write", s.store, s.layer, 2)
-        engine = (
-            f" (engine write {ratios.to_bare(write):.2f}x; the bare view behind the"
-            f" site's middleware {ratios.to_bare(STACK):.2f}x)"
-        )
-        floor = f" (leanest Redis write {ratios.to_bare(LEAN):.2f}x)" if s.store == "redis" else ""
-        for view, row, limit in (("write", write, s.write), ("read", read, s.read)):
-            if limit is not None:
-                note = floor if view == "write" else ""
-                found.append(
-                    least(f"{s.label}: {view}", ratios.to_bare(row), limit, note, drops.get(row, 0))
+        for view, row, limit in (
+            ("write", write, s.write),
+            ("read", read, s.read),
+            ("API PUT", api, s.api),
+        ):
+            if limit is None:
+                continue
+            note = f"per daphne CPU-second {cpu.to_bare(row):.2f}x"
+            if row == api:
+                note = (
+                    f"{api_frame(ratios, s.store, write)}; {note}: {api_frame(cpu, s.store, write)}"
                 )
-        if s.api is not None:
+            elif row == write and s.store == "redis":
+                note = (
+                    f"leanest Redis write {ratios.to_bare(LEAN):.2f}x; {note},"
+                    f" leanest Redis write {cpu.to_bare(LEAN):.2f}x"
+                )
             found.append(
-                least(f"{s.label}: API PUT", ratios.to_bare(api), s.api, engine, drops.get(api, 0))
+                least(
+                    f"{s.label}: {view}",
+                    ratios.to_bare(row),
+                    limit,
+                    f" ({note})",
+                    drops.get(row, 0),
+                )
             )
         share = ratios.scaling_share(write, two)
-        note = f" ({ratios.scaling(write, two):.2f}x against {ratios.scaling(BARE_1, BARE_2):.2f}x)"
+        note = (
+            f" ({ratios.scaling(write, two):.2f}x against {ratios.scaling(BARE_1, BARE_2):.2f}x;"
+            f" the machine {bench.busy(two):.0f}% busy with 2 processes)"
+        )
         lost = drops.get(write, 0) + drops.get(two, 0)
         goal = f"{s.label}: 1 -> 2 processes, share of bare's scaling"
         found.append(least(goal, share, SCALING, note, lost))

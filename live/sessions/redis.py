@@ -21,6 +21,7 @@ import json
 import time
 from typing import Any
 
+from django.contrib.auth import SESSION_KEY
 from django.contrib.sessions.backends.base import CreateError, UpdateError
 
 from live import redis_client
@@ -258,7 +259,8 @@ class SessionStore(LiveSessionBase):
         Redis keeps no index of sessions, so this SCANs their meta keys: fine
         for a staff page refreshed at most twice a second, not for a hot path.
         """
-        recent = sorted(await _updated(), key=lambda pair: pair[1], reverse=True)[:limit]
+        listed = [(session_digest, updated) for session_digest, updated, _ in await _updated()]
+        recent = sorted(listed, key=lambda pair: pair[1], reverse=True)[:limit]
         snapshots = await call_many([_reading(session_digest) for session_digest, _ in recent])
         # A session that expired or moved in the meantime reads as None.
         return [
@@ -269,13 +271,37 @@ class SessionStore(LiveSessionBase):
 
     @classmethod
     async def aowned(cls, user_id: str) -> list[Summary]:
-        """The sessions signed in as this user: the staff list's SCAN, filtered."""
-        return [row for row in await cls.asummaries(limit=10_000) if row.user_id == user_id]
+        """The sessions signed in as this user, most recently changed first.
+
+        The staff list's SCAN, which reads each session's login beside its
+        time; only this user's sessions are then read whole, a page at a time.
+        """
+        mine = sorted(
+            (
+                (session_digest, updated)
+                for session_digest, updated, user in await _updated(True)
+                if user is not None and str(loads(user)) == user_id
+            ),
+            key=lambda pair: pair[1],
+            reverse=True,
+        )
+        found: list[Summary] = []
+        for start in range(0, len(mine), SCAN_PAGE):
+            page = mine[start : start + SCAN_PAGE]
+            snapshots = await call_many([_reading(session_digest) for session_digest, _ in page])
+            # A session may have expired, or signed out, since its login was read.
+            summaries = [
+                Summary.of(snapshot, updated)
+                for (_, updated), snapshot in zip(page, snapshots, strict=True)
+                if snapshot is not None
+            ]
+            found += [summary for summary in summaries if summary.user_id == user_id]
+        return found
 
     @classmethod
     async def acount_active(cls, since: float) -> int:
         """How many sessions changed since this moment (a SCAN, as for the staff list)."""
-        return sum(1 for _, updated in await _updated() if updated > since)
+        return sum(1 for _, updated, _ in await _updated() if updated > since)
 
     @classmethod
     def clear_expired(cls) -> None:
@@ -286,8 +312,12 @@ class SessionStore(LiveSessionBase):
         """Nothing to do: Redis drops a session when its TTL runs out."""
 
 
-async def _updated() -> list[tuple[str, float]]:
-    """(digest, time of its last change) of every session in Redis."""
+async def _updated(logins: bool = False) -> list[tuple[str, float, str | None]]:
+    """(digest, time of its last change, login) of every session in Redis.
+
+    The login is the user id as stored (JSON text), None for a session signed
+    in as nobody; it is read only when asked for, else always None.
+    """
     # session_keys() names a meta key PREFIX + "{digest}:meta".
     start, end = len(PREFIX) + 1, -len("}:meta")
 
@@ -295,28 +325,38 @@ async def _updated() -> list[tuple[str, float]]:
     # primary the HGETs of its own keys. A page of names at a time: with many
     # sessions, one pipeline of every HGET would hold the loop while its
     # replies are read.
-    async def fetch(client: redis_client.AsyncClient) -> list[tuple[str, Any]]:
-        found: list[tuple[str, Any]] = []
+    async def fetch(client: redis_client.AsyncClient) -> list[tuple[str, Any, Any]]:
+        found: list[tuple[str, Any, Any]] = []
         names: list[str] = []
         async for name in client.scan_iter(match=f"{PREFIX}*:meta", count=SCAN_COUNT):
             names.append(name)
             if len(names) == SCAN_PAGE:
-                found += await _stamps(client, names)
+                found += await _stamps(client, names, logins)
                 names = []
-        return found + await _stamps(client, names)
+        return found + await _stamps(client, names, logins)
 
     found = await read(fetch, LISTING_BUDGET)
     # A key that expired between the SCAN and the HGET answers None.
-    return [(name[start:end], float(stamp)) for name, stamp in found if stamp is not None]
+    return [
+        (name[start:end], float(stamp), user) for name, stamp, user in found if stamp is not None
+    ]
 
 
-async def _stamps(client: redis_client.AsyncClient, names: list[str]) -> list[tuple[str, Any]]:
+async def _stamps(
+    client: redis_client.AsyncClient, names: list[str], logins: bool
+) -> list[tuple[str, Any, Any]]:
     if not names:
         return []
     async with client.pipeline(transaction=False) as pipe:
         for name in names:
             pipe.hget(name, "updated")
-        return list(zip(names, await pipe.execute(), strict=True))
+            if logins:
+                # The data key shares the meta key's hash tag, so its slot too.
+                pipe.hget(name.removesuffix("meta") + "data", SESSION_KEY)
+        replies = await pipe.execute()
+    if not logins:
+        return [(name, stamp, None) for name, stamp in zip(names, replies, strict=True)]
+    return list(zip(names, replies[::2], replies[1::2], strict=True))
 
 
 async def _timeline(session_digest: str) -> list[dict[str, Any]]:

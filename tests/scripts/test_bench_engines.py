@@ -76,3 +76,42 @@ def test_a_row_is_read_against_the_bare_run_made_just_before_it(engines: ModuleT
     before = {write: [80.0, 100.0, 75.0]}
     assert engines.Ratios(results).to_bare(write) == pytest.approx(0.8)
     assert engines.Ratios(results, before).to_bare(write) == pytest.approx(0.9)
+
+
+def test_costs_beyond_the_bare_view_add_up_in_a_combined_ratio(engines: ModuleType) -> None:
+    write = ("write", "redis", "redis", 1)
+    results = {
+        engines.BARE_1: [100.0, 100.0, 100.0],
+        engines.STACK_PUT: [50.0, 50.0, 40.0],
+        write: [80.0, 80.0, 80.0],
+    }
+    # The middleware costs a bare request more, the write a quarter: 2.25 bare requests.
+    assert engines.Ratios(results).combined(engines.STACK_PUT, write) == pytest.approx(1 / 2.25)
+    assert engines.Ratios(results).combined(write) == pytest.approx(0.8)
+
+
+def test_the_api_is_framed_per_daphne_cpu_second_too(engines: ModuleType) -> None:
+    write = ("write", "sqlite", "memory", 1)
+    results = {engines.BARE_1: [100.0], engines.STACK_PUT: [80.0], write: [90.0]}
+    bench = engines.Bench.__new__(engines.Bench)
+    # 5 s runs: the bare view used 2.5 daphne CPU-seconds, the others all 5.
+    bench.cpu = {
+        row: [
+            engines.Cpu(
+                daphne=2.5 if row == engines.BARE_1 else 5.0,
+                redis=0,
+                postgres=0,
+                machine=5.0,
+                wall=5.0,
+            )
+        ]
+        for row in results
+    }
+    per = engines.per_cpu_second(bench, results)
+    assert per[engines.BARE_1] == [200.0] and per[write] == [90.0]
+    cpu = engines.Ratios(per)
+    # Per CPU-second: the stack 0.4 (2.5 bare requests), the write 0.45 (1.22 more).
+    assert cpu.combined(engines.STACK_PUT, write) == pytest.approx(1 / (2.5 + 200 / 90 - 1))
+    shown = engines.api_frame(cpu, "sqlite", write)
+    assert shown.startswith("the site's middleware on the API's PUT 0.40x, with the engine's write")
+    assert "leanest" not in shown

@@ -477,6 +477,23 @@ async def test_engine_lists_and_counts_more_sessions_than_fit_one_page(
     assert made <= {row.digest for row in await Store.asummaries()}
 
 
+async def test_engine_lists_a_users_sessions_newest_first_over_pages(
+    Store: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(redis_engine, "SCAN_PAGE", 2)
+    me, them = f"owner-{uuid.uuid4().hex}", f"other-{uuid.uuid4().hex}"
+    first, _theirs, second, third = [
+        await new_session(Store, _auth_user_id=uid) for uid in (me, them, me, me)
+    ]
+    await first.aset("a", 1)
+    await first.asave()
+    # Signed out: the session stays, but is no longer this user's.
+    await third.apop("_auth_user_id")
+    await third.asave()
+    owned = [row.digest for row in await Store.aowned(me)]
+    assert owned == [first.digest, second.digest]
+
+
 async def test_staff_list_shows_the_sessions_of_the_configured_engine(Store: Engine, settings: Any):
     settings.SESSION_ENGINE = Store.__module__
     await make_user("boss", staff=True)
@@ -522,6 +539,35 @@ async def test_redis_engine_stores_one_field_per_key_under_the_digest(
     data_key = redis_engine.session_keys(session.digest or "")[0]
     assert client.hgetall(data_key) == {"a": "1", "b": '{"x":[2]}'}
     assert 0 < client.pttl(data_key) <= 1209600 * 1000
+
+
+async def test_redis_engine_lists_a_users_session_however_many_changed_after_it(
+    redis_url: str, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings.REDIS_URL = redis_url
+    prefix = f"live-test-many-{uuid.uuid4().hex[:8]}:"
+    monkeypatch.setattr(redis_engine, "PREFIX", prefix)
+    me = f"owner-{uuid.uuid4().hex}"
+    mine = await new_session(redis_engine.SessionStore, _auth_user_id=me)
+    client = redis.Redis.from_url(redis_url)
+    try:
+        # More sessions than a listing of the most recent ones would read,
+        # every one empty and changed after this user's.
+        later = time.time() + 60
+        meta: dict[str | bytes, str | bytes] = {
+            "version": "1",
+            "masked": "abc…xyz",
+            "expires": str(later + 3600),
+            "updated": str(later),
+        }
+        with client.pipeline(transaction=False) as pipe:
+            for n in range(10_001):
+                pipe.hset(f"{prefix}{{other-{n}}}:meta", mapping=meta)
+            pipe.execute()
+        assert [row.digest for row in await redis_engine.SessionStore.aowned(me)] == [mine.digest]
+    finally:
+        for name in client.scan_iter(f"{prefix}*", count=1000):
+            client.delete(name)
 
 
 async def test_redis_engine_fails_fast_when_redis_is_down(settings):
