@@ -16,11 +16,13 @@ middleware only):
 and, on the site's real settings (asgi_config.settings, every middleware it
 installs), the JSON API as served: `PUT /api/session/keys/n` with each
 session's cookies, CSRF token, Origin and Referer (scripts/bench_session.py);
-and the bare view behind that same middleware, which no API call can beat:
-the ceiling the API's figure is read against. Two more rows set the engine
-figures beside what frames them: the leanest Redis-backed session write (the
-cookie's key, one SET on the loop's own connection, the cookie set again: no
-load, no merge, no push), and Django's own SessionMiddleware on its cache
+and the bare view behind that same middleware, on a GET and on the API's own
+PUT, which no API call can beat: the ceiling the API's figure is read against.
+Costs per request add, so the API's floor is that ceiling with the engine's
+write added (Ratios.combined). More rows set the engine figures beside what
+frames them: the leanest Redis-backed session write (the cookie's key, one SET
+on the loop's own connection, the cookie set again: no load, no merge, no
+push) and read (one GET), and Django's own SessionMiddleware on its cache
 engine (locmem), a session write with no storage I/O at all.
 
 Every throughput is a ratio to a bare async Django view (no middleware)
@@ -134,9 +136,18 @@ async def lean(request):
     vary_on_cookie(response)
     return response
 
+async def lean_read(request):
+    # A Redis-backed session read at its leanest, the floor of the engine's read:
+    # the cookie's key in, one GET on the loop's own connection, nothing set.
+    from live import redis_client
+    key = request.COOKIES.get(settings.SESSION_COOKIE_NAME, "")
+    line = await redis_client.async_wire().connection()
+    await line.send("GET", f"bench:lean:{digest(key)}")
+    return HttpResponse(b"ok")
+
 urlpatterns = [
     path("bare", bare), path("stack", bare), path("stack-put", bare), path("write", write),
-    path("read", read), path("lean", lean),
+    path("read", read), path("lean", lean), path("lean-read", lean_read),
     # The site's own pages, where the stack-put row makes its sessions as the API row does.
     path("", include("asgi_config.urls")),
 ]
@@ -186,13 +197,15 @@ STACK: Row = ("stack", "sqlite", "memory", 1)
 STACK_PUT: Row = ("stack-put", "sqlite", "memory", 1)
 # The floor of a Redis engine's write: one command and the cookie (the lean view).
 LEAN: Row = ("lean", "redis", "redis", 1)
+# The floor of a Redis engine's read: the cookie's key, one GET (the lean-read view).
+LEAN_READ: Row = ("lean-read", "redis", "redis", 1)
 # Django's SessionMiddleware on its cache engine (locmem): a session write without storage I/O.
 DJANGO: Row = ("write", "django", "memory", 1)
 
 
 def rows() -> list[Row]:
     """Every row of a round, in the order each round runs them."""
-    found = [BARE_1, BARE_2, STACK, STACK_PUT, LEAN, DJANGO]
+    found = [BARE_1, BARE_2, STACK, STACK_PUT, LEAN, LEAN_READ, DJANGO]
     for s in SETUPS:
         found += [(v, s.store, s.layer, n) for v, n in (("write", 1), ("read", 1), ("api", 1))]
         found.append(("write", s.store, s.layer, 2))
@@ -283,7 +296,7 @@ class Bench:
                 await asyncio.to_thread(session_cookies, url, 0) for _ in range(self.args.sessions)
             ]
             script.write_text(wrk_put_script(url, request_path(view), made))
-        elif view in ("write", "read", "lean"):
+        elif view in ("write", "read", "lean", "lean-read"):
             cookies = await sessions(url, self.args.sessions)
             script.write_text(PICK % ",".join(f'"sessionid={c}"' for c in cookies))
         else:
@@ -452,6 +465,8 @@ def label(row: Row) -> str:
     view, store, layer, count = row
     if row == LEAN:
         return "leanest Redis session write: one SET and the cookie, no engine"
+    if row == LEAN_READ:
+        return "leanest Redis session read: one GET, no engine"
     if row == DJANGO:
         return "Django's SessionMiddleware and cache engine (locmem), write"
     what = (
@@ -635,10 +650,11 @@ def throughput_goals(bench: Bench, results: dict[Row, list[float]]) -> list[dict
                 note = (
                     f"{api_frame(ratios, s.store, write)}; {note}: {api_frame(cpu, s.store, write)}"
                 )
-            elif row == write and s.store == "redis":
+            elif s.store == "redis":
+                lean, what = (LEAN, "write") if row == write else (LEAN_READ, "read")
                 note = (
-                    f"leanest Redis write {ratios.to_bare(LEAN):.2f}x; {note},"
-                    f" leanest Redis write {cpu.to_bare(LEAN):.2f}x"
+                    f"leanest Redis {what} {ratios.to_bare(lean):.2f}x; {note},"
+                    f" leanest Redis {what} {cpu.to_bare(lean):.2f}x"
                 )
             found.append(
                 least(
