@@ -22,8 +22,9 @@ Costs per request add, so the API's floor is that ceiling with the engine's
 write added (Ratios.combined). More rows set the engine figures beside what
 frames them: the leanest Redis-backed session write (the cookie's key, one SET
 on the loop's own connection, the cookie set again: no load, no merge, no
-push) and read (one GET), and Django's own SessionMiddleware on its cache
-engine (locmem), a session write with no storage I/O at all.
+push) and read (one GET), the same two on PostgreSQL (one upsert, one SELECT,
+on the loop's own psycopg connections), and Django's own SessionMiddleware on
+its cache engine (locmem), a session write with no storage I/O at all.
 
 Every throughput is a ratio to a bare async Django view (no middleware)
 measured in the same round, 1 or 2 processes; each round runs every row once,
@@ -145,9 +146,39 @@ async def lean_read(request):
     await line.send("GET", f"bench:lean:{digest(key)}")
     return HttpResponse(b"ok")
 
+async def lean_pg(request):
+    # The same on PostgreSQL: one upsert on the loop's own connection, the cookie set again.
+    from live.sessions import pg_loop
+    key = request.COOKIES.get(settings.SESSION_COOKIE_NAME, "")
+
+    async def upsert(db):
+        await db.execute(LEAN_UPSERT, [digest(key), time.time_ns()])
+
+    await pg_loop.run("default", upsert)
+    response = HttpResponse(b"ok")
+    set_cookie(response, key, settings.SESSION_COOKIE_AGE)
+    vary_on_cookie(response)
+    return response
+
+async def lean_pg_read(request):
+    # And one SELECT on the loop's own connection, nothing set.
+    from live.sessions import pg_loop
+    key = request.COOKIES.get(settings.SESSION_COOKIE_NAME, "")
+
+    async def select(db):
+        await db.execute("SELECT v FROM bench_lean WHERE k = %s", [digest(key)])
+
+    await pg_loop.run("default", select)
+    return HttpResponse(b"ok")
+
+LEAN_UPSERT = (
+    "INSERT INTO bench_lean (k, v) VALUES (%s, %s) ON CONFLICT (k) DO UPDATE SET v = EXCLUDED.v"
+)
+
 urlpatterns = [
     path("bare", bare), path("stack", bare), path("stack-put", bare), path("write", write),
     path("read", read), path("lean", lean), path("lean-read", lean_read),
+    path("lean-pg", lean_pg), path("lean-pg-read", lean_pg_read),
     # The site's own pages, where the stack-put row makes its sessions as the API row does.
     path("", include("asgi_config.urls")),
 ]
@@ -199,13 +230,24 @@ STACK_PUT: Row = ("stack-put", "sqlite", "memory", 1)
 LEAN: Row = ("lean", "redis", "redis", 1)
 # The floor of a Redis engine's read: the cookie's key, one GET (the lean-read view).
 LEAN_READ: Row = ("lean-read", "redis", "redis", 1)
+# The same two on PostgreSQL: one upsert and the cookie, one SELECT (lean-pg, lean-pg-read).
+LEAN_PG: Row = ("lean-pg", "postgres", "redis", 1)
+LEAN_PG_READ: Row = ("lean-pg-read", "postgres", "redis", 1)
+# What a Django session write does at the least, a load then a save: a read and a write
+# at their leanest, their costs added (Ratios.combined); and a read, one read.
+FLOORS: dict[tuple[str, str], tuple[Row, ...]] = {
+    ("redis", "write"): (LEAN_READ, LEAN),
+    ("redis", "read"): (LEAN_READ,),
+    ("postgres", "write"): (LEAN_PG_READ, LEAN_PG),
+    ("postgres", "read"): (LEAN_PG_READ,),
+}
 # Django's SessionMiddleware on its cache engine (locmem): a session write without storage I/O.
 DJANGO: Row = ("write", "django", "memory", 1)
 
 
 def rows() -> list[Row]:
     """Every row of a round, in the order each round runs them."""
-    found = [BARE_1, BARE_2, STACK, STACK_PUT, LEAN, LEAN_READ, DJANGO]
+    found = [BARE_1, BARE_2, STACK, STACK_PUT, LEAN, LEAN_READ, LEAN_PG, LEAN_PG_READ, DJANGO]
     for s in SETUPS:
         found += [(v, s.store, s.layer, n) for v, n in (("write", 1), ("read", 1), ("api", 1))]
         found.append(("write", s.store, s.layer, 2))
@@ -296,7 +338,7 @@ class Bench:
                 await asyncio.to_thread(session_cookies, url, 0) for _ in range(self.args.sessions)
             ]
             script.write_text(wrk_put_script(url, request_path(view), made))
-        elif view in ("write", "read", "lean", "lean-read"):
+        elif view in ("write", "read") or view.startswith("lean"):
             cookies = await sessions(url, self.args.sessions)
             script.write_text(PICK % ",".join(f'"sessionid={c}"' for c in cookies))
         else:
@@ -450,11 +492,13 @@ async def run(args: argparse.Namespace) -> None:
     name = f"bench_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
+    postgres = urlparse(ADMIN_URL)._replace(path=f"/{name}").geturl()
+    with psycopg.connect(postgres, autocommit=True) as conn:
+        # The leanest PostgreSQL rows' table: a value per session digest.
+        conn.execute("CREATE TABLE bench_lean (k text PRIMARY KEY, v bigint)")
     try:
         with tempfile.TemporaryDirectory() as folder:
-            bench = Bench(
-                args, Path(folder), urlparse(ADMIN_URL)._replace(path=f"/{name}").geturl()
-            )
+            bench = Bench(args, Path(folder), postgres)
             await measure_and_report(bench, args)
     finally:
         with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
@@ -467,6 +511,10 @@ def label(row: Row) -> str:
         return "leanest Redis session write: one SET and the cookie, no engine"
     if row == LEAN_READ:
         return "leanest Redis session read: one GET, no engine"
+    if row == LEAN_PG:
+        return "leanest PostgreSQL session write: one upsert on the loop and the cookie"
+    if row == LEAN_PG_READ:
+        return "leanest PostgreSQL session read: one SELECT on the loop"
     if row == DJANGO:
         return "Django's SessionMiddleware and cache engine (locmem), write"
     what = (
@@ -615,14 +663,20 @@ def per_cpu_second(bench: Bench, results: dict[Row, list[float]]) -> dict[Row, l
     }
 
 
+def floor_words(floor: tuple[Row, ...]) -> str:
+    return "a read and a write at their leanest" if len(floor) == 2 else "a read at its leanest"
+
+
 def api_frame(ratios: Ratios, store: str, write: Row) -> str:
-    """What the API's PUT cannot beat: the site's middleware on that PUT, then with a write."""
+    """What the API's PUT cannot beat: the site's middleware on that PUT, then with a write:
+    the engine's, and a read and a write at their leanest."""
     parts = [
         f"the site's middleware on the API's PUT {ratios.to_bare(STACK_PUT):.2f}x",
         f"with the engine's write {ratios.combined(STACK_PUT, write):.2f}x",
     ]
-    if store == "redis":
-        parts.append(f"with the leanest Redis write {ratios.combined(STACK_PUT, LEAN):.2f}x")
+    floor = FLOORS.get((store, "write"))
+    if floor:
+        parts.append(f"with {floor_words(floor)} {ratios.combined(STACK_PUT, *floor):.2f}x")
     return ", ".join(parts)
 
 
@@ -650,11 +704,11 @@ def throughput_goals(bench: Bench, results: dict[Row, list[float]]) -> list[dict
                 note = (
                     f"{api_frame(ratios, s.store, write)}; {note}: {api_frame(cpu, s.store, write)}"
                 )
-            elif s.store == "redis":
-                lean, what = (LEAN, "write") if row == write else (LEAN_READ, "read")
+            elif (s.store, view) in FLOORS:
+                floor = FLOORS[s.store, view]
                 note = (
-                    f"leanest Redis {what} {ratios.to_bare(lean):.2f}x; {note},"
-                    f" leanest Redis {what} {cpu.to_bare(lean):.2f}x"
+                    f"its floor, {floor_words(floor)} {ratios.combined(*floor):.2f}x; {note},"
+                    f" its floor {cpu.combined(*floor):.2f}x"
                 )
             found.append(
                 least(

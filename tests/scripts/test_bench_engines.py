@@ -115,3 +115,20 @@ def test_the_api_is_framed_per_daphne_cpu_second_too(engines: ModuleType) -> Non
     shown = engines.api_frame(cpu, "sqlite", write)
     assert shown.startswith("the site's middleware on the API's PUT 0.40x, with the engine's write")
     assert "leanest" not in shown
+
+
+def test_a_writes_floor_is_a_lean_read_and_a_lean_write_added(engines: ModuleType) -> None:
+    results = {
+        engines.BARE_1: [100.0],
+        engines.STACK_PUT: [50.0],
+        engines.LEAN_PG_READ: [80.0],
+        engines.LEAN_PG: [50.0],
+        ("write", "postgres", "redis", 1): [40.0],
+    }
+    ratios = engines.Ratios(results)
+    floor = engines.FLOORS["postgres", "write"]
+    # 1.25 bare requests for the read, 2 for the write: 2.25 in all.
+    assert ratios.combined(*floor) == pytest.approx(1 / 2.25)
+    shown = engines.api_frame(ratios, "postgres", ("write", "postgres", "redis", 1))
+    # The middleware on its PUT (2) with both (0.25 + 1 more): 3.25 bare requests.
+    assert shown.endswith(f"with a read and a write at their leanest {1 / 3.25:.2f}x")
