@@ -124,49 +124,51 @@ async def read(request):
     await request.session.aget("n")
     return HttpResponse(b"ok")
 
+def named(request):
+    # The session's digest, from the cookie's key.
+    return digest(request.COOKIES.get(settings.SESSION_COOKIE_NAME, ""))
+
+def cookie_set_again(request):
+    # The answer of a session write: the cookie set again, as after a save.
+    response = HttpResponse(b"ok")
+    key = request.COOKIES.get(settings.SESSION_COOKIE_NAME, "")
+    set_cookie(response, key, settings.SESSION_COOKIE_AGE)
+    vary_on_cookie(response)
+    return response
+
 async def lean(request):
     # A Redis-backed session write at its leanest, the floor of the engine's
     # write: the cookie's key in, one command on the loop's own connection,
     # the cookie set again as after a save. No load, no merge, no push.
     from live import redis_client
-    key = request.COOKIES.get(settings.SESSION_COOKIE_NAME, "")
     line = await redis_client.async_wire().connection()
-    await line.send("SET", f"bench:lean:{digest(key)}", str(time.time_ns()), "EX", "60")
-    response = HttpResponse(b"ok")
-    set_cookie(response, key, settings.SESSION_COOKIE_AGE)
-    vary_on_cookie(response)
-    return response
+    await line.send("SET", f"bench:lean:{named(request)}", str(time.time_ns()), "EX", "60")
+    return cookie_set_again(request)
 
 async def lean_read(request):
     # A Redis-backed session read at its leanest, the floor of the engine's read:
     # the cookie's key in, one GET on the loop's own connection, nothing set.
     from live import redis_client
-    key = request.COOKIES.get(settings.SESSION_COOKIE_NAME, "")
     line = await redis_client.async_wire().connection()
-    await line.send("GET", f"bench:lean:{digest(key)}")
+    await line.send("GET", f"bench:lean:{named(request)}")
     return HttpResponse(b"ok")
 
 async def lean_pg(request):
     # The same on PostgreSQL: one upsert on the loop's own connection, the cookie set again.
     from live.sessions import pg_loop
-    key = request.COOKIES.get(settings.SESSION_COOKIE_NAME, "")
 
     async def upsert(db):
-        await db.execute(LEAN_UPSERT, [digest(key), time.time_ns()])
+        await db.execute(LEAN_UPSERT, [named(request), time.time_ns()])
 
     await pg_loop.run("default", upsert)
-    response = HttpResponse(b"ok")
-    set_cookie(response, key, settings.SESSION_COOKIE_AGE)
-    vary_on_cookie(response)
-    return response
+    return cookie_set_again(request)
 
 async def lean_pg_read(request):
     # And one SELECT on the loop's own connection, nothing set.
     from live.sessions import pg_loop
-    key = request.COOKIES.get(settings.SESSION_COOKIE_NAME, "")
 
     async def select(db):
-        await db.execute("SELECT v FROM bench_lean WHERE k = %s", [digest(key)])
+        await db.execute("SELECT v FROM bench_lean WHERE k = %s", [named(request)])
 
     await pg_loop.run("default", select)
     return HttpResponse(b"ok")
