@@ -22,8 +22,9 @@ Costs per request add, so the API's floor is that ceiling with the engine's
 write added (Ratios.combined). More rows set the engine figures beside what
 frames them: the leanest Redis-backed session write (the cookie's key, one SET
 on the loop's own connection, the cookie set again: no load, no merge, no
-push) and read (one GET), the same two on PostgreSQL (one upsert, one SELECT,
-on the loop's own psycopg connections), and Django's own SessionMiddleware on
+push) and read (one HGET of the session's stored value), the same two on
+PostgreSQL (one upsert; one SELECT of the session's row; on the loop's own
+psycopg connections), and Django's own SessionMiddleware on
 its cache engine (locmem), a session write with no storage I/O at all.
 
 Every throughput is a ratio to a bare async Django view (no middleware)
@@ -147,10 +148,12 @@ async def lean(request):
 
 async def lean_read(request):
     # A Redis-backed session read at its leanest, the floor of the engine's read:
-    # the cookie's key in, one GET on the loop's own connection, nothing set.
+    # the cookie's key in, one command on the loop's own connection reading the
+    # value as the engine stored it (HGET of its data hash), nothing set.
     from live import redis_client
+    from live.sessions.redis import session_keys
     line = await redis_client.async_wire().connection()
-    await line.send("GET", f"bench:lean:{named(request)}")
+    await line.send("HGET", session_keys(named(request))[0], "n")
     return HttpResponse(b"ok")
 
 async def lean_pg(request):
@@ -164,11 +167,13 @@ async def lean_pg(request):
     return cookie_set_again(request)
 
 async def lean_pg_read(request):
-    # And one SELECT on the loop's own connection, nothing set.
+    # And one SELECT on the loop's own connection of the session's row as the
+    # engine stored it, nothing set.
     from live.sessions import pg_loop
+    from live.sessions.sql import SESSIONS
 
     async def select(db):
-        await db.execute("SELECT v FROM bench_lean WHERE k = %s", [named(request)])
+        await db.execute(f"SELECT data FROM {SESSIONS} WHERE digest = %s", [named(request)])
 
     await pg_loop.run("default", select)
     return HttpResponse(b"ok")
@@ -230,7 +235,7 @@ STACK: Row = ("stack", "sqlite", "memory", 1)
 STACK_PUT: Row = ("stack-put", "sqlite", "memory", 1)
 # The floor of a Redis engine's write: one command and the cookie (the lean view).
 LEAN: Row = ("lean", "redis", "redis", 1)
-# The floor of a Redis engine's read: the cookie's key, one GET (the lean-read view).
+# The floor of a Redis engine's read: the cookie's key, one HGET (the lean-read view).
 LEAN_READ: Row = ("lean-read", "redis", "redis", 1)
 # The same two on PostgreSQL: one upsert and the cookie, one SELECT (lean-pg, lean-pg-read).
 LEAN_PG: Row = ("lean-pg", "postgres", "redis", 1)
@@ -512,7 +517,7 @@ def label(row: Row) -> str:
     if row == LEAN:
         return "leanest Redis session write: one SET and the cookie, no engine"
     if row == LEAN_READ:
-        return "leanest Redis session read: one GET, no engine"
+        return "leanest Redis session read: one HGET, no engine"
     if row == LEAN_PG:
         return "leanest PostgreSQL session write: one upsert on the loop and the cookie"
     if row == LEAN_PG_READ:
