@@ -279,7 +279,7 @@ class SessionStore(LiveSessionBase):
         mine = sorted(
             (
                 (session_digest, updated)
-                for session_digest, updated, user in await _updated(True)
+                for session_digest, updated, user in await _updated(logins=True)
                 if user is not None and str(loads(user)) == user_id
             ),
             key=lambda pair: pair[1],
@@ -318,8 +318,6 @@ async def _updated(logins: bool = False) -> list[tuple[str, float, str | None]]:
     The login is the user id as stored (JSON text), None for a session signed
     in as nobody; it is read only when asked for, else always None.
     """
-    # session_keys() names a meta key PREFIX + "{digest}:meta".
-    start, end = len(PREFIX) + 1, -len("}:meta")
 
     # On a cluster, scan_iter visits every primary, and the pipeline sends each
     # primary the HGETs of its own keys. A page of names at a time: with many
@@ -338,8 +336,13 @@ async def _updated(logins: bool = False) -> list[tuple[str, float, str | None]]:
     found = await read(fetch, LISTING_BUDGET)
     # A key that expired between the SCAN and the HGET answers None.
     return [
-        (name[start:end], float(stamp), user) for name, stamp, user in found if stamp is not None
+        (_digest_of(name), float(stamp), user) for name, stamp, user in found if stamp is not None
     ]
+
+
+def _digest_of(meta_key: str) -> str:
+    # session_keys() names a meta key PREFIX + "{digest}:meta".
+    return meta_key[len(PREFIX) + 1 : -len("}:meta")]
 
 
 async def _stamps(
@@ -352,7 +355,7 @@ async def _stamps(
             pipe.hget(name, "updated")
             if logins:
                 # The data key shares the meta key's hash tag, so its slot too.
-                pipe.hget(name.removesuffix("meta") + "data", SESSION_KEY)
+                pipe.hget(session_keys(_digest_of(name))[0], SESSION_KEY)
         replies = await pipe.execute()
     if not logins:
         return [(name, stamp, None) for name, stamp in zip(names, replies, strict=True)]
