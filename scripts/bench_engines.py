@@ -500,10 +500,10 @@ async def run(args: argparse.Namespace) -> None:
     with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     postgres = urlparse(ADMIN_URL)._replace(path=f"/{name}").geturl()
-    with psycopg.connect(postgres, autocommit=True) as conn:
-        # The leanest PostgreSQL rows' table: a value per session digest.
-        conn.execute("CREATE TABLE bench_lean (k text PRIMARY KEY, v bigint)")
     try:
+        with psycopg.connect(postgres, autocommit=True) as conn:
+            # The leanest PostgreSQL write's table: a value per session digest.
+            conn.execute("CREATE TABLE bench_lean (k text PRIMARY KEY, v bigint)")
         with tempfile.TemporaryDirectory() as folder:
             bench = Bench(args, Path(folder), postgres)
             await measure_and_report(bench, args)
