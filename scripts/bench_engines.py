@@ -85,7 +85,9 @@ ADMIN_URL = os.environ.get("DATABASE_TEST_URL") or "postgres://postgres@127.0.0.
 API_PATH = "/api/session/keys/n"
 
 # The benchmark's own settings and views, written next to a throwaway database.
-# The API rows keep the site's middleware and URLs; the others strip them.
+# The API rows keep the site's middleware and URLs, the stack rows its middleware;
+# the others strip it. Every row but the API's takes the benchmark's URLs, which
+# end with the site's own.
 SITE = """
 import os
 from asgi_config.settings import *  # noqa: F403
@@ -582,8 +584,10 @@ class Ratios:
         """The ratio of a request that pays each row's cost beyond the bare view's.
 
         Costs per request add: a row at ratio r costs 1/r bare requests, 1/r - 1
-        more than the bare view. So the API's PUT can be no faster than the
-        site's middleware on a PUT plus the engine's write, each measured alone.
+        more than the bare view. So the API's PUT is about as fast at best as
+        the site's middleware on a PUT plus the engine's write, each measured
+        alone. (Each row of the session middleware pays its pass-through too, so
+        a combination of several counts it more than once: a little low.)
         """
         return self.paired(
             lambda n: 1 / (sum(1 / self._to_bare(row, n) for row in rows) - (len(rows) - 1))
