@@ -163,8 +163,9 @@ class Hub:
         if kind == events.CHANGED:
             await self._changed(mirror, events.expanded(event))
         elif kind == events.PRESENCE:
-            mirror.present = presence.Presence(event["tabs"], tuple(event.get("labels", ())))
-            await self._each(mirror, lambda tab: tab.show_tabs(mirror))
+            await self._show_count(
+                mirror, presence.Presence(event["tabs"], tuple(event.get("labels", ())))
+            )
         elif kind in (events.ROTATED, events.ENDED):
             await self._end(mirror, rotated=kind == events.ROTATED)
         elif kind == events.STALE:
@@ -215,8 +216,11 @@ class Hub:
         # Read again by the heartbeat: a process that died announced nothing.
         mirror = self.mirrors.get(digest)
         if mirror is not None and mirror.present != present:
-            mirror.present = present
-            await self._each(mirror, lambda tab: tab.show_tabs(mirror))
+            await self._show_count(mirror, present)
+
+    async def _show_count(self, mirror: Mirror, present: presence.Presence) -> None:
+        mirror.present = present
+        await self._each(mirror, lambda tab: tab.show_tabs(mirror))
 
     async def _pushes_paused(self, paused: bool) -> None:
         # Tabs must not look live while nothing reaches them; the resync that

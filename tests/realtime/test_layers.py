@@ -149,9 +149,10 @@ async def test_concurrent_writes_faster_than_a_round_trip_lose_no_push(
     # The channel layer on a Redis of its own, so each change goes through
     # the outbox: writers outpace one publish per round trip many times over,
     # and every change still reaches its session's listener, in order.
-    settings.REDIS_URL = own_redis().url
+    sessions, pushes = own_redis(), own_redis()
+    settings.REDIS_URL = sessions.url
     settings.SESSION_ENGINE = "live.redis_engine"
-    layer = _redis_layer(settings, own_redis().url)
+    layer = _redis_layer(settings, pushes.url)
     made = await _sessions_followed(layer, 8)
     await _write_concurrently(made, 48, 25)
     outbox = events._outbox.get()
