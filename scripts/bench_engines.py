@@ -102,6 +102,10 @@ if VIEW not in ("api", "stack", "stack-put"):
 # Django's own session write, for comparison: its middleware, its in-memory engine.
 if os.environ.get("SESSION_STORE") == "django-cache":
     MIDDLEWARE = ["django.contrib.sessions.middleware.SessionMiddleware"]
+# Django's session API at its leanest on Redis (bench_lean_engine), behind the session
+# middleware, which tells the tabs of each change as it does for any Django engine.
+if os.environ.get("SESSION_STORE") == "lean":
+    SESSION_ENGINE = "bench_lean_engine"
 if os.environ.get("BENCH_LAYER") == "memory":
     CHANNEL_LAYERS = {
         "default": {"BACKEND": "live.layers.LocalChannelLayer", "CONFIG": {"capacity": 1000}}
@@ -195,6 +199,33 @@ urlpatterns = [
 # What a server logs when pushes are lost because the channel layer is not keeping up
 # (live.realtime.events): a figure bought by dropping pushes does not count.
 DROPPED = re.compile(r"The channel layer is not keeping up|Skipped \d+ pushes")
+# A session engine with nothing but what Django's session API needs: the session one
+# JSON value, loaded by one GET and saved by one SET on the loop's own connection.
+LEAN_ENGINE = """
+import json
+from django.contrib.sessions.backends.base import VALID_KEY_CHARS, SessionBase
+from django.utils.crypto import get_random_string
+from live import redis_client
+from live.sessions.keys import digest
+
+
+class SessionStore(SessionBase):
+    def _name(self):
+        return "bench:lean-engine:" + digest(self.session_key)
+
+    async def aload(self):
+        line = await redis_client.async_wire().connection()
+        text = await line.send("GET", self._name())
+        return json.loads(text) if text else {}
+
+    async def asave(self, must_create=False):
+        if self.session_key is None:
+            self._session_key = get_random_string(32, VALID_KEY_CHARS)
+        line = await redis_client.async_wire().connection()
+        text = json.dumps(self._get_session(no_load=must_create))
+        # The benchmark's keys are gone a minute after its runs.
+        await line.send("SET", self._name(), text, "EX", "60")
+"""
 # wrk: each request picks one of the sessions' cookies.
 PICK = """
 cookies = {%s}
@@ -252,11 +283,20 @@ FLOORS: dict[tuple[str, str], tuple[Row, ...]] = {
 }
 # Django's SessionMiddleware on its cache engine (locmem): a session write without storage I/O.
 DJANGO: Row = ("write", "django", "memory", 1)
+# Django's session API at its leanest on Redis (LEAN_ENGINE), behind the session middleware:
+# a write loads, saves and tells the tabs; a read loads. The floor of any engine on Redis.
+LEAN_ENGINE_WRITE: Row = ("write", "lean", "redis", 1)
+LEAN_ENGINE_READ: Row = ("read", "lean", "redis", 1)
+DJANGO_FLOORS: dict[tuple[str, str], Row] = {
+    ("redis", "write"): LEAN_ENGINE_WRITE,
+    ("redis", "read"): LEAN_ENGINE_READ,
+}
 
 
 def rows() -> list[Row]:
     """Every row of a round, in the order each round runs them."""
     found = [BARE_1, BARE_2, STACK, STACK_PUT, LEAN, LEAN_READ, LEAN_PG, LEAN_PG_READ, DJANGO]
+    found += [LEAN_ENGINE_WRITE, LEAN_ENGINE_READ]
     for s in SETUPS:
         found += [(v, s.store, s.layer, n) for v, n in (("write", 1), ("read", 1), ("api", 1))]
         found.append(("write", s.store, s.layer, 2))
@@ -272,6 +312,7 @@ class Bench:
         self.args, self.folder, self.postgres = args, folder, postgres
         (folder / "bench_site.py").write_text(SITE)
         (folder / "bench_urls.py").write_text(URLS)
+        (folder / "bench_lean_engine.py").write_text(LEAN_ENGINE)
         self.migrated: set[str] = set()
         # Where the CPU went while each row ran, one figure a round.
         self.cpu: dict[Row, list[Cpu]] = {}
@@ -289,15 +330,19 @@ class Bench:
             "DJANGO_DEBUG": "0",
             "DJANGO_SSL_REDIRECT": "0",
             "DATABASE_URL": database,
-            "SESSION_STORE": {"redis": "redis", "django": "django-cache"}.get(store, "db"),
+            "SESSION_STORE": {"redis": "redis", "django": "django-cache", "lean": "lean"}.get(
+                store, "db"
+            ),
             "BENCH_VIEW": view,
             "BENCH_LAYER": layer,
         }
         env.pop("REDIS_URL", None)
-        if layer == "redis" or store == "redis":
+        if layer == "redis" or store in ("redis", "lean"):
             env["REDIS_URL"] = REDIS_URL
         if database not in self.migrated:
-            migrate({**env, "DJANGO_SETTINGS_MODULE": "asgi_config.settings"})
+            # The tables do not depend on the engine, which the site's checks judge.
+            site = {"DJANGO_SETTINGS_MODULE": "asgi_config.settings", "SESSION_STORE": "db"}
+            migrate({**env, **site})
             self.migrated.add(database)
         return env
 
@@ -524,6 +569,8 @@ def label(row: Row) -> str:
         return "leanest PostgreSQL session write: one upsert on the loop and the cookie"
     if row == LEAN_PG_READ:
         return "leanest PostgreSQL session read: one SELECT on the loop"
+    if row in (LEAN_ENGINE_WRITE, LEAN_ENGINE_READ):
+        return f"Django's session API at its leanest on Redis (GET, SET, push), {view}"
     if row == DJANGO:
         return "Django's SessionMiddleware and cache engine (locmem), write"
     what = (
@@ -678,6 +725,17 @@ def floor_words(floor: tuple[Row, ...]) -> str:
     return "a read and a write at their leanest" if len(floor) == 2 else "a read at its leanest"
 
 
+def floor_note(ratios: Ratios, store: str, view: str) -> str:
+    """What an engine's write or read cannot beat: the commands it needs at their leanest,
+    and, where measured, Django's session API at its leanest on them."""
+    floor = FLOORS[store, view]
+    shown = f"{floor_words(floor)} {ratios.combined(*floor):.2f}x"
+    django = DJANGO_FLOORS.get((store, view))
+    if django:
+        shown += f", Django's session API on them {ratios.to_bare(django):.2f}x"
+    return shown
+
+
 def api_frame(ratios: Ratios, store: str, write: Row) -> str:
     """What the API's PUT cannot beat: the site's middleware on that PUT, then with a write:
     the engine's, and a read and a write at their leanest."""
@@ -716,11 +774,8 @@ def throughput_goals(bench: Bench, results: dict[Row, list[float]]) -> list[dict
                     f"{api_frame(ratios, s.store, write)}; {note}: {api_frame(cpu, s.store, write)}"
                 )
             elif (s.store, view) in FLOORS:
-                floor = FLOORS[s.store, view]
-                note = (
-                    f"its floor, {floor_words(floor)} {ratios.combined(*floor):.2f}x; {note},"
-                    f" its floor {cpu.combined(*floor):.2f}x"
-                )
+                note = f"its floor, {floor_note(ratios, s.store, view)}; {note}, its floor"
+                note += f" {floor_note(cpu, s.store, view)}"
             found.append(
                 least(
                     f"{s.label}: {view}",
@@ -733,7 +788,8 @@ def throughput_goals(bench: Bench, results: dict[Row, list[float]]) -> list[dict
         share = ratios.scaling_share(write, two)
         note = (
             f" ({ratios.scaling(write, two):.2f}x against {ratios.scaling(BARE_1, BARE_2):.2f}x;"
-            f" the machine {bench.busy(two):.0f}% busy with 2 processes)"
+            f" the machine {bench.busy(two):.0f}% busy with 2 processes;"
+            f" per daphne CPU-second {cpu.scaling_share(write, two):.2f})"
         )
         lost = drops.get(write, 0) + drops.get(two, 0)
         goal = f"{s.label}: 1 -> 2 processes, share of bare's scaling"

@@ -132,3 +132,25 @@ def test_a_writes_floor_is_a_lean_read_and_a_lean_write_added(engines: ModuleTyp
     shown = engines.api_frame(ratios, "postgres", ("write", "postgres", "redis", 1))
     # The middleware on its PUT (2) with both (0.25 + 1 more): 3.25 bare requests.
     assert shown.endswith(f"with a read and a write at their leanest {1 / 3.25:.2f}x")
+
+
+def test_a_redis_floor_shows_djangos_session_api_on_the_same_commands(
+    engines: ModuleType,
+) -> None:
+    results = {
+        engines.BARE_1: [100.0],
+        engines.LEAN_READ: [80.0],
+        engines.LEAN: [80.0],
+        engines.LEAN_ENGINE_WRITE: [70.0],
+        engines.LEAN_ENGINE_READ: [90.0],
+        engines.LEAN_PG_READ: [80.0],
+        engines.LEAN_PG: [50.0],
+    }
+    ratios = engines.Ratios(results)
+    # 1.25 bare requests each for the read and the write: 1.5 in all.
+    assert engines.floor_note(ratios, "redis", "write") == (
+        f"a read and a write at their leanest {1 / 1.5:.2f}x,"
+        " Django's session API on them 0.70x"
+    )
+    assert engines.floor_note(ratios, "redis", "read").endswith("on them 0.90x")
+    assert "Django" not in engines.floor_note(ratios, "postgres", "write")
