@@ -738,7 +738,8 @@ def floor_note(ratios: Ratios, store: str, view: str) -> str:
 
 def api_frame(ratios: Ratios, store: str, write: Row) -> str:
     """What the API's PUT cannot beat: the site's middleware on that PUT, then with a write:
-    the engine's, and a read and a write at their leanest."""
+    the engine's, a read and a write at their leanest and, where measured, Django's session
+    API on them."""
     parts = [
         f"the site's middleware on the API's PUT {ratios.to_bare(STACK_PUT):.2f}x",
         f"with the engine's write {ratios.combined(STACK_PUT, write):.2f}x",
@@ -746,6 +747,9 @@ def api_frame(ratios: Ratios, store: str, write: Row) -> str:
     floor = FLOORS.get((store, "write"))
     if floor:
         parts.append(f"with {floor_words(floor)} {ratios.combined(STACK_PUT, *floor):.2f}x")
+    django = DJANGO_FLOORS.get((store, "write"))
+    if django:
+        parts.append(f"with Django's session API on them {ratios.combined(STACK_PUT, django):.2f}x")
     return ", ".join(parts)
 
 

@@ -149,8 +149,12 @@ def test_a_redis_floor_shows_djangos_session_api_on_the_same_commands(
     ratios = engines.Ratios(results)
     # 1.25 bare requests each for the read and the write: 1.5 in all.
     assert engines.floor_note(ratios, "redis", "write") == (
-        f"a read and a write at their leanest {1 / 1.5:.2f}x,"
-        " Django's session API on them 0.70x"
+        f"a read and a write at their leanest {1 / 1.5:.2f}x, Django's session API on them 0.70x"
     )
     assert engines.floor_note(ratios, "redis", "read").endswith("on them 0.90x")
     assert "Django" not in engines.floor_note(ratios, "postgres", "write")
+    # The site's middleware on its PUT (1 more bare request) with Django's write (3/7 more).
+    results[engines.STACK_PUT] = [50.0]
+    api = engines.api_frame(ratios, "redis", engines.LEAN_ENGINE_WRITE)
+    assert api.endswith(f"with Django's session API on them {1 / (2 + 3 / 7):.2f}x")
+    assert "Django" not in engines.api_frame(ratios, "postgres", engines.LEAN_PG)
