@@ -569,8 +569,10 @@ def label(row: Row) -> str:
         return "leanest PostgreSQL session write: one upsert on the loop and the cookie"
     if row == LEAN_PG_READ:
         return "leanest PostgreSQL session read: one SELECT on the loop"
-    if row in (LEAN_ENGINE_WRITE, LEAN_ENGINE_READ):
-        return f"Django's session API at its leanest on Redis (GET, SET, push), {view}"
+    if row == LEAN_ENGINE_WRITE:
+        return "Django's session API at its leanest on Redis (a GET, a SET, the push), write"
+    if row == LEAN_ENGINE_READ:
+        return "Django's session API at its leanest on Redis (a GET), read"
     if row == DJANGO:
         return "Django's SessionMiddleware and cache engine (locmem), write"
     what = (
