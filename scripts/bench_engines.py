@@ -199,8 +199,8 @@ urlpatterns = [
 # What a server logs when pushes are lost because the channel layer is not keeping up
 # (live.realtime.events): a figure bought by dropping pushes does not count.
 DROPPED = re.compile(r"The channel layer is not keeping up|Skipped \d+ pushes")
-# A session engine with nothing but what Django's session API needs: the session one
-# JSON value, loaded by one GET and saved by one SET on the loop's own connection.
+# A session engine with nothing but what Django's session API needs: it keeps the session
+# as one JSON value, loaded by one GET and saved by one SET on the loop's own connection.
 LEAN_ENGINE = """
 import json
 from django.contrib.sessions.backends.base import VALID_KEY_CHARS, SessionBase
