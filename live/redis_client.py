@@ -23,10 +23,7 @@ project has no use for them, so they are off.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
-from dataclasses import dataclass
+from contextvars import ContextVar, Token
 from functools import cache
 from typing import Any
 
@@ -86,25 +83,28 @@ AsyncClient = redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster
 _async: PerLoop[dict[str, AsyncClient]] = PerLoop(dict)
 
 
-@dataclass
 class Attempt:
-    """One command's way to Redis: once it holds a connection, the command may have run."""
+    """One command's way to Redis: once it holds a connection, the command may have run.
 
-    connected: bool = False
+    `with Attempt() as attempt:` notes whether the commands sent inside got as
+    far as a connection. A class rather than a generator: every script call
+    enters one, and a generator's context manager costs several times more.
+    """
+
+    def __init__(self) -> None:
+        self.connected = False
+        self._token: Token[Attempt | None] | None = None
+
+    def __enter__(self) -> Attempt:
+        self._token = _attempt.set(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._token is not None:
+            _attempt.reset(self._token)
 
 
 _attempt: ContextVar[Attempt | None] = ContextVar("live_redis_attempt", default=None)
-
-
-@contextmanager
-def attempt() -> Iterator[Attempt]:
-    """Note whether the commands sent inside got as far as a connection."""
-    current = Attempt()
-    token = _attempt.set(current)
-    try:
-        yield current
-    finally:
-        _attempt.reset(token)
 
 
 def note_connected() -> None:

@@ -43,8 +43,12 @@ from live.sockets import readable
 class _Protocol(asyncio.Protocol):
     def __init__(self) -> None:
         self.reader = hiredis.Reader(encoding="utf-8", replyError=BaseParser.parse_error)
-        # Each command's reply to come, and when the command was sent, oldest first.
-        self.waiting: deque[tuple[asyncio.Future[Any], float]] = deque()
+        # Each command's reply to come, when the command was sent, and when its
+        # caller stops waiting for it (None: never), oldest first.
+        self.waiting: deque[tuple[asyncio.Future[Any], float, float | None]] = deque()
+        # One timer for the line, at the earliest deadline waited for: cheaper
+        # than a timeout per command, which every request's script calls pay.
+        self.alarm: asyncio.TimerHandle | None = None
         self.transport: asyncio.Transport | None = None
         self.lost = False
         # Commands written in this turn of the loop, sent together at its end.
@@ -72,7 +76,7 @@ class _Protocol(asyncio.Protocol):
             if not waiting:
                 self._break("Redis sent a reply nobody asked for.")
                 return
-            reply_to, _sent = waiting.popleft()
+            reply_to, _sent, _deadline = waiting.popleft()
             # A caller that gave up waiting leaves its place in the line.
             if reply_to.done():
                 continue
@@ -84,8 +88,12 @@ class _Protocol(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._fail("Connection closed by server.")
 
-    def send(self, *args: str | bytes) -> asyncio.Future[Any]:
-        """Write one command; its reply, or its error, comes in the future returned."""
+    def send(self, *args: str | bytes, deadline: float | None = None) -> asyncio.Future[Any]:
+        """Write one command; its reply, or its error, comes in the future returned.
+
+        Past `deadline` (the loop's time) the future fails with TimeoutError;
+        the reply, when it comes, is read and dropped.
+        """
         if self.lost or self.transport is None or self.transport.is_closing():
             raise redis.ConnectionError("Connection closed.")
         loop = asyncio.get_running_loop()
@@ -94,8 +102,30 @@ class _Protocol(asyncio.Protocol):
             loop.call_soon(self._flush)
         # hiredis's stubs type the command as a one-element tuple; any length packs.
         self.unsent.append(hiredis.pack_command(args))  # type: ignore[arg-type]
-        self.waiting.append((reply_to, loop.time()))
+        self.waiting.append((reply_to, loop.time(), deadline))
+        if deadline is not None and (self.alarm is None or deadline < self.alarm.when()):
+            self._arm(deadline)
         return reply_to
+
+    def _arm(self, at: float) -> None:
+        if self.alarm is not None:
+            self.alarm.cancel()
+        self.alarm = asyncio.get_running_loop().call_at(at, self._expire)
+
+    def _expire(self) -> None:
+        """Fail the replies owed past their deadline; wait for the next deadline."""
+        self.alarm = None
+        now = asyncio.get_running_loop().time()
+        nearest = None
+        for reply_to, _sent, deadline in self.waiting:
+            if deadline is None or reply_to.done():
+                continue
+            if deadline <= now:
+                reply_to.set_exception(TimeoutError("Redis did not answer in time."))
+            elif nearest is None or deadline < nearest:
+                nearest = deadline
+        if nearest is not None:
+            self._arm(nearest)
 
     def _flush(self) -> None:
         # One send for every command of the turn: under load, many requests' commands.
@@ -120,8 +150,11 @@ class _Protocol(asyncio.Protocol):
 
     def _fail(self, reason: str) -> None:
         self.lost = True
+        if self.alarm is not None:
+            self.alarm.cancel()
+            self.alarm = None
         waiting, self.waiting = self.waiting, deque()
-        for reply_to, _sent in waiting:
+        for reply_to, _sent, _deadline in waiting:
             if not reply_to.done():
                 reply_to.set_exception(redis.ConnectionError(reason))
 
@@ -160,8 +193,8 @@ class Wire:
         self.protocol: _Protocol | None = None
         self.connecting: asyncio.Task[_Protocol] | None = None
 
-    async def connection(self) -> _Protocol:
-        """A connection whose handshake Redis answered."""
+    def ready(self) -> _Protocol | None:
+        """The open connection, if it may take a command now, without waiting."""
         protocol = self.protocol
         if protocol is not None:
             # A caller gone (a client that hung up) leaves the line as it is;
@@ -173,6 +206,13 @@ class Wire:
             else:
                 return protocol
             self.protocol = None
+        return None
+
+    async def connection(self) -> _Protocol:
+        """A connection whose handshake Redis answered."""
+        protocol = self.ready()
+        if protocol is not None:
+            return protocol
         if self.connecting is None or self.connecting.done():
             self.connecting = asyncio.get_running_loop().create_task(self._connect())
             self.connecting.add_done_callback(_retrieved)

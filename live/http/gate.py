@@ -11,10 +11,10 @@ the loop, and beyond the queue the request is refused with 429 at once.
 from __future__ import annotations
 
 import json
-from http.cookies import SimpleCookie
 from typing import Any
 
 from django.conf import settings
+from django.http.cookie import parse_cookie
 
 from live import limits
 from live.sessions.keys import digest
@@ -24,15 +24,14 @@ BUSY = "Too many writes to this session are waiting; slow down and try again."
 
 
 def _session_key(scope: dict[str, Any]) -> str | None:
+    # Django's own cookie parser, as request.COOKIES uses: the session whose
+    # turn is taken is the one the session middleware then loads.
     for name, value in scope.get("headers", ()):
         if name == b"cookie":
-            cookie = SimpleCookie()
-            try:
-                cookie.load(bytes(value).decode("latin-1"))
-            except Exception:
-                return None
-            morsel = cookie.get(settings.SESSION_COOKIE_NAME)
-            return morsel.value if morsel is not None and morsel.value else None
+            return (
+                parse_cookie(bytes(value).decode("latin-1")).get(settings.SESSION_COOKIE_NAME)
+                or None
+            )
     return None
 
 

@@ -73,7 +73,7 @@ class Call:
     args: dict[str, Any]
 
     def argv(self) -> list[str]:
-        return [self.op, json.dumps(self.args)]
+        return [self.op, json.dumps(self.args) if self.args else "{}"]
 
     @property
     def changes(self) -> bool:
@@ -116,7 +116,7 @@ def _again(exc: Exception, changes: bool, attempt: redis_client.Attempt) -> bool
 def _send_sync(changes: bool, send: Callable[[], T]) -> T:
     retried = False
     while True:
-        with redis_client.attempt() as attempt:
+        with redis_client.Attempt() as attempt:
             try:
                 return send()
             except redis_client.DOWN as exc:
@@ -125,13 +125,13 @@ def _send_sync(changes: bool, send: Callable[[], T]) -> T:
         retried = True
 
 
-async def _send(changes: bool, send: Callable[[], Awaitable[T]], deadline: float) -> T:
+async def _send(changes: bool, send: Callable[[], Awaitable[T]]) -> T:
+    """Send once more on a dead pooled connection if that is safe; `send` keeps the deadline."""
     retried = False
     while True:
-        with redis_client.attempt() as attempt:
+        with redis_client.Attempt() as attempt:
             try:
-                async with asyncio.timeout_at(deadline):
-                    return await send()
+                return await send()
             except redis_client.DOWN as exc:
                 if retried or not _again(exc, changes, attempt):
                     raise unavailable(exc, changes, attempt.connected) from exc
@@ -140,6 +140,11 @@ async def _send(changes: bool, send: Callable[[], Awaitable[T]], deadline: float
 
 def _deadline(budget: float = redis_client.BUDGET) -> float:
     return asyncio.get_running_loop().time() + budget
+
+
+async def _within(deadline: float, send: Callable[[], Awaitable[T]]) -> T:
+    async with asyncio.timeout_at(deadline):
+        return await send()
 
 
 def call_sync(operation: Operation[T]) -> T:
@@ -164,23 +169,30 @@ async def call_async(operation: Operation[T]) -> T:
         except StopIteration as done:
             return done.value  # type: ignore[no-any-return]
         if script is None:
-            send = partial(_on_wire, wire, call)
+            send = partial(_on_wire, wire, call, deadline)
         else:
-            send = partial(script, call.keys, call.argv())
-        reply = await _send(call.changes, send, deadline)
+            send = partial(_within, deadline, partial(script, call.keys, call.argv()))
+        reply = await _send(call.changes, send)
 
 
-async def _on_wire(wire: Any, call: Call) -> Any:
-    """One script call on the loop's bare connection (live.redis_wire)."""
-    connection = await wire.connection()
+async def _on_wire(wire: Any, call: Call, deadline: float) -> Any:
+    """One script call on the loop's bare connection (live.redis_wire), by the deadline.
+
+    The line itself fails a reply owed past its deadline, so an open line
+    needs no timeout of the caller's; only opening one does.
+    """
+    connection = wire.ready()
+    if connection is None:
+        async with asyncio.timeout_at(deadline):
+            connection = await wire.connection()
     redis_client.note_connected()
     command = ("EVALSHA", _SHA, str(len(call.keys)), *call.keys, *call.argv())
     try:
-        return await connection.send(*command)
+        return await connection.send(*command, deadline=deadline)
     except NoScriptError:
         # Redis restarted and forgot the script; it ran nothing.
-        await connection.send("SCRIPT", "LOAD", _SCRIPT)
-        return await connection.send(*command)
+        await connection.send("SCRIPT", "LOAD", _SCRIPT, deadline=deadline)
+        return await connection.send(*command, deadline=deadline)
 
 
 async def read(
@@ -188,7 +200,8 @@ async def read(
 ) -> T:
     """Commands that change nothing, within the budget; once more on a dead pooled connection."""
     client = redis_client.async_client()
-    return await _send(False, lambda: fetch(client), _deadline(budget))
+    deadline = _deadline(budget)
+    return await _send(False, partial(_within, deadline, partial(fetch, client)))
 
 
 async def call_many(operations: list[Operation[T]]) -> list[T]:

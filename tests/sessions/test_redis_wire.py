@@ -62,6 +62,30 @@ async def test_a_reply_later_than_allowed_retires_the_line_and_what_it_sent_stil
     assert await second.send("GET", "k") == "sent"
 
 
+async def test_a_reply_owed_past_its_deadline_fails_and_the_others_keep_theirs(
+    own_redis: Start,
+):
+    server = own_redis()
+    wire = redis_wire.wire(server.url, 2.0, 30.0)
+    connection = await wire.connection()
+    loop = asyncio.get_running_loop()
+    with server.frozen():
+        soon = connection.send("SET", "k", "soon", deadline=loop.time() + 0.1)
+        later = connection.send("ECHO", "later", deadline=loop.time() + 30)
+        unbounded = connection.send("ECHO", "unbounded")
+        # The line fails the first by itself; the guard only keeps a broken
+        # deadline from hanging the test.
+        async with asyncio.timeout(10):
+            with pytest.raises(TimeoutError):
+                await soon
+        assert not later.done() and not unbounded.done()
+    # Redis answers again: the late reply is read and dropped, the others get theirs.
+    assert await later == "later"
+    assert await unbounded == "unbounded"
+    assert await connection.send("GET", "k") == "soon"
+    assert await wire.connection() is connection
+
+
 async def test_a_caller_that_hangs_up_leaves_the_line_to_the_others(own_redis: Start):
     wire = redis_wire.wire(own_redis().url, 2.0, 2.0)
     connection = await wire.connection()
