@@ -19,7 +19,9 @@ command waiting on it with redis.ConnectionError, which callers may send
 again if it changed nothing. A connection whose oldest reply is later than
 redis-py's socket timeout would allow is retired, as redis-py drops such a
 connection: nothing more is sent on it, what was written still reaches Redis,
-and the commands waiting behind fail. Errors Redis answers
+and the commands waiting behind fail. A command sent with a deadline fails
+with TimeoutError once it passes, by one timer per connection rather than one
+per command; its reply, when it comes, is read and dropped. Errors Redis answers
 with are redis-py's exceptions. Only plain redis:// URLs use it; TLS, Unix
 sockets and clusters stay on redis-py's clients.
 """
