@@ -74,3 +74,23 @@ async def test_gate_lets_a_few_writes_of_a_session_in_and_refuses_beyond_the_que
     answers = await asyncio.gather(*writes, *others)
     assert all(sent[0]["status"] == 200 for sent in answers)
     assert inner.most == 5
+
+
+@pytest.mark.parametrize("before", ["a b=c", 'x="unterminated', "{=1"])
+async def test_gate_reads_the_session_as_django_does_past_a_cookie_it_cannot_parse(
+    before: str,
+) -> None:
+    # Python's SimpleCookie gives up on such a header; Django's parser, which
+    # the session middleware uses, still finds the session, so its turn counts.
+    inner = Counting()
+    gate = SessionWriteGate(inner)
+    name = django_settings.SESSION_COOKIE_NAME
+    scope = request("PUT", None)
+    scope["headers"] = [(b"cookie", f"{before}; {name}={'k' * 32}".encode())]
+    writes = [asyncio.ensure_future(call(gate, dict(scope))) for _ in range(5)]
+    await asyncio.sleep(0)
+    assert inner.inside == 2
+    refused = await call(gate, scope)
+    assert refused[0]["status"] == 429
+    inner.release.set()
+    assert all(sent[0]["status"] == 200 for sent in await asyncio.gather(*writes))
