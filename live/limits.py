@@ -93,15 +93,11 @@ async def writing(digest: str) -> AsyncIterator[None]:
         raise Busy
     entry.holders += 1
     try:
-        if entry.free.locked():
-            try:
-                async with asyncio.timeout(float(setting("WRITE_WAIT"))):
-                    await entry.free.acquire()
-            except TimeoutError:
-                raise Busy from None
-        else:
-            # A free slot is taken at once: no wait to bound, so no timer to set.
-            await entry.free.acquire()
+        try:
+            async with asyncio.timeout(float(setting("WRITE_WAIT"))):
+                await entry.free.acquire()
+        except TimeoutError:
+            raise Busy from None
         try:
             yield
         finally:

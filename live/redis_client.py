@@ -91,17 +91,17 @@ class Attempt:
     enters one, and a generator's context manager costs several times more.
     """
 
+    _token: Token[Attempt | None]
+
     def __init__(self) -> None:
         self.connected = False
-        self._token: Token[Attempt | None] | None = None
 
     def __enter__(self) -> Attempt:
         self._token = _attempt.set(self)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self._token is not None:
-            _attempt.reset(self._token)
+        _attempt.reset(self._token)
 
 
 _attempt: ContextVar[Attempt | None] = ContextVar("live_redis_attempt", default=None)

@@ -73,7 +73,7 @@ class Call:
     args: dict[str, Any]
 
     def argv(self) -> list[str]:
-        return [self.op, json.dumps(self.args) if self.args else "{}"]
+        return [self.op, json.dumps(self.args)]
 
     @property
     def changes(self) -> bool:
